@@ -1,0 +1,1 @@
+//! vqllm-model
