@@ -1,6 +1,14 @@
-//! vqllm-codegen: GPU description, plans and adaptive heuristics, thread mapping, and instantiation of the
-//! CUDA templates in `kernels/`. No GPU needed.
+//! vqllm-codegen: GPU description, plans and adaptive heuristics, the kernels' code layout, and instantiation
+//! of the CUDA templates in `kernels/`. No GPU needed.
 
+pub mod error;
 pub mod gpu_spec;
+pub mod instantiate;
+pub mod layout;
+pub mod plan;
 
+pub use error::{CodegenError, Result};
 pub use gpu_spec::GpuSpec;
+pub use instantiate::{instantiate, KernelSource};
+pub use layout::{pack_weight, PackedWeight, TileGeometry};
+pub use plan::{CompiledUsage, Decision, KernelKind, Level, Op, Overrides, Plan};

@@ -48,7 +48,15 @@ pub struct VqConfig {
 }
 
 /// Names of every preset, in the order of DESIGN.md section 2.
-pub const PRESET_NAMES: &[&str] = &["quip4", "aqlm3", "gptvq2", "cq4", "cq2", "aqlm-2x8", "aqlm-1x16"];
+pub const PRESET_NAMES: &[&str] = &[
+    "quip4",
+    "aqlm3",
+    "gptvq2",
+    "cq4",
+    "cq2",
+    "aqlm-2x8",
+    "aqlm-1x16",
+];
 
 /// The presets that quantize weights (the others are KV-cache presets).
 pub const WEIGHT_PRESETS: &[&str] = &["quip4", "aqlm3", "gptvq2", "aqlm-2x8", "aqlm-1x16"];
@@ -91,7 +99,16 @@ impl VqConfig {
                 hadamard: true,
             },
             "aqlm3" => learned(8, 12, 2, Scope::Tensor, true),
-            "gptvq2" => learned(4, 8, 1, Scope::Tile { rows: 256, cols: 256 }, false),
+            "gptvq2" => learned(
+                4,
+                8,
+                1,
+                Scope::Tile {
+                    rows: 256,
+                    cols: 256,
+                },
+                false,
+            ),
             "cq4" => learned(2, 8, 1, Scope::KvChannelGroup, false),
             "cq2" => learned(4, 8, 1, Scope::KvChannelGroup, false),
             "aqlm-2x8" | "aqlm2x8" => learned(8, 8, 2, Scope::Tensor, true),
@@ -109,13 +126,22 @@ impl VqConfig {
     /// Checks the ranges of DESIGN.md section 2 and the constraints of the codebook kind.
     pub fn validate(&self) -> Result<()> {
         if ![2, 4, 8, 16].contains(&self.v) {
-            return Err(VqError::InvalidConfig(format!("vector size v={} must be one of 2, 4, 8, 16", self.v)));
+            return Err(VqError::InvalidConfig(format!(
+                "vector size v={} must be one of 2, 4, 8, 16",
+                self.v
+            )));
         }
         if !(1..=16).contains(&self.b) {
-            return Err(VqError::InvalidConfig(format!("index bits b={} must be in 1..=16", self.b)));
+            return Err(VqError::InvalidConfig(format!(
+                "index bits b={} must be in 1..=16",
+                self.b
+            )));
         }
         if !(1..=4).contains(&self.r) {
-            return Err(VqError::InvalidConfig(format!("residual count r={} must be in 1..=4", self.r)));
+            return Err(VqError::InvalidConfig(format!(
+                "residual count r={} must be in 1..=4",
+                self.r
+            )));
         }
         if let Scope::Tile { rows, cols } = self.scope {
             if rows == 0 || cols == 0 || cols % self.v != 0 {
@@ -126,10 +152,16 @@ impl VqConfig {
             }
         }
         if self.codebook == CodebookKind::E8p && (self.v != 8 || self.b != 16) {
-            return Err(VqError::InvalidConfig("the E8P lattice codebook needs v=8 and b=16".into()));
+            return Err(VqError::InvalidConfig(
+                "the E8P lattice codebook needs v=8 and b=16".into(),
+            ));
         }
-        if self.scope == Scope::KvChannelGroup && (self.hadamard || self.codebook != CodebookKind::Learned) {
-            return Err(VqError::InvalidConfig("KV-cache configs use learned codebooks without Hadamard".into()));
+        if self.scope == Scope::KvChannelGroup
+            && (self.hadamard || self.codebook != CodebookKind::Learned)
+        {
+            return Err(VqError::InvalidConfig(
+                "KV-cache configs use learned codebooks without Hadamard".into(),
+            ));
         }
         Ok(())
     }
@@ -153,7 +185,9 @@ impl VqConfig {
     /// scopes the tile must divide... the shape: ragged edge tiles are allowed, they get their own codebook.
     pub fn check_weight_shape(&self, rows: usize, cols: usize) -> Result<()> {
         if self.is_kv() {
-            return Err(VqError::InvalidConfig("a KV-cache config cannot quantize a weight matrix".into()));
+            return Err(VqError::InvalidConfig(
+                "a KV-cache config cannot quantize a weight matrix".into(),
+            ));
         }
         if rows == 0 || cols == 0 {
             return Err(VqError::Shape(format!("empty weight [{rows}, {cols}]")));
@@ -239,7 +273,9 @@ impl FromStr for VqConfig {
                 "scale" => c.per_channel_scale = true,
                 "rht" => c.hadamard = true,
                 t if t.starts_with("tile=") => {
-                    let (r, cc) = t[5..].split_once('x').ok_or_else(|| bad("tile must be RxC"))?;
+                    let (r, cc) = t[5..]
+                        .split_once('x')
+                        .ok_or_else(|| bad("tile must be RxC"))?;
                     c.scope = Scope::Tile {
                         rows: r.parse().map_err(|_| bad("tile rows"))?,
                         cols: cc.parse().map_err(|_| bad("tile cols"))?,
@@ -280,11 +316,26 @@ mod tests {
 
     #[test]
     fn bad_configs_are_typed_errors() {
-        for s in ["vq<3,8,1>", "vq<8,0,1>", "vq<8,17,1>", "vq<8,8,5>", "vq<8,8>", "vq<a,8,1>", "vq<8,8,1:x", "nope"] {
+        for s in [
+            "vq<3,8,1>",
+            "vq<8,0,1>",
+            "vq<8,17,1>",
+            "vq<8,8,5>",
+            "vq<8,8>",
+            "vq<a,8,1>",
+            "vq<8,8,1:x",
+            "nope",
+        ] {
             assert!(s.parse::<VqConfig>().is_err(), "{s}");
         }
-        assert!(matches!(VqConfig::preset("zzz"), Err(VqError::UnknownPreset { .. })));
-        assert!(VqConfig::preset("aqlm3").unwrap().check_weight_shape(16, 12).is_err());
+        assert!(matches!(
+            VqConfig::preset("zzz"),
+            Err(VqError::UnknownPreset { .. })
+        ));
+        assert!(VqConfig::preset("aqlm3")
+            .unwrap()
+            .check_weight_shape(16, 12)
+            .is_err());
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub type Result<T> = std::result::Result<T, VqError>;
 /// Returns an error naming the first non-finite value in `data`.
 pub fn check_finite(what: &str, data: &[f32]) -> Result<()> {
     match data.iter().position(|x| !x.is_finite()) {
-        Some(index) => Err(VqError::NonFinite { what: what.to_string(), index }),
+        Some(index) => Err(VqError::NonFinite {
+            what: what.to_string(),
+            index,
+        }),
         None => Ok(()),
     }
 }

@@ -69,14 +69,20 @@ impl QuantizedWeight {
         c.validate()?;
         c.check_weight_shape(self.rows, self.cols)?;
         let bad = |what: &str, got: usize, want: usize| {
-            Err(VqError::Format(format!("{what} has {got} values, expected {want} for {c} [{}, {}]", self.rows, self.cols)))
+            Err(VqError::Format(format!(
+                "{what} has {got} values, expected {want} for {c} [{}, {}]",
+                self.rows, self.cols
+            )))
         };
         let n_codes = self.rows * self.groups() * c.r;
         if self.codes.len() != n_codes {
             return bad("codes", self.codes.len(), n_codes);
         }
         if let Some(pos) = self.codes.iter().position(|&x| (x as usize) >= c.entries()) {
-            return Err(VqError::Format(format!("code {} at {pos} exceeds 2^{}", self.codes[pos], c.b)));
+            return Err(VqError::Format(format!(
+                "code {} at {pos} exceeds 2^{}",
+                self.codes[pos], c.b
+            )));
         }
         let n_cb = match c.codebook {
             CodebookKind::Learned => self.codebook_sets() * c.r * c.entries() * c.v,
@@ -91,12 +97,17 @@ impl QuantizedWeight {
         match (&self.scales, c.per_channel_scale) {
             (Some(s), true) if s.len() != self.rows => return bad("scales", s.len(), self.rows),
             (None, true) => return Err(VqError::Format(format!("{c} needs per-channel scales"))),
-            (Some(_), false) => return Err(VqError::Format(format!("{c} has no per-channel scales"))),
+            (Some(_), false) => {
+                return Err(VqError::Format(format!("{c} has no per-channel scales")))
+            }
             _ => {}
         }
         match (&self.rht, c.hadamard) {
             (Some(h), true) => {
-                if h.signs.len() != self.cols || !h.block.is_power_of_two() || self.cols % h.block != 0 {
+                if h.signs.len() != self.cols
+                    || !h.block.is_power_of_two()
+                    || self.cols % h.block != 0
+                {
                     return Err(VqError::Format(format!(
                         "Hadamard block {} / {} signs do not fit {} columns",
                         h.block,
@@ -106,7 +117,9 @@ impl QuantizedWeight {
                 }
             }
             (None, true) => return Err(VqError::Format(format!("{c} needs Hadamard signs"))),
-            (Some(_), false) => return Err(VqError::Format(format!("{c} has no Hadamard transform"))),
+            (Some(_), false) => {
+                return Err(VqError::Format(format!("{c} has no Hadamard transform")))
+            }
             _ => {}
         }
         crate::error::check_finite("codebooks", &self.codebooks)?;

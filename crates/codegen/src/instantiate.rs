@@ -1,0 +1,156 @@
+//! Turns a [`Plan`] into one self-contained CUDA translation unit: the templates from `kernels/` (inlined, since
+//! NVRTC sees no files) followed by a small instantiation — a `Cfg` struct of compile-time constants and one
+//! `extern "C"` wrapper per specialisation, named from a hash of its key.
+
+use crate::plan::{KernelKind, Plan};
+use std::collections::HashSet;
+use std::fmt::Write;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use vqllm_vq::{CodebookKind, Scope};
+
+/// The CUDA templates, embedded at build time.
+pub const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "vq_common.cuh",
+        include_str!("../../../kernels/vq_common.cuh"),
+    ),
+    ("vq_gemv.cuh", include_str!("../../../kernels/vq_gemv.cuh")),
+    (
+        "vq_lut_gemv.cuh",
+        include_str!("../../../kernels/vq_lut_gemv.cuh"),
+    ),
+    ("vq_mma.cuh", include_str!("../../../kernels/vq_mma.cuh")),
+    (
+        "hadamard.cuh",
+        include_str!("../../../kernels/hadamard.cuh"),
+    ),
+];
+
+/// Source text of template `name` with its local `#include "..."` lines expanded once.
+pub fn expand(names: &[&str]) -> String {
+    let mut out = String::new();
+    let mut seen = HashSet::new();
+    for name in names {
+        expand_into(name, &mut seen, &mut out);
+    }
+    out
+}
+
+fn expand_into(name: &str, seen: &mut HashSet<String>, out: &mut String) {
+    if !seen.insert(name.to_string()) {
+        return;
+    }
+    let Some((_, text)) = TEMPLATES.iter().find(|(n, _)| *n == name) else {
+        let _ = writeln!(out, "#error \"template {name} is not embedded\"");
+        return;
+    };
+    for line in text.lines() {
+        let t = line.trim();
+        if t == "#pragma once" {
+            continue;
+        }
+        if let Some(inc) = t
+            .strip_prefix("#include \"")
+            .and_then(|s| s.strip_suffix('"'))
+        {
+            expand_into(inc, seen, out);
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+}
+
+/// A generated translation unit and the names of its entry points.
+#[derive(Clone, Debug)]
+pub struct KernelSource {
+    pub source: String,
+    /// The main kernel's `extern "C"` name.
+    pub entry: String,
+    /// The split-K epilogue's name (present in every unit).
+    pub finalize: String,
+    /// The Hadamard kernel's name, when the config needs one.
+    pub hadamard: Option<String>,
+}
+
+/// Generates the translation unit for `plan`. `hadamard_block` is the activation transform's block size for
+/// Hadamard configs.
+pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
+    let c = &plan.config;
+    let (rb, l, vpc) = plan.geometry;
+    let _ = rb;
+    let (tile_rows, tile_cols) = match c.scope {
+        Scope::Tile { rows, cols } => (rows, cols),
+        _ => (0, 0),
+    };
+    let e8p = c.codebook == CodebookKind::E8p;
+    let cfg = format!(
+        "  static constexpr int V = {}, B = {}, R = {}, L = {l}, VPC = {vpc};\n\
+         \x20 static constexpr int TILE_ROWS = {tile_rows}, TILE_COLS = {tile_cols};\n\
+         \x20 static constexpr int N_REG = {}, N_SHARED = {};\n\
+         \x20 static constexpr int M = {}, WARPS = {}, SPLIT = {}, ROWS_PER_WARP = {}, MT = {}, WN = {};\n\
+         \x20 static constexpr bool E8P = {e8p}, SCALE = {}, SMEM_FUSION = false;\n",
+        c.v, c.b, c.r, plan.n_reg, plan.n_shared, plan.m_tile, plan.warps, plan.split, plan.rows_per_warp, plan.mt, plan.wn,
+        c.per_channel_scale
+    );
+    let mut h = DefaultHasher::new();
+    cfg.hash(&mut h);
+    plan.kernel.hash(&mut h);
+    hadamard_block.hash(&mut h);
+    let key = format!("{:016x}", h.finish());
+    let (template, prefix) = match plan.kernel {
+        KernelKind::Dequant => ("vq_gemv.cuh", "vq_gemv"),
+        KernelKind::Lut => ("vq_lut_gemv.cuh", "vq_lut_gemv"),
+        KernelKind::Mma => ("vq_mma.cuh", "vq_mma"),
+    };
+    let mut src = String::new();
+    let _ = writeln!(
+        src,
+        "// vqllm generated: {} {:?} level {} kernel {:?}",
+        c, plan.op, plan.level, plan.kernel
+    );
+    let mut templates = vec![template, "vq_gemv.cuh"];
+    if hadamard_block.is_some() {
+        templates.push("hadamard.cuh");
+    }
+    src.push_str(&expand(&templates));
+    let _ = write!(src, "\nstruct Cfg_{key} {{\n{cfg}}};\n");
+    let entry = format!("{prefix}_{key}");
+    let args = "const uint4* __restrict__ codes, const __half* __restrict__ codebooks, const __half* __restrict__ scales, \
+                const uint32_t* __restrict__ e8p_abs, const __half* __restrict__ x, __half* __restrict__ y, float* __restrict__ ws, \
+                int m_total, int rows, int cols, int kb, int tiles_per_split, float ss0, float ss1, float ss2, float ss3";
+    let call = match plan.kernel {
+        KernelKind::Dequant => format!(
+            "vq_gemv_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, x, y, ws, rows, cols, kb, tiles_per_split, ss0, ss1, ss2, ss3);"
+        ),
+        KernelKind::Lut => format!("vq_lut_gemv_body<Cfg_{key}>(codes, codebooks, scales, x, y, ws, rows, cols, kb, tiles_per_split);"),
+        KernelKind::Mma => format!(
+            "vq_mma_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, x, y, ws, m_total, rows, cols, kb, tiles_per_split, ss0, ss1);"
+        ),
+    };
+    let _ = write!(
+        src,
+        "extern \"C\" __global__ void __launch_bounds__({}) {entry}({args}) {{\n  (void)m_total; (void)ss2; (void)ss3;\n  {call}\n}}\n",
+        plan.block
+    );
+    let finalize = format!("vq_finalize_{key}");
+    let _ = write!(
+        src,
+        "extern \"C\" __global__ void {finalize}(float* ws, const __half* scales, int has_scale, __half* y, int rows, int total) {{\n  \
+         vq_gemv_finalize_body(ws, scales, has_scale != 0, y, rows, total);\n}}\n"
+    );
+    let hadamard = hadamard_block.map(|b| {
+        let name = format!("vq_hadamard_{b}_{key}");
+        let _ = write!(
+            src,
+            "extern \"C\" __global__ void {name}(const __half* x, const __half* signs, __half* out, int cols) {{\n  vq_hadamard_body<{b}>(x, signs, out, cols);\n}}\n"
+        );
+        name
+    });
+    KernelSource {
+        source: src,
+        entry,
+        finalize,
+        hadamard,
+    }
+}

@@ -1,0 +1,246 @@
+//! Offline packing of a [`QuantizedWeight`] into the kernels' tile layout (see `docs/kernel-layout.md`).
+
+use half::f16;
+use vqllm_vq::{CodebookKind, QuantizedWeight, VqConfig};
+
+/// Geometry of the tile layout for one VQ configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileGeometry {
+    /// Bits per vector, `r·b`.
+    pub rb: u32,
+    /// 16-byte words per lane chunk.
+    pub l: u32,
+    /// Vectors per lane chunk.
+    pub vpc: u32,
+}
+
+impl TileGeometry {
+    pub fn of(c: &VqConfig) -> Self {
+        let rb = c.r as u32 * c.b;
+        let l = (1..=64u32).find(|l| (128 * l) % rb == 0).unwrap_or(rb);
+        TileGeometry {
+            rb,
+            l,
+            vpc: 128 * l / rb,
+        }
+    }
+
+    /// Vectors per tile along the reduction axis, `4·VPC`.
+    pub fn tile_vectors(&self) -> usize {
+        4 * self.vpc as usize
+    }
+
+    /// u32 words per tile (32 lanes × L × 4).
+    pub fn tile_words(&self) -> usize {
+        32 * self.l as usize * 4
+    }
+}
+
+/// A weight packed for the GPU.
+#[derive(Clone, Debug)]
+pub struct PackedWeight {
+    pub rows: usize,
+    pub cols: usize,
+    pub rows_padded: usize,
+    /// Vector blocks (tiles) per row.
+    pub kb: usize,
+    pub geometry: TileGeometry,
+    /// Codes in tile layout, little-endian u32 words.
+    pub codes: Vec<u32>,
+    /// fp16 codebooks `[sets, r, 2^b, v]` (empty for E8P).
+    pub codebooks: Vec<f16>,
+    /// fp16 per-row scales, or all ones.
+    pub scales: Vec<f16>,
+    /// fp32 stage multipliers.
+    pub stage_scales: Vec<f32>,
+}
+
+impl PackedWeight {
+    /// Bytes the kernel must read for the weight (codes + codebooks + scales), excluding padding.
+    pub fn weight_bytes(&self, c: &VqConfig) -> usize {
+        let code_bits = self.rows * (self.cols / c.v) * self.geometry.rb as usize;
+        code_bits.div_ceil(8)
+            + self.codebooks.len() * 2
+            + if c.per_channel_scale {
+                self.rows * 2
+            } else {
+                0
+            }
+    }
+}
+
+/// Packs `q` into the tile layout.
+pub fn pack_weight(q: &QuantizedWeight) -> PackedWeight {
+    let c = &q.config;
+    let geo = TileGeometry::of(c);
+    let groups = q.groups();
+    let tv = geo.tile_vectors();
+    let kb = groups.div_ceil(tv);
+    let rows_padded = q.rows.div_ceil(8) * 8;
+    let nb = rows_padded / 8;
+    let mut codes = vec![0u32; nb * kb * geo.tile_words()];
+    let lane_words = geo.l as usize * 4;
+    for n in 0..q.rows {
+        let (tile_row, g) = (n / 8, n % 8);
+        for k in 0..groups {
+            let (tile_k, kin) = (k / tv, k % tv);
+            let (t, j) = (kin % 4, kin / 4);
+            let lane = 4 * g + t;
+            let base = ((tile_row * kb + tile_k) * 32 + lane) * lane_words;
+            for s in 0..c.r {
+                let bit = j * geo.rb as usize + s * c.b as usize;
+                put_bits(
+                    &mut codes[base..base + lane_words],
+                    bit,
+                    c.b,
+                    q.code(n, k, s) as u32,
+                );
+            }
+        }
+    }
+    let codebooks = match c.codebook {
+        CodebookKind::Learned => q.codebooks.iter().map(|&x| f16::from_f32(x)).collect(),
+        CodebookKind::E8p => Vec::new(),
+    };
+    let scales = match &q.scales {
+        Some(s) => s.iter().map(|&x| f16::from_f32(x)).collect(),
+        None => vec![f16::ONE; q.rows],
+    };
+    PackedWeight {
+        rows: q.rows,
+        cols: q.cols,
+        rows_padded,
+        kb,
+        geometry: geo,
+        codes,
+        codebooks,
+        scales,
+        stage_scales: q.stage_scales.clone(),
+    }
+}
+
+fn put_bits(words: &mut [u32], bit: usize, nbits: u32, value: u32) {
+    for i in 0..nbits as usize {
+        if (value >> i) & 1 == 1 {
+            let p = bit + i;
+            words[p / 32] |= 1 << (p % 32);
+        }
+    }
+}
+
+/// Reads back code `(n, k, stage)` from a packed weight (used by tests and debugging).
+pub fn unpack_code(p: &PackedWeight, c: &VqConfig, n: usize, k: usize, stage: usize) -> u16 {
+    let tv = p.geometry.tile_vectors();
+    let (tile_k, kin) = (k / tv, k % tv);
+    let (t, j) = (kin % 4, kin / 4);
+    let lane = 4 * (n % 8) + t;
+    let lane_words = p.geometry.l as usize * 4;
+    let base = (((n / 8) * p.kb + tile_k) * 32 + lane) * lane_words;
+    let bit = j * p.geometry.rb as usize + stage * c.b as usize;
+    let mut v = 0u32;
+    for i in 0..c.b as usize {
+        let q = bit + i;
+        v |= ((p.codes[base + q / 32] >> (q % 32)) & 1) << i;
+    }
+    v as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use vqllm_vq::Scope;
+
+    fn random_weight(config: VqConfig, rows: usize, cols: usize, seed: u64) -> QuantizedWeight {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let groups = cols / config.v;
+        let sets = config.num_codebook_sets(rows, cols);
+        let n_cb = if config.codebook == CodebookKind::Learned {
+            sets * config.r * config.entries() * config.v
+        } else {
+            0
+        };
+        QuantizedWeight {
+            config,
+            rows,
+            cols,
+            codes: (0..rows * groups * config.r)
+                .map(|_| rng.random_range(0..config.entries()) as u16)
+                .collect(),
+            codebooks: (0..n_cb).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+            stage_scales: vec![1.0; config.r],
+            scales: config
+                .per_channel_scale
+                .then(|| (0..rows).map(|_| rng.random_range(0.5f32..2.0)).collect()),
+            rht: None,
+        }
+    }
+
+    #[test]
+    fn geometry_of_presets() {
+        let g = |p: &str| TileGeometry::of(&VqConfig::preset(p).unwrap());
+        assert_eq!(
+            g("aqlm-2x8"),
+            TileGeometry {
+                rb: 16,
+                l: 1,
+                vpc: 8
+            }
+        );
+        assert_eq!(
+            g("aqlm3"),
+            TileGeometry {
+                rb: 24,
+                l: 3,
+                vpc: 16
+            }
+        );
+        assert_eq!(
+            g("gptvq2"),
+            TileGeometry {
+                rb: 8,
+                l: 1,
+                vpc: 16
+            }
+        );
+        assert_eq!(
+            g("quip4"),
+            TileGeometry {
+                rb: 32,
+                l: 1,
+                vpc: 4
+            }
+        );
+        assert_eq!(TileGeometry::of(&VqConfig::new(4, 7, 1).unwrap()).vpc, 128);
+    }
+
+    #[test]
+    fn pack_round_trips_every_code() {
+        let mut configs: Vec<VqConfig> = ["aqlm-2x8", "aqlm3", "gptvq2", "aqlm-1x16"]
+            .iter()
+            .map(|p| VqConfig::preset(p).unwrap())
+            .collect();
+        configs.push(VqConfig::new(2, 5, 3).unwrap());
+        configs.push(VqConfig {
+            scope: Scope::Tile { rows: 16, cols: 64 },
+            ..VqConfig::new(16, 11, 4).unwrap()
+        });
+        for (i, c) in configs.into_iter().enumerate() {
+            let (rows, cols) = (37, c.v * 70);
+            let q = random_weight(c, rows, cols, i as u64);
+            let p = pack_weight(&q);
+            assert_eq!(p.rows_padded, 40);
+            for n in 0..rows {
+                for k in 0..cols / c.v {
+                    for s in 0..c.r {
+                        assert_eq!(
+                            unpack_code(&p, &c, n, k, s),
+                            q.code(n, k, s),
+                            "{c} n={n} k={k} s={s}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,553 @@
+//! Plans for the VQ weight kernels: which kernel, which optimisation level, every parameter, and why.
+//!
+//! The levels follow the paper's Table IV, plus the lookup-table GeMV of DESIGN.md section 8:
+//! - `Gc`:  codebook read from global memory inside the dequantization loop;
+//! - `Sc`:  the whole codebook staged in shared memory per block (when it fits);
+//! - `O1`:  codebook cache, shared tier: the `n_shared` most frequent entries (after the offline frequency
+//!          permutation) in shared memory, the rest from global memory;
+//! - `O2`:  O1 + register tier: the `n_reg` hottest entries held one per lane, fetched with shuffles;
+//! - `O3`:  O2 + codebook-centric dataflow: the reduction axis is split `s` ways (global reduction) so each block
+//!          loads its codebook set once and the grid fills the GPU;
+//! - `O4`:  O3 + register-level fusion for tensor-core kernels (decoded vectors feed `mma` fragments directly);
+//!          for the CUDA-core GeMV the decoded layout already matches the dot product, so O4 = O3 there;
+//! - `Lut`: lookup-table GeMV (batch 1, one codebook set per tensor).
+
+use crate::error::{CodegenError, Result};
+use crate::gpu_spec::GpuSpec;
+use crate::layout::TileGeometry;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use vqllm_vq::{CodebookKind, Scope, VqConfig};
+
+/// The computation a kernel performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Gemv,
+    Gemm,
+}
+
+/// Optimisation level (paper Table IV, plus `Lut`). `Auto` lets the heuristics choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Gc,
+    Sc,
+    O1,
+    O2,
+    O3,
+    O4,
+    Lut,
+    Auto,
+}
+
+impl Level {
+    /// The ablation ladder in order.
+    pub const LADDER: [Level; 7] = [
+        Level::Gc,
+        Level::Sc,
+        Level::O1,
+        Level::O2,
+        Level::O3,
+        Level::O4,
+        Level::Lut,
+    ];
+
+    pub fn parse(s: &str) -> Result<Level> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "gc" => Level::Gc,
+            "sc" => Level::Sc,
+            "o1" => Level::O1,
+            "o2" => Level::O2,
+            "o3" => Level::O3,
+            "o4" => Level::O4,
+            "lut" => Level::Lut,
+            "auto" | "best" => Level::Auto,
+            _ => {
+                return Err(CodegenError::Invalid(format!(
+                    "unknown level `{s}` (gc, sc, o1, o2, o3, o4, lut, auto)"
+                )))
+            }
+        })
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Level::Gc => 0,
+            Level::Sc => 1,
+            Level::O1 => 2,
+            Level::O2 => 3,
+            Level::O3 => 4,
+            Level::O4 | Level::Lut | Level::Auto => 5,
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Level::Gc => "GC",
+            Level::Sc => "SC",
+            Level::O1 => "O1",
+            Level::O2 => "O2",
+            Level::O3 => "O3",
+            Level::O4 => "O4",
+            Level::Lut => "LUT",
+            Level::Auto => "auto",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Which kernel template runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelKind {
+    /// `kernels/vq_gemv.cuh`: CUDA-core dequantize + FMA, batch <= 8.
+    Dequant,
+    /// `kernels/vq_lut_gemv.cuh`: lookup-table GeMV, batch 1.
+    Lut,
+    /// `kernels/vq_mma.cuh`: tensor cores (batch 16 GeMV, GeMM).
+    Mma,
+}
+
+/// One decision of the planner with its reason, for `vqllm plan`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub what: String,
+    pub value: String,
+    pub why: String,
+}
+
+/// User overrides for any heuristic choice.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Overrides {
+    pub n_reg: Option<u32>,
+    pub n_shared: Option<u32>,
+    pub split: Option<u32>,
+    pub warps: Option<u32>,
+    pub kernel: Option<KernelKind>,
+    /// Registers per thread of the kernel without a register tier, read from a first compile (slack analysis);
+    /// a per-kernel estimate is used when absent.
+    pub base_registers: Option<u32>,
+}
+
+/// Resource usage of a compiled kernel, used to refine slack-based decisions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompiledUsage {
+    pub registers: u32,
+    pub spill_bytes: u32,
+}
+
+/// A complete plan for one VQ weight op.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub config: VqConfig,
+    pub op: Op,
+    pub m: usize,
+    /// Reduction size (input features).
+    pub k: usize,
+    /// Output features (weight rows).
+    pub n: usize,
+    pub level: Level,
+    pub kernel: KernelKind,
+    pub geometry: (u32, u32, u32),
+    pub warps: u32,
+    /// LUT: row blocks per warp.
+    pub rows_per_warp: u32,
+    /// Mma: m16 slices per block and row blocks per warp.
+    pub mt: u32,
+    pub wn: u32,
+    /// Compile-time batch for the CUDA-core GeMV.
+    pub m_tile: u32,
+    pub split: u32,
+    pub tiles_per_split: u32,
+    pub n_reg: u32,
+    pub n_shared: u32,
+    /// Codes are rewritten in descending-frequency order (needed by O1 and above).
+    pub frequency_ordered: bool,
+    pub smem_bytes: u32,
+    pub grid: (u32, u32, u32),
+    pub block: u32,
+    pub decisions: Vec<Decision>,
+}
+
+const SMEM_RESERVED_PER_BLOCK: u32 = 1024;
+
+impl Plan {
+    /// Plans `op` for `y[m, n] = x[m, k] · W[n, k]ᵀ` with `config` on `gpu`, at `level`.
+    pub fn new(
+        config: &VqConfig,
+        op: Op,
+        m: usize,
+        k: usize,
+        n: usize,
+        level: Level,
+        gpu: &GpuSpec,
+        ov: &Overrides,
+    ) -> Result<Plan> {
+        config.validate().map_err(CodegenError::Vq)?;
+        config.check_weight_shape(n, k).map_err(CodegenError::Vq)?;
+        if m == 0 {
+            return Err(CodegenError::Invalid("batch m must be at least 1".into()));
+        }
+        let geo = TileGeometry::of(config);
+        if geo.vpc % 2 != 0 {
+            return Err(CodegenError::Unsupported(format!(
+                "{config}: an odd number of vectors per chunk"
+            )));
+        }
+        let mut d = Vec::new();
+        let mut note = |what: &str, value: String, why: String| {
+            d.push(Decision {
+                what: what.into(),
+                value,
+                why,
+            })
+        };
+        let entries = config.entries() as u32;
+        let entry_bytes = (config.v * 2) as u32;
+        let tiles = k.div_ceil(config.v).div_ceil(geo.tile_vectors()) as u32;
+        let row_blocks = n.div_ceil(8) as u32;
+        let tensor_scope = config.scope == Scope::Tensor;
+        let learned = config.codebook == CodebookKind::Learned;
+
+        // 1. Kernel.
+        let lut_table_bytes = (config.r as u32) * entries * (4 * geo.vpc) * 4;
+        let lut_ok = m == 1
+            && learned
+            && tensor_scope
+            && geo.l == 1
+            && geo.vpc >= 8
+            && lut_table_bytes <= 96 * 1024;
+        let want_lut = match level {
+            Level::Lut => true,
+            Level::Auto => lut_ok && config.entries() * config.v <= 2 * (n / 8).max(1) * 8,
+            _ => false,
+        };
+        let kernel = if let Some(kk) = ov.kernel {
+            kk
+        } else if want_lut {
+            if !lut_ok {
+                return Err(CodegenError::Unsupported(format!(
+                    "the LUT GeMV needs batch 1, one learned codebook set per tensor, 16-byte chunks with >= 8 vectors and a \
+                     table <= 96 KiB ({config} at m={m}: table {} KiB)",
+                    lut_table_bytes / 1024
+                )));
+            }
+            KernelKind::Lut
+        } else if m <= 4 && op == Op::Gemv {
+            KernelKind::Dequant
+        } else {
+            KernelKind::Mma
+        };
+        note(
+            "kernel",
+            format!("{kernel:?}"),
+            match kernel {
+                KernelKind::Lut => format!(
+                    "batch 1 and one codebook per tensor: a {} KiB table of <x, entry> products is reused by every row, so each \
+                     vector costs {} table reads instead of {} codebook bytes and {} FMAs",
+                    lut_table_bytes / 1024,
+                    config.r,
+                    config.r as u32 * entry_bytes,
+                    config.v
+                ),
+                KernelKind::Dequant => format!("batch {m} <= 4: CUDA-core dot products keep up with memory"),
+                KernelKind::Mma => format!("batch {m} > 4: tensor cores (mma.m16n8k16) amortise each decoded vector over 16 rows"),
+            },
+        );
+
+        // 2. Level actually applied.
+        let level = match (level, kernel) {
+            (Level::Auto, KernelKind::Lut) => Level::Lut,
+            (Level::Auto, _) => Level::O4,
+            (l, _) => l,
+        };
+        let rank = level.rank();
+
+        // 3. Block shape.
+        let (mut warps, mut rows_per_warp, mut mt, mut wn, m_tile) =
+            (8u32, 1u32, 1u32, 1u32, m.min(8) as u32);
+        match kernel {
+            KernelKind::Dequant => {}
+            KernelKind::Lut => {
+                rows_per_warp = 16;
+                note(
+                    "rows_per_warp",
+                    "16".into(),
+                    "each table is reused by 8 warps x 16 row blocks = 1024 rows".into(),
+                );
+            }
+            KernelKind::Mma => {
+                mt = if m >= 128 {
+                    8
+                } else {
+                    (m.div_ceil(16) as u32).min(8)
+                };
+                wn = if m >= 128 { 2 } else { 1 };
+                if m < 128 {
+                    warps = 4;
+                }
+                note(
+                    "mma tile",
+                    format!(
+                        "{} x {} (MT={mt}, WN={wn}, {warps} warps)",
+                        16 * mt,
+                        8 * wn * warps
+                    ),
+                    "activation rows per block x weight rows per block".into(),
+                );
+            }
+        }
+        if let Some(w) = ov.warps {
+            warps = w.clamp(1, 32);
+        }
+
+        // 4. Codebook cache tiers (n_shared, n_reg) from slack.
+        let threads = 32 * warps;
+        let est_regs: u32 = ov.base_registers.unwrap_or(match kernel {
+            KernelKind::Dequant => 40,
+            KernelKind::Lut => 80,
+            KernelKind::Mma => 48 + 8 * mt * wn,
+        });
+        let blocks_by_regs = (gpu.regs_per_sm / (threads * est_regs)).max(1);
+        let blocks_by_threads = (gpu.max_threads_per_sm / threads).max(1);
+        let resident = blocks_by_regs
+            .min(blocks_by_threads)
+            .min(gpu.max_blocks_per_sm);
+        let smem_budget =
+            (gpu.smem_per_sm / resident).min(gpu.smem_per_block_optin) - SMEM_RESERVED_PER_BLOCK;
+        let (mut n_shared, mut n_reg) = (0u32, 0u32);
+        let per_set_bytes = entries * entry_bytes * config.r as u32;
+        if learned && kernel != KernelKind::Lut {
+            let sets_per_block = if tensor_scope { 1 } else { 2 };
+            let tk = (geo.tile_vectors() * config.v) as u32;
+            let x_bytes = match kernel {
+                KernelKind::Mma => 16 * mt * (tk + 16) * 2,
+                _ => smem_budget / 2,
+            };
+            let cb_room = smem_budget.saturating_sub(x_bytes + 1024) / sets_per_block;
+            if rank >= Level::Sc.rank() && !(kernel == KernelKind::Mma && !tensor_scope) {
+                let fit = cb_room / (entry_bytes * config.r as u32);
+                n_shared = if rank == Level::Sc.rank() {
+                    if per_set_bytes > cb_room {
+                        return Err(CodegenError::Unsupported(format!(
+                            "SC stages the whole codebook ({} KiB per set) but only {} KiB of shared memory are free per block; \
+                             use O1 (frequency-ordered partial caching) or GC",
+                            per_set_bytes / 1024,
+                            cb_room / 1024
+                        )));
+                    }
+                    entries
+                } else {
+                    fit.min(entries)
+                };
+                note(
+                    "n_shared",
+                    n_shared.to_string(),
+                    format!(
+                        "{resident} resident blocks/SM leave {} KiB shared memory per block; a set is {} KiB ({} entries x {} B x {} stages)",
+                        smem_budget / 1024,
+                        per_set_bytes / 1024,
+                        entries,
+                        entry_bytes,
+                        config.r
+                    ),
+                );
+            }
+            if rank >= Level::O2.rank() && tensor_scope {
+                let reg_limit = (gpu.regs_per_sm / (threads * resident)).min(255) & !7;
+                let need = (config.r * config.v / 2) as u32;
+                let slack = reg_limit.saturating_sub(est_regs);
+                n_reg = if slack >= need { 32.min(entries) } else { 0 };
+                note("n_reg", n_reg.to_string(), format!(
+                    "register slack {slack} (limit {reg_limit}/thread at {resident} blocks/SM, ~{est_regs} used); one entry per lane costs {need} registers"
+                ));
+            } else if rank >= Level::O2.rank() {
+                note(
+                    "n_reg",
+                    "0".into(),
+                    "per-tile codebooks change along the row: no register tier".into(),
+                );
+            }
+        }
+        if let Some(v) = ov.n_shared {
+            n_shared = v.min(entries);
+        }
+        if let Some(v) = ov.n_reg {
+            n_reg = v.min(32).min(entries);
+        }
+        if n_reg > n_shared && n_shared > 0 {
+            n_shared = n_shared.max(n_reg);
+        }
+        let frequency_ordered =
+            learned && rank >= Level::O1.rank() && n_shared < entries || n_reg > 0;
+
+        // 5. Split of the reduction axis (O3): balance the reduction traffic s·m·n·4 against codebook traffic / s,
+        //    and fill the GPU.
+        let row_groups = match kernel {
+            KernelKind::Dequant => row_blocks.div_ceil(warps),
+            KernelKind::Lut => row_blocks.div_ceil(warps * rows_per_warp),
+            KernelKind::Mma => row_blocks.div_ceil(warps * wn),
+        };
+        let m_groups = if kernel == KernelKind::Mma {
+            (m as u32).div_ceil(16 * mt)
+        } else {
+            1
+        };
+        let mut split = 1u32;
+        let x_tile_bytes = (m_tile as usize * geo.tile_vectors() * config.v * 2) as u32;
+        if rank >= Level::O3.rank() || kernel == KernelKind::Lut {
+            let target_blocks = 2 * gpu.sm_count;
+            let fill = target_blocks.div_ceil((row_groups * m_groups).max(1));
+            let cb_traffic = (row_groups * m_groups) as f64
+                * (n_shared.max(if kernel == KernelKind::Lut {
+                    entries
+                } else {
+                    0
+                }) * entry_bytes
+                    * config.r as u32) as f64;
+            let out_bytes = (m * n * 4) as f64;
+            let balance = if out_bytes > 0.0 {
+                (cb_traffic / out_bytes).sqrt().ceil() as u32
+            } else {
+                1
+            };
+            split = fill.max(balance).clamp(1, tiles);
+            if kernel == KernelKind::Dequant {
+                // The staged activations of one split must fit next to the codebook tier.
+                while x_tile_bytes * tiles.div_ceil(split) > smem_budget / 2 && split < tiles {
+                    split += 1;
+                }
+            }
+            note("split", split.to_string(), format!(
+                "{row_groups} row groups x {m_groups} batch groups; {target_blocks} blocks fill {} SMs twice; traffic balance sqrt(codebook {:.0} KB / output {:.0} KB) = {balance}",
+                gpu.sm_count, cb_traffic / 1e3, out_bytes / 1e3
+            ));
+        } else if kernel == KernelKind::Dequant {
+            while x_tile_bytes * tiles.div_ceil(split) > smem_budget / 2 && split < tiles {
+                split += 1;
+            }
+            if split > 1 {
+                note(
+                    "split",
+                    split.to_string(),
+                    "the activations of a whole row do not fit in shared memory".into(),
+                );
+            }
+        }
+        if let Some(s) = ov.split {
+            split = s.clamp(1, tiles);
+        }
+        let tiles_per_split = tiles.div_ceil(split);
+        split = tiles.div_ceil(tiles_per_split);
+
+        // 6. Shared memory and launch shape (must match the device-side layout in the templates).
+        let e8p_bytes = if learned { 0 } else { 1024 };
+        let cb_stage = |sets: u32| {
+            if learned && n_shared > 0 {
+                sets * config.r as u32 * n_shared * entry_bytes
+            } else {
+                0
+            }
+        };
+        let tk = geo.tile_vectors() as u32 * config.v as u32;
+        let smem_bytes = match kernel {
+            KernelKind::Dequant => {
+                let sets = match config.scope {
+                    Scope::Tile { cols, .. } => (tiles_per_split * tk).div_ceil(cols as u32) + 1,
+                    _ => 1,
+                };
+                m_tile * tiles_per_split * tk * 2 + cb_stage(sets) + e8p_bytes
+            }
+            KernelKind::Lut => {
+                config.r as u32 * entries * 4 * geo.vpc * 4
+                    + config.r as u32 * entries * entry_bytes
+                    + 4 * geo.vpc * config.v as u32 * 2
+            }
+            KernelKind::Mma => 16 * mt * (tk + 16) * 2 + cb_stage(1) + e8p_bytes,
+        };
+        if smem_bytes > gpu.smem_per_block_optin {
+            return Err(CodegenError::DoesNotFit(format!(
+                "plan needs {smem_bytes} B of shared memory per block, the device allows {}",
+                gpu.smem_per_block_optin
+            )));
+        }
+        if let Scope::Tile { rows, .. } = config.scope {
+            if kernel == KernelKind::Dequant && n_shared > 0 && rows as u32 % (8 * warps) != 0 {
+                return Err(CodegenError::Unsupported(format!(
+                    "a block of {} rows must lie inside one {rows}-row codebook tile",
+                    8 * warps
+                )));
+            }
+        }
+        let grid = (row_groups, split, m_groups);
+        note(
+            "grid",
+            format!("{} x {} x {}", grid.0, grid.1, grid.2),
+            format!("{threads} threads, {smem_bytes} B shared memory per block"),
+        );
+        Ok(Plan {
+            config: *config,
+            op,
+            m,
+            k,
+            n,
+            level,
+            kernel,
+            geometry: (geo.rb, geo.l, geo.vpc),
+            warps,
+            rows_per_warp,
+            mt,
+            wn,
+            m_tile,
+            split,
+            tiles_per_split,
+            n_reg,
+            n_shared,
+            frequency_ordered,
+            smem_bytes,
+            grid,
+            block: threads,
+            decisions: d,
+        })
+    }
+
+    /// Number of k tiles per row.
+    pub fn k_tiles(&self) -> u32 {
+        let geo = TileGeometry::of(&self.config);
+        self.k.div_ceil(self.config.v).div_ceil(geo.tile_vectors()) as u32
+    }
+
+    /// Bytes that must move for one call: codes + codebooks + scales + activations in + outputs out.
+    pub fn min_bytes(&self) -> usize {
+        let c = &self.config;
+        let codes = (self.n * (self.k / c.v) * c.r * c.b as usize).div_ceil(8);
+        let cb = if c.codebook == CodebookKind::Learned {
+            c.num_codebook_sets(self.n, self.k) * c.r * c.entries() * c.v * 2
+        } else {
+            1024
+        };
+        let scales = if c.per_channel_scale { self.n * 2 } else { 0 };
+        codes + cb + scales + self.m * self.k * 2 + self.m * self.n * 2
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "plan: {} {:?} m={} k={} n={} level={} kernel={:?}",
+            self.config, self.op, self.m, self.k, self.n, self.level, self.kernel
+        )?;
+        for d in &self.decisions {
+            writeln!(f, "  {:<14} {:<22} {}", d.what, d.value, d.why)?;
+        }
+        write!(
+            f,
+            "  summary        n_reg={} n_shared={} split={} tiles/split={} freq-ordered={} smem={}B grid={:?} block={}",
+            self.n_reg, self.n_shared, self.split, self.tiles_per_split, self.frequency_ordered, self.smem_bytes, self.grid, self.block
+        )
+    }
+}

@@ -1,0 +1,158 @@
+// vq_common.cuh — pieces shared by every VQ weight kernel: reading codes from the tile layout, the codebook
+// cache (register / shared / global tiers) and decoding one vector.
+//
+// A configuration struct `Cfg`, emitted by vqllm-codegen, carries the compile-time parameters:
+//   V, B, R          VQ<v, b, r>
+//   L, VPC           16-byte words per lane chunk and vectors per chunk (docs/kernel-layout.md)
+//   E8P              codes are QuIP# E8P lattice codes (decoded by bit operations)
+//   TILE_ROWS/COLS   per-tile codebook sets (0 = one set for the tensor)
+//   SCALE            per-output-row fp16 scale
+//   N_REG, N_SHARED  codebook-cache boundaries: entries [0, N_REG) in registers, [N_REG, N_SHARED) in shared
+//                    memory, the rest in global memory (entries are frequency-ordered offline)
+#pragma once
+#include <cuda_fp16.h>
+// NVRTC has no C library headers: the fixed-width types we use.
+typedef unsigned int uint32_t;
+typedef unsigned long long uint64_t;
+
+#define VQ_FULL_MASK 0xffffffffu
+
+// Loads a lane's chunk (L uint4 words) of tile `tile` into registers, bypassing L1 (streamed once).
+template <int L>
+__device__ __forceinline__ void vq_load_chunk(const uint4* __restrict__ codes, size_t tile, int lane, uint32_t (&w)[4 * L]) {
+    const uint4* p = codes + (tile * 32 + lane) * L;
+#pragma unroll
+    for (int i = 0; i < L; ++i) {
+        uint4 u;
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w)
+                     : "l"(p + i));
+        w[4 * i + 0] = u.x;
+        w[4 * i + 1] = u.y;
+        w[4 * i + 2] = u.z;
+        w[4 * i + 3] = u.w;
+    }
+}
+
+// One codebook entry of V fp16 values as V/2 half2 registers.
+template <int V>
+struct Entry {
+    static constexpr int H2 = V / 2;
+    __half2 h[H2];
+};
+
+template <int V>
+__device__ __forceinline__ void vq_load_entry_global(const __half* __restrict__ p, Entry<V>& e) {
+    if constexpr (V == 8) {
+        uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
+        e.h[0] = *reinterpret_cast<__half2*>(&u.x);
+        e.h[1] = *reinterpret_cast<__half2*>(&u.y);
+        e.h[2] = *reinterpret_cast<__half2*>(&u.z);
+        e.h[3] = *reinterpret_cast<__half2*>(&u.w);
+    } else if constexpr (V == 4) {
+        uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
+        e.h[0] = *reinterpret_cast<__half2*>(&u.x);
+        e.h[1] = *reinterpret_cast<__half2*>(&u.y);
+    } else if constexpr (V == 2) {
+        e.h[0] = __ldg(reinterpret_cast<const __half2*>(p));
+    } else {
+#pragma unroll
+        for (int i = 0; i < V / 8; ++i) {
+            uint4 u = __ldg(reinterpret_cast<const uint4*>(p) + i);
+            e.h[4 * i + 0] = *reinterpret_cast<__half2*>(&u.x);
+            e.h[4 * i + 1] = *reinterpret_cast<__half2*>(&u.y);
+            e.h[4 * i + 2] = *reinterpret_cast<__half2*>(&u.z);
+            e.h[4 * i + 3] = *reinterpret_cast<__half2*>(&u.w);
+        }
+    }
+}
+
+template <int V>
+__device__ __forceinline__ void vq_load_entry_shared(const __half* p, Entry<V>& e) {
+#pragma unroll
+    for (int i = 0; i < V / 2; ++i) e.h[i] = reinterpret_cast<const __half2*>(p)[i];
+}
+
+// The register tier: lane `l` holds entry `l` of each residual stage (when l < N_REG); any lane obtains entry
+// `idx < N_REG` with V/2 shuffles. All lanes of the warp must call this together (no divergence).
+template <class Cfg>
+struct RegTier {
+    static constexpr int WORDS = (Cfg::N_REG > 0) ? Cfg::V / 2 : 1;
+    __half2 held[Cfg::R][WORDS];
+
+    __device__ __forceinline__ void load(const __half* __restrict__ cb_set, int lane) {
+        if constexpr (Cfg::N_REG > 0) {
+#pragma unroll
+            for (int s = 0; s < Cfg::R; ++s) {
+                const int e = lane < Cfg::N_REG ? lane : 0;
+                const __half2* p = reinterpret_cast<const __half2*>(cb_set + ((size_t)s * (1 << Cfg::B) + e) * Cfg::V);
+#pragma unroll
+                for (int i = 0; i < WORDS; ++i) held[s][i] = p[i];
+            }
+        }
+    }
+
+    __device__ __forceinline__ void fetch(int stage_unused, const __half2 (&src)[WORDS], int idx, Entry<Cfg::V>& e) const {
+#pragma unroll
+        for (int i = 0; i < WORDS; ++i) {
+            uint32_t u = __shfl_sync(VQ_FULL_MASK, *reinterpret_cast<const uint32_t*>(&src[i]), idx & 31);
+            e.h[i] = *reinterpret_cast<__half2*>(&u);
+        }
+    }
+};
+
+// Codebook access through the three tiers. `cb_set` points at this vector's codebook set in global memory
+// ([R][2^B][V]); `smem_set` at its copy of the first N_SHARED entries per stage in shared memory
+// ([R][N_SHARED][V]).
+template <class Cfg>
+__device__ __forceinline__ void vq_lookup(const RegTier<Cfg>& reg, int s, uint32_t idx, const __half* __restrict__ cb_set,
+                                          const __half* smem_set, Entry<Cfg::V>& e) {
+    constexpr int ENTRIES = 1 << Cfg::B;
+    if constexpr (Cfg::N_REG > 0) {
+        Entry<Cfg::V> r;
+        reg.fetch(s, reg.held[s], (int)idx, r);
+        if (idx < (uint32_t)Cfg::N_REG) {
+            e = r;
+            return;
+        }
+    }
+    if constexpr (Cfg::N_SHARED >= ENTRIES) {
+        vq_load_entry_shared<Cfg::V>(smem_set + ((size_t)s * Cfg::N_SHARED + idx) * Cfg::V, e);
+    } else if constexpr (Cfg::N_SHARED > 0) {
+        if (idx < (uint32_t)Cfg::N_SHARED)
+            vq_load_entry_shared<Cfg::V>(smem_set + ((size_t)s * Cfg::N_SHARED + idx) * Cfg::V, e);
+        else
+            vq_load_entry_global<Cfg::V>(cb_set + ((size_t)s * ENTRIES + idx) * Cfg::V, e);
+    } else {
+        vq_load_entry_global<Cfg::V>(cb_set + ((size_t)s * ENTRIES + idx) * Cfg::V, e);
+    }
+}
+
+// QuIP# E8P (version 1) decode of one 16-bit code into 8 floats, from the packed abs table
+// (nibble j holds coordinate P[j] = {0,2,4,6,1,3,5,7}[j] as 2v+8; see notes/vq-formats.md 1.2).
+__device__ __forceinline__ void vq_decode_e8p(uint32_t code, const uint32_t* abs_table, float (&out)[8]) {
+    const uint32_t a = code >> 8;
+    uint32_t s = code & 0xffu;
+    const uint32_t p = __popc(s) & 1u;
+    s ^= p;
+    const uint32_t w = abs_table[a];
+    const float shift = p ? -0.25f : 0.25f;
+    constexpr int P[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        float v = (float)((int)((w >> (4 * j)) & 15u) - 8) * 0.5f;
+        v = ((s >> j) & 1u) ? -v : v;
+        out[P[j]] = v + shift;
+    }
+}
+
+// Index of the codebook set for weight row `row` and input column `col` (tile scopes; 0 otherwise).
+template <class Cfg>
+__device__ __forceinline__ int vq_set_of(int row, int col, int cols) {
+    if constexpr (Cfg::TILE_ROWS > 0) {
+        const int tiles_per_row = (cols + Cfg::TILE_COLS - 1) / Cfg::TILE_COLS;
+        return (row / Cfg::TILE_ROWS) * tiles_per_row + col / Cfg::TILE_COLS;
+    } else {
+        return 0;
+    }
+}

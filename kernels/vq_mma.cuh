@@ -1,0 +1,203 @@
+// vq_mma.cuh — VQ GeMM / batch-16 GeMV on tensor cores: mma.sync.m16n8k16 (f16 inputs, f32 accumulators).
+//
+// Register-level fusion (O4) without shuffles. mma's B fragment gives lane (g, t) the reduction slots
+// {2t, 2t+1, 2t+8, 2t+9} of weight row g. The reduction order inside a k16 step is free as long as A (the
+// activations) and B (the weights) agree, so slots are mapped to physical columns such that lane t's four slots
+// are four *consecutive* columns of the vector it decoded itself (block j of 4·V columns, vector t):
+//     step σ of block j (σ < V/4):  slots (2t,2t+1) -> cols j·4V + V·t + 4σ + {0,1}
+//                                    slots (2t+8,2t+9) -> cols j·4V + V·t + 4σ + {2,3}
+// For V = 2 a k16 step spans two blocks: slots (2t,2t+1) -> block 2σ', (2t+8,2t+9) -> block 2σ'+1.
+// The tile layout (docs/kernel-layout.md) already hands lane (g, t) exactly those vectors, so each lane
+// decodes its vectors once into registers and feeds them to every m16 slice of the block's activations.
+// When Cfg::SMEM_FUSION is set the decoded tile goes through shared memory instead (the paper's fallback path),
+// kept for the ablation.
+//
+// Block: WARPS warps; warp w owns WN row blocks (8 weight rows each); all warps share BM activation rows
+// (BM = 16·MT) staged per k tile in shared memory with a padded row stride (conflict-free 8-byte fragment loads).
+// Extra Cfg members: MT, WN, WARPS, SPLIT, SMEM_FUSION.
+#pragma once
+#include "vq_common.cuh"
+
+__device__ __forceinline__ void vq_mma_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                             uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+template <class Cfg>
+struct MmaShape {
+    static constexpr int TV = 4 * Cfg::VPC;
+    static constexpr int TK = TV * Cfg::V;          // input columns per k tile
+    static constexpr int BM = 16 * Cfg::MT;
+    static constexpr int XSTRIDE = TK + 16;         // halves; +32 bytes keeps 8-byte fragment loads conflict-free
+    static constexpr int STEPS = (Cfg::V >= 4) ? TK / 16 : TK / 16;
+};
+
+// Decodes vector j of a lane's chunk into V/2 half2 (sum of the residual stages, times stage scales for E8P).
+template <class Cfg>
+__device__ __forceinline__ void vq_decode_vec(const uint32_t* chunk, int j, const RegTier<Cfg>& reg, const __half* cb_set,
+                                              const __half* sm_set, const uint32_t* abs_s, float ss0, float ss1,
+                                              __half2* out) {
+    constexpr int V = Cfg::V, R = Cfg::R, B = Cfg::B, RB = R * B;
+    if constexpr (Cfg::E8P) {
+        float d0[8], d1[8];
+        vq_decode_e8p(chunk[j] & 0xffffu, abs_s, d0);
+        if constexpr (R > 1) vq_decode_e8p(chunk[j] >> 16, abs_s, d1);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            float a = d0[2 * i] * ss0, b = d0[2 * i + 1] * ss0;
+            if constexpr (R > 1) {
+                a += d1[2 * i] * ss1;
+                b += d1[2 * i + 1] * ss1;
+            }
+            out[i] = __floats2half2_rn(a, b);
+        }
+    } else {
+#pragma unroll
+        for (int s = 0; s < R; ++s) {
+            const int bit = j * RB + s * B;
+            const int wd = bit / 32, sh = bit % 32;
+            uint32_t idx;
+            if (sh + B <= 32) idx = (chunk[wd] >> sh) & ((1u << B) - 1u);
+            else idx = __funnelshift_r(chunk[wd], chunk[wd + 1], sh) & ((1u << B) - 1u);
+            Entry<V> e;
+            vq_lookup<Cfg>(reg, s, idx, cb_set, sm_set, e);
+#pragma unroll
+            for (int i = 0; i < V / 2; ++i) out[i] = (s == 0) ? e.h[i] : __hadd2(out[i], e.h[i]);
+        }
+    }
+}
+
+template <class Cfg>
+__device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, const __half* __restrict__ codebooks,
+                                            const __half* __restrict__ scales, const uint32_t* __restrict__ e8p_abs,
+                                            const __half* __restrict__ x, __half* __restrict__ y, float* __restrict__ ws,
+                                            int m_total, int rows, int cols, int kb, int tiles_per_split, float ss0, float ss1) {
+    using S = MmaShape<Cfg>;
+    constexpr int V = Cfg::V, MT = Cfg::MT, WN = Cfg::WN, VPC = Cfg::VPC, TK = S::TK, BM = S::BM;
+    constexpr int ENTRIES = 1 << Cfg::B;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    __half* xs = reinterpret_cast<__half*>(smem_raw);                       // [BM][XSTRIDE]
+    __half* cbs = xs + BM * S::XSTRIDE;                                        // [R][N_SHARED][V] (tensor scope)
+    uint32_t* abs_s = reinterpret_cast<uint32_t*>(cbs + (Cfg::N_SHARED > 0 ? Cfg::R * Cfg::N_SHARED * V : 0));
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int g = lane / 4, t = lane % 4;
+    const int m0 = blockIdx.z * BM;
+    const int rb0 = (blockIdx.x * Cfg::WARPS + warp) * WN;
+    const int tile0 = blockIdx.y * tiles_per_split;
+    const int tile1 = min(kb, tile0 + tiles_per_split);
+
+    if constexpr (Cfg::N_SHARED > 0 && !Cfg::E8P) {
+        for (int i = threadIdx.x; i < Cfg::R * Cfg::N_SHARED * V; i += blockDim.x) {
+            const int s = i / (Cfg::N_SHARED * V), ev = i % (Cfg::N_SHARED * V);
+            cbs[i] = codebooks[(size_t)s * ENTRIES * V + ev];
+        }
+    }
+    if constexpr (Cfg::E8P) {
+        for (int i = threadIdx.x; i < 256; i += blockDim.x) abs_s[i] = e8p_abs[i];
+    }
+    RegTier<Cfg> reg;
+    if constexpr (Cfg::N_REG > 0) reg.load(codebooks, lane);
+
+    float acc[MT][WN][4];
+#pragma unroll
+    for (int a = 0; a < MT; ++a)
+#pragma unroll
+        for (int b = 0; b < WN; ++b)
+#pragma unroll
+            for (int c = 0; c < 4; ++c) acc[a][b][c] = 0.f;
+
+    for (int tile = tile0; tile < tile1; ++tile) {
+        // Codes first so their latency overlaps the activation staging.
+        uint32_t chunk[WN][4 * Cfg::L];
+#pragma unroll
+        for (int w = 0; w < WN; ++w)
+            if ((rb0 + w) * 8 < rows) vq_load_chunk<Cfg::L>(codes, (size_t)(rb0 + w) * kb + tile, lane, chunk[w]);
+        __syncthreads();
+        const int col0 = tile * TK;
+        for (int i = threadIdx.x; i < BM * (TK / 8); i += blockDim.x) {
+            const int r = i / (TK / 8), c8 = (i % (TK / 8)) * 8;
+            const int m = m0 + r, c = col0 + c8;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (m < m_total) {
+                if (c + 8 <= cols && (cols % 8) == 0) {
+                    v = *reinterpret_cast<const uint4*>(x + (size_t)m * cols + c);
+                } else {
+                    __half tmp[8];
+#pragma unroll
+                    for (int q = 0; q < 8; ++q) tmp[q] = (c + q < cols) ? x[(size_t)m * cols + c + q] : __float2half(0.f);
+                    v = *reinterpret_cast<uint4*>(tmp);
+                }
+            }
+            *reinterpret_cast<uint4*>(xs + r * S::XSTRIDE + c8) = v;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int w = 0; w < WN; ++w) {
+            const int row = (rb0 + w) * 8 + g;
+            if ((rb0 + w) * 8 >= rows) continue;
+            const __half* cb_set = codebooks;
+            if constexpr (Cfg::TILE_ROWS > 0) cb_set = codebooks + (size_t)vq_set_of<Cfg>(row, col0, cols) * Cfg::R * ENTRIES * V;
+#pragma unroll
+            for (int j = 0; j < VPC; ++j) {
+                __half2 wv[V / 2];
+                vq_decode_vec<Cfg>(chunk[w], j, reg, cb_set, cbs, abs_s, ss0, ss1, wv);
+                if constexpr (V >= 4) {
+#pragma unroll
+                    for (int sg = 0; sg < V / 4; ++sg) {
+                        const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[2 * sg]);
+                        const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wv[2 * sg + 1]);
+                        const int c = j * 4 * V + V * t + 4 * sg;
+#pragma unroll
+                        for (int mt = 0; mt < MT; ++mt) {
+                            const uint2 lo = *reinterpret_cast<const uint2*>(xs + (mt * 16 + g) * S::XSTRIDE + c);
+                            const uint2 hi = *reinterpret_cast<const uint2*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c);
+                            vq_mma_16816(acc[mt][w], lo.x, hi.x, lo.y, hi.y, b0, b1);
+                        }
+                    }
+                } else {
+                    // V == 2: pair block j (slots 2t, 2t+1) with block j+1 (slots 2t+8, 2t+9); handled on even j.
+                    if ((j & 1) == 0) {
+                        __half2 wn[1];
+                        vq_decode_vec<Cfg>(chunk[w], j + 1, reg, cb_set, cbs, abs_s, ss0, ss1, wn);
+                        const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[0]);
+                        const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wn[0]);
+                        const int c0 = j * 8 + 2 * t, c1 = (j + 1) * 8 + 2 * t;
+#pragma unroll
+                        for (int mt = 0; mt < MT; ++mt) {
+                            const uint32_t a0 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g) * S::XSTRIDE + c0);
+                            const uint32_t a1 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c0);
+                            const uint32_t a2 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g) * S::XSTRIDE + c1);
+                            const uint32_t a3 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c1);
+                            vq_mma_16816(acc[mt][w], a0, a1, a2, a3, b0, b1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // C fragment: c0,c1 -> (act row g, weight rows 2t, 2t+1); c2,c3 -> (act row g+8, same weight rows).
+#pragma unroll
+    for (int w = 0; w < WN; ++w) {
+        const int n = (rb0 + w) * 8 + 2 * t;
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+            for (int c = 0; c < 4; ++c) {
+                const int m = m0 + mt * 16 + g + (c >= 2 ? 8 : 0);
+                const int nn = n + (c & 1);
+                if (m < m_total && nn < rows) {
+                    if constexpr (Cfg::SPLIT == 1) {
+                        const float sc = Cfg::SCALE ? __half2float(scales[nn]) : 1.f;
+                        y[(size_t)m * rows + nn] = __float2half(acc[mt][w][c] * sc);
+                    } else {
+                        atomicAdd(ws + (size_t)m * rows + nn, acc[mt][w][c]);
+                    }
+                }
+            }
+        }
+    }
+}
