@@ -381,8 +381,8 @@ impl Plan {
         if n_reg > n_shared && n_shared > 0 {
             n_shared = n_shared.max(n_reg);
         }
-        let frequency_ordered =
-            learned && rank >= Level::O1.rank() && n_shared < entries || n_reg > 0;
+        // O1/O2 rely on the hot entries sitting at the front of the codebook.
+        let frequency_ordered = kernel != KernelKind::Lut && ((n_shared > 0 && n_shared < entries) || n_reg > 0);
 
         // 5. Split of the reduction axis (O3): balance the reduction traffic s·m·n·4 against codebook traffic / s,
         //    and fill the GPU.

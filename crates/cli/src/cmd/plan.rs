@@ -1,0 +1,125 @@
+//! `vqllm plan`: shows what the heuristics choose for a kernel, and why.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use vqllm_codegen::{GpuSpec, KernelKind, Level, Op, Overrides, Plan};
+use vqllm_vq::VqConfig;
+
+/// Arguments shared by every command that plans a weight kernel.
+#[derive(Args, Clone, Debug)]
+pub struct KernelArgs {
+    /// Preset name (quip4, aqlm3, gptvq2, aqlm-2x8, aqlm-1x16) or `vq<v,b,r>[:tile=RxC][:scale]`.
+    #[arg(long, default_value = "aqlm-2x8")]
+    pub preset: String,
+    /// gemv or gemm.
+    #[arg(long, default_value = "gemv")]
+    pub op: String,
+    /// Batch rows of the activations.
+    #[arg(long, default_value_t = 1)]
+    pub m: usize,
+    /// Input features (reduction size).
+    #[arg(long, default_value_t = 4096)]
+    pub k: usize,
+    /// Output features.
+    #[arg(long, default_value_t = 4096)]
+    pub n: usize,
+    /// gc, sc, o1, o2, o3, o4, lut or auto.
+    #[arg(long, default_value = "auto")]
+    pub level: String,
+    /// GPU to plan for when no device is used: sm_80, sm_86, sm_89, sm_90.
+    #[arg(long, default_value = "sm_90")]
+    pub arch: String,
+    /// Override: entries in the register tier.
+    #[arg(long)]
+    pub n_reg: Option<u32>,
+    /// Override: entries in the shared-memory tier.
+    #[arg(long)]
+    pub n_shared: Option<u32>,
+    /// Override: reduction-axis split.
+    #[arg(long)]
+    pub split: Option<u32>,
+    /// Override: warps per block.
+    #[arg(long)]
+    pub warps: Option<u32>,
+    /// Override: kernel (dequant, lut, mma).
+    #[arg(long)]
+    pub kernel: Option<String>,
+}
+
+impl KernelArgs {
+    pub fn config(&self) -> Result<VqConfig> {
+        self.preset
+            .parse::<VqConfig>()
+            .with_context(|| format!("bad --preset `{}`", self.preset))
+    }
+
+    pub fn op(&self) -> Result<Op> {
+        match self.op.as_str() {
+            "gemv" => Ok(Op::Gemv),
+            "gemm" => Ok(Op::Gemm),
+            o => anyhow::bail!("unknown --op `{o}` (gemv, gemm; attention is planned with `--op attention` once available)"),
+        }
+    }
+
+    pub fn overrides(&self) -> Result<Overrides> {
+        let kernel = match self.kernel.as_deref() {
+            None => None,
+            Some("dequant") => Some(KernelKind::Dequant),
+            Some("lut") => Some(KernelKind::Lut),
+            Some("mma") => Some(KernelKind::Mma),
+            Some(k) => anyhow::bail!("unknown --kernel `{k}` (dequant, lut, mma)"),
+        };
+        Ok(Overrides {
+            n_reg: self.n_reg,
+            n_shared: self.n_shared,
+            split: self.split,
+            warps: self.warps,
+            kernel,
+            base_registers: None,
+        })
+    }
+
+    pub fn gpu(&self) -> Result<GpuSpec> {
+        GpuSpec::for_arch(&self.arch).with_context(|| {
+            format!(
+                "unknown --arch `{}` (sm_80, sm_86, sm_89, sm_90)",
+                self.arch
+            )
+        })
+    }
+
+    pub fn plan(&self, gpu: &GpuSpec) -> Result<Plan> {
+        let level = Level::parse(&self.level)?;
+        Ok(Plan::new(
+            &self.config()?,
+            self.op()?,
+            self.m,
+            self.k,
+            self.n,
+            level,
+            gpu,
+            &self.overrides()?,
+        )?)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: PlanArgs) -> Result<()> {
+    let gpu = a.kernel.gpu()?;
+    let plan = a.kernel.plan(&gpu)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        println!("device: {} ({})", gpu.name, gpu.arch());
+        println!("{plan}");
+    }
+    Ok(())
+}
