@@ -105,6 +105,16 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
     }
 }
 
+impl<T: ReadAt + ?Sized> ReadAt for std::sync::Arc<T> {
+    fn len(&self) -> u64 {
+        (**self).len()
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        (**self).read_exact_at(offset, buf)
+    }
+}
+
 /// Sequential reader over a [`ReadAt`] with a read-ahead buffer, used for parsing headers.
 pub(crate) struct Cursor<'a> {
     src: &'a dyn ReadAt,
