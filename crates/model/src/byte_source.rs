@@ -58,7 +58,10 @@ fn platform_read_exact_at(file: &File, mut offset: u64, mut buf: &mut [u8]) -> i
     while !buf.is_empty() {
         let n = file.seek_read(buf, offset)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "unexpected end of file"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "unexpected end of file",
+            ));
         }
         buf = &mut buf[n..];
         offset += n as u64;
@@ -68,7 +71,10 @@ fn platform_read_exact_at(file: &File, mut offset: u64, mut buf: &mut [u8]) -> i
 
 #[cfg(not(any(unix, windows)))]
 fn platform_read_exact_at(_file: &File, _offset: u64, _buf: &mut [u8]) -> io::Result<()> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "positioned reads are not supported on this platform"))
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "positioned reads are not supported on this platform",
+    ))
 }
 
 /// An error unless `[offset, offset + n)` lies inside `len` bytes.
@@ -129,7 +135,13 @@ const CHUNK: usize = 1 << 20;
 
 impl<'a> Cursor<'a> {
     pub(crate) fn new(src: &'a dyn ReadAt) -> Self {
-        Cursor { src, len: src.len(), pos: 0, buf: Vec::new(), buf_start: 0 }
+        Cursor {
+            src,
+            len: src.len(),
+            pos: 0,
+            buf: Vec::new(),
+            buf_start: 0,
+        }
     }
 
     /// Current offset.
@@ -147,8 +159,8 @@ impl<'a> Cursor<'a> {
         self.len
     }
 
-    /// The next `n` bytes; `Err(needed)` (as a [`crate::ModelError::Truncated`] built by the caller)
-    /// when fewer remain. Never allocates more than the source holds.
+    /// The next `n` bytes, or [`crate::ModelError::Truncated`] naming `what` when fewer remain.
+    /// Never allocates more than the source holds.
     pub(crate) fn take(&mut self, n: u64, what: &str) -> crate::Result<&[u8]> {
         if n > self.remaining() {
             return Err(crate::ModelError::Truncated {
@@ -166,7 +178,9 @@ impl<'a> Cursor<'a> {
             self.buf.resize(want, 0);
             self.src
                 .read_exact_at(self.pos, &mut self.buf)
-                .map_err(|e| crate::ModelError::io(format!("reading {what} at offset {}", self.pos), e))?;
+                .map_err(|e| {
+                    crate::ModelError::io(format!("reading {what} at offset {}", self.pos), e)
+                })?;
             self.buf_start = self.pos;
         }
         let off = (self.pos - self.buf_start) as usize;
@@ -206,8 +220,13 @@ mod tests {
         assert_eq!(got, data[at..at + 20]);
         assert_eq!(c.remaining(), data.len() as u64 - (CHUNK as u64 + 13));
         let err = c.take(1000, "tail").unwrap_err();
-        assert!(matches!(err, crate::ModelError::Truncated { needed: 1000, .. }), "{err}");
-        assert!(data.read_exact_at(data.len() as u64 - 1, &mut [0u8; 2]).is_err());
+        assert!(
+            matches!(err, crate::ModelError::Truncated { needed: 1000, .. }),
+            "{err}"
+        );
+        assert!(data
+            .read_exact_at(data.len() as u64 - 1, &mut [0u8; 2])
+            .is_err());
         assert!(data.read_exact_at(u64::MAX, &mut [0u8; 2]).is_err());
     }
 }

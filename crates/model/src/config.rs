@@ -71,23 +71,29 @@ impl ModelConfig {
                 return Err(ModelError::InvalidConfig(format!("{name} is 0")));
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(ModelError::InvalidConfig(format!(
                 "num_heads {} is not a multiple of num_kv_heads {}",
                 self.num_heads, self.num_kv_heads
             )));
         }
-        if self.rope_dim > self.head_dim || self.rope_dim % 2 != 0 {
+        if self.rope_dim > self.head_dim || !self.rope_dim.is_multiple_of(2) {
             return Err(ModelError::InvalidConfig(format!(
                 "rope_dim {} must be even and at most head_dim {}",
                 self.rope_dim, self.head_dim
             )));
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
-            return Err(ModelError::InvalidConfig(format!("rope_theta {} is not positive", self.rope_theta)));
+            return Err(ModelError::InvalidConfig(format!(
+                "rope_theta {} is not positive",
+                self.rope_theta
+            )));
         }
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
-            return Err(ModelError::InvalidConfig(format!("rms_norm_eps {} is invalid", self.rms_norm_eps)));
+            return Err(ModelError::InvalidConfig(format!(
+                "rms_norm_eps {} is invalid",
+                self.rms_norm_eps
+            )));
         }
         Ok(())
     }
@@ -110,15 +116,21 @@ impl ModelConfig {
         let key = |k: &str| format!("{arch}.{k}");
         let int = |k: &str| -> Result<Option<usize>> { gguf_usize(f, &key(k)) };
         let req = |k: &str| -> Result<usize> {
-            int(k)?.ok_or_else(|| ModelError::BadMetadata { key: key(k), reason: "missing".into() })
+            int(k)?.ok_or_else(|| ModelError::BadMetadata {
+                key: key(k),
+                reason: "missing".into(),
+            })
         };
         let float = |k: &str, default: f32| -> Result<f32> {
             match f.get(&key(k)) {
                 None => Ok(default),
-                Some(v) => v.as_f64().map(|x| x as f32).ok_or_else(|| ModelError::BadMetadata {
-                    key: key(k),
-                    reason: format!("{v} is not a number"),
-                }),
+                Some(v) => v
+                    .as_f64()
+                    .map(|x| x as f32)
+                    .ok_or_else(|| ModelError::BadMetadata {
+                        key: key(k),
+                        reason: format!("{v} is not a number"),
+                    }),
             }
         };
         let hidden_size = req("embedding_length")?;
@@ -133,10 +145,17 @@ impl ModelConfig {
             Some(v) => v,
             None => match f.get("tokenizer.ggml.tokens").and_then(MetaValue::as_array) {
                 Some(tokens) => tokens.len(),
-                None => f.tensor("token_embd.weight").and_then(|t| t.shape().first().copied()).unwrap_or(0),
+                None => f
+                    .tensor("token_embd.weight")
+                    .and_then(|t| t.shape().first().copied())
+                    .unwrap_or(0),
             },
         };
-        let token_id = |k: &str| f.get(k).and_then(MetaValue::as_u64).and_then(|v| u32::try_from(v).ok());
+        let token_id = |k: &str| {
+            f.get(k)
+                .and_then(MetaValue::as_u64)
+                .and_then(|v| u32::try_from(v).ok())
+        };
         let cfg = ModelConfig {
             hidden_size,
             num_layers: req("block_count")?,
@@ -160,9 +179,12 @@ impl ModelConfig {
 
     /// Parses a Hugging Face `config.json` file.
     pub fn from_hf_config_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read(path).map_err(|e| ModelError::io(format!("reading {}", path.display()), e))?;
-        let v: Value =
-            serde_json::from_slice(&text).map_err(|source| ModelError::Json { path: path.to_path_buf(), source })?;
+        let text = std::fs::read(path)
+            .map_err(|e| ModelError::io(format!("reading {}", path.display()), e))?;
+        let v: Value = serde_json::from_slice(&text).map_err(|source| ModelError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_hf_json(&v)
     }
 
@@ -180,7 +202,11 @@ impl ModelConfig {
                     .as_u64()
                     .and_then(|n| usize::try_from(n).ok())
                     .map(Some)
-                    .ok_or_else(|| ModelError::InvalidConfig(format!("`{k}` = {x} is not a non-negative integer"))),
+                    .ok_or_else(|| {
+                        ModelError::InvalidConfig(format!(
+                            "`{k}` = {x} is not a non-negative integer"
+                        ))
+                    }),
             }
         };
         let req = |k: &str| -> Result<usize> {
@@ -189,10 +215,9 @@ impl ModelConfig {
         let float = |k: &str, default: f32| -> Result<f32> {
             match v.get(k) {
                 None | Some(Value::Null) => Ok(default),
-                Some(x) => x
-                    .as_f64()
-                    .map(|f| f as f32)
-                    .ok_or_else(|| ModelError::InvalidConfig(format!("`{k}` = {x} is not a number"))),
+                Some(x) => x.as_f64().map(|f| f as f32).ok_or_else(|| {
+                    ModelError::InvalidConfig(format!("`{k}` = {x} is not a number"))
+                }),
             }
         };
         let token = |k: &str| -> Option<u32> {
@@ -208,7 +233,11 @@ impl ModelConfig {
             None => 0,
         };
         let cfg = ModelConfig {
-            architecture: v.get("model_type").and_then(Value::as_str).unwrap_or("llama").to_string(),
+            architecture: v
+                .get("model_type")
+                .and_then(Value::as_str)
+                .unwrap_or("llama")
+                .to_string(),
             hidden_size,
             num_layers: req("num_hidden_layers")?,
             num_heads,
@@ -220,7 +249,10 @@ impl ModelConfig {
             rope_theta: float("rope_theta", 10000.0)?,
             rope_dim: head_dim,
             rms_norm_eps: float("rms_norm_eps", 1e-6)?,
-            tie_word_embeddings: v.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
+            tie_word_embeddings: v
+                .get("tie_word_embeddings")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             bos_token_id: token("bos_token_id"),
             eos_token_id: token("eos_token_id"),
         };
@@ -233,12 +265,16 @@ impl ModelConfig {
 fn gguf_usize(f: &GgufFile, key: &str) -> Result<Option<usize>> {
     match f.get(key) {
         None => Ok(None),
-        Some(v) => v.as_u64().and_then(|n| usize::try_from(n).ok()).map(Some).ok_or_else(|| {
-            ModelError::BadMetadata {
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| ModelError::BadMetadata {
                 key: key.to_string(),
-                reason: format!("{v} is not a non-negative integer (per-layer arrays are not supported)"),
-            }
-        }),
+                reason: format!(
+                    "{v} is not a non-negative integer (per-layer arrays are not supported)"
+                ),
+            }),
     }
 }
 
@@ -256,8 +292,14 @@ mod tests {
         )
         .unwrap();
         let c = ModelConfig::from_hf_json(&v).unwrap();
-        assert_eq!((c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads), (576, 30, 9, 3));
-        assert_eq!((c.head_dim, c.kv_dim(), c.q_dim(), c.rope_dim), (64, 192, 576, 64));
+        assert_eq!(
+            (c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads),
+            (576, 30, 9, 3)
+        );
+        assert_eq!(
+            (c.head_dim, c.kv_dim(), c.q_dim(), c.rope_dim),
+            (64, 192, 576, 64)
+        );
         assert_eq!((c.rope_theta, c.rms_norm_eps), (100000.0, 1e-5));
         assert!(c.tie_word_embeddings);
         assert_eq!((c.bos_token_id, c.eos_token_id), (Some(1), Some(2)));
@@ -266,7 +308,10 @@ mod tests {
     #[test]
     fn hf_config_errors() {
         let missing: Value = serde_json::from_str(r#"{"hidden_size":64}"#).unwrap();
-        assert!(matches!(ModelConfig::from_hf_json(&missing), Err(ModelError::InvalidConfig(_))));
+        assert!(matches!(
+            ModelConfig::from_hf_json(&missing),
+            Err(ModelError::InvalidConfig(_))
+        ));
         let bad_gqa: Value = serde_json::from_str(
             r#"{"hidden_size":64,"num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":3,
                 "intermediate_size":128,"vocab_size":10}"#,

@@ -63,8 +63,11 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n_elems: usize, tensor: &str) -> R
     Ok(out)
 }
 
+/// Dequantizes one block: `(block bytes, block output)`.
+type BlockFn = fn(&[u8], &mut [f32]);
+
 /// The per-block dequantizer of `ty`: `(block bytes, block output)`.
-fn block_fn(ty: GgmlType) -> Option<fn(&[u8], &mut [f32])> {
+fn block_fn(ty: GgmlType) -> Option<BlockFn> {
     use GgmlType::*;
     Some(match ty {
         F32 => |b, o| o[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
@@ -80,7 +83,13 @@ fn block_fn(ty: GgmlType) -> Option<fn(&[u8], &mut [f32])> {
         Q4_K => block_q4_k,
         Q5_K => block_q5_k,
         Q6_K => block_q6_k,
-        Q8_K => |b, o| block_q8(f32::from_le_bytes([b[0], b[1], b[2], b[3]]), &b[4..4 + QK_K], o),
+        Q8_K => |b, o| {
+            block_q8(
+                f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                &b[4..4 + QK_K],
+                o,
+            )
+        },
         _ => return None,
     })
 }
@@ -143,7 +152,10 @@ fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {
-        ((s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
+        (
+            (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4),
+            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
+        )
     }
 }
 

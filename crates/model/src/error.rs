@@ -123,11 +123,17 @@ pub type Result<T> = std::result::Result<T, ModelError>;
 impl ModelError {
     /// Wraps an I/O error with a description of what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        ModelError::Io { context: context.into(), source }
+        ModelError::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// A [`ModelError::Format`] for `file`.
     pub fn format(file: impl Into<String>, reason: impl Into<String>) -> Self {
-        ModelError::Format { file: file.into(), reason: reason.into() }
+        ModelError::Format {
+            file: file.into(),
+            reason: reason.into(),
+        }
     }
 }

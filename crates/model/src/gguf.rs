@@ -102,7 +102,8 @@ impl GgufFile {
     /// Opens and parses the GGUF file at `path` (tensor data is read later, on demand).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let src = FileSource::open(path).map_err(|e| ModelError::io(format!("opening {}", path.display()), e))?;
+        let src = FileSource::open(path)
+            .map_err(|e| ModelError::io(format!("opening {}", path.display()), e))?;
         Self::from_source(Box::new(src), path.display().to_string())
     }
 
@@ -174,7 +175,9 @@ impl GgufFile {
     }
 
     fn tensor_or_err(&self, name: &str) -> Result<&GgufTensorInfo> {
-        self.tensor(name).ok_or_else(|| ModelError::UnknownTensor { name: name.to_string() })
+        self.tensor(name).ok_or_else(|| ModelError::UnknownTensor {
+            name: name.to_string(),
+        })
     }
 
     /// The stored bytes of tensor `name` (still quantized).
@@ -187,19 +190,22 @@ impl GgufFile {
         // In bounds of the file (checked at open), so the allocation is bounded by the file size.
         let mut buf = vec![0u8; n_bytes as usize];
         let start = self.data_offset + info.offset;
-        self.source
-            .read_exact_at(start, &mut buf)
-            .map_err(|e| ModelError::io(format!("reading tensor `{name}` from {}", self.label), e))?;
+        self.source.read_exact_at(start, &mut buf).map_err(|e| {
+            ModelError::io(format!("reading tensor `{name}` from {}", self.label), e)
+        })?;
         Ok(buf)
     }
 
     /// Tensor `name` converted to f32, in row-major order of [`GgufTensorInfo::shape`].
     pub fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
         let info = self.tensor_or_err(name)?;
-        let ty = info.ggml_type.filter(|t| t.can_dequantize()).ok_or_else(|| ModelError::UnsupportedDtype {
-            name: name.to_string(),
-            dtype: info.type_name(),
-        })?;
+        let ty = info
+            .ggml_type
+            .filter(|t| t.can_dequantize())
+            .ok_or_else(|| ModelError::UnsupportedDtype {
+                name: name.to_string(),
+                dtype: info.type_name(),
+            })?;
         let raw = self.read_raw(name)?;
         dequantize(ty, &raw, info.n_elems as usize, name)
     }
@@ -237,7 +243,9 @@ fn parse_header(src: &dyn ReadAt) -> Result<Header> {
     let n_kv = c.u64("metadata count")?;
     // Smallest possible entries: kv = key length + type + 1-byte value; tensor info = name length
     // + n_dims + type + offset.
-    let min_needed = n_kv.saturating_mul(13).saturating_add(n_tensors.saturating_mul(24));
+    let min_needed = n_kv
+        .saturating_mul(13)
+        .saturating_add(n_tensors.saturating_mul(24));
     if min_needed > c.remaining() {
         return Err(ModelError::Truncated {
             what: format!("{n_kv} metadata entries and {n_tensors} tensor infos"),
@@ -262,11 +270,21 @@ fn parse_header(src: &dyn ReadAt) -> Result<Header> {
     };
 
     let (tensors, tensor_index) = parse_tensor_infos(&mut c, n_tensors, alignment)?;
-    let data_offset = c.pos().div_ceil(alignment).checked_mul(alignment).ok_or_else(|| {
-        ModelError::format("GGUF", "data offset overflows")
-    })?;
+    let data_offset = c
+        .pos()
+        .div_ceil(alignment)
+        .checked_mul(alignment)
+        .ok_or_else(|| ModelError::format("GGUF", "data offset overflows"))?;
     check_tensor_bounds(&tensors, data_offset, c.len())?;
-    Ok(Header { version, metadata, meta_index, tensors, tensor_index, alignment, data_offset })
+    Ok(Header {
+        version,
+        metadata,
+        meta_index,
+        tensors,
+        tensor_index,
+        alignment,
+        data_offset,
+    })
 }
 
 type Metadata = (Vec<(String, MetaValue)>, HashMap<String, usize>);
@@ -283,7 +301,10 @@ fn parse_metadata(c: &mut Cursor<'_>, n_kv: u64) -> Result<Metadata> {
         })?;
         let value = read_value(c, ty, &key, 0)?;
         if index.insert(key.clone(), metadata.len()).is_some() {
-            return Err(ModelError::BadMetadata { key, reason: "duplicate key".into() });
+            return Err(ModelError::BadMetadata {
+                key,
+                reason: "duplicate key".into(),
+            });
         }
         metadata.push((key, value));
     }
@@ -313,7 +334,10 @@ fn parse_tensor_infos(c: &mut Cursor<'_>, n_tensors: u64, alignment: u64) -> Res
         let offset = c.u64(&format!("offset of tensor `{name}`"))?;
         let info = tensor_info(name, ne, type_id, offset, alignment)?;
         if index.insert(info.name.clone(), tensors.len()).is_some() {
-            return Err(ModelError::format("GGUF", format!("duplicate tensor name `{}`", info.name)));
+            return Err(ModelError::format(
+                "GGUF",
+                format!("duplicate tensor name `{}`", info.name),
+            ));
         }
         tensors.push(info);
     }
@@ -321,7 +345,13 @@ fn parse_tensor_infos(c: &mut Cursor<'_>, n_tensors: u64, alignment: u64) -> Res
 }
 
 /// Validates one tensor's shape, type and offset and computes its sizes.
-fn tensor_info(name: String, ne: Vec<u64>, type_id: u32, offset: u64, alignment: u64) -> Result<GgufTensorInfo> {
+fn tensor_info(
+    name: String,
+    ne: Vec<u64>,
+    type_id: u32,
+    offset: u64,
+    alignment: u64,
+) -> Result<GgufTensorInfo> {
     let n_elems = ne.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
     let n_elems = match n_elems {
         Some(n) if usize::try_from(n).is_ok() && n <= i64::MAX as u64 => n,
@@ -331,9 +361,17 @@ fn tensor_info(name: String, ne: Vec<u64>, type_id: u32, offset: u64, alignment:
     let n_bytes = match ggml_type {
         None => None,
         Some(t) => {
-            if ne[0] % t.block_elems() as u64 != 0 {
-                let reason = format!("ne[0] = {} is not a multiple of the {t} block size {}", ne[0], t.block_elems());
-                return Err(ModelError::BadShape { name, dims: ne, reason });
+            if !ne[0].is_multiple_of(t.block_elems() as u64) {
+                let reason = format!(
+                    "ne[0] = {} is not a multiple of the {t} block size {}",
+                    ne[0],
+                    t.block_elems()
+                );
+                return Err(ModelError::BadShape {
+                    name,
+                    dims: ne,
+                    reason,
+                });
             }
             match t.bytes_for(n_elems) {
                 Some(b) => Some(b),
@@ -341,13 +379,23 @@ fn tensor_info(name: String, ne: Vec<u64>, type_id: u32, offset: u64, alignment:
             }
         }
     };
-    if offset % alignment != 0 {
+    if !offset.is_multiple_of(alignment) {
         return Err(ModelError::format(
             "GGUF",
-            format!("tensor `{name}` offset {offset} is not a multiple of the alignment {alignment}"),
+            format!(
+                "tensor `{name}` offset {offset} is not a multiple of the alignment {alignment}"
+            ),
         ));
     }
-    Ok(GgufTensorInfo { name, ne, type_id, ggml_type, offset, n_elems, n_bytes })
+    Ok(GgufTensorInfo {
+        name,
+        ne,
+        type_id,
+        ggml_type,
+        offset,
+        n_elems,
+        n_bytes,
+    })
 }
 
 /// Checks every tensor of known size lies inside the file.

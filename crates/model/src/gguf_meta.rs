@@ -173,7 +173,12 @@ impl fmt::Display for MetaValue {
             F64(v) => write!(f, "{v}"),
             Bool(v) => write!(f, "{v}"),
             String(s) if s.chars().count() > 60 => {
-                write!(f, "{:?}... ({} chars)", s.chars().take(60).collect::<std::string::String>(), s.chars().count())
+                write!(
+                    f,
+                    "{:?}... ({} chars)",
+                    s.chars().take(60).collect::<std::string::String>(),
+                    s.chars().count()
+                )
             }
             String(s) => write!(f, "{s:?}"),
             Array(t, v) => {
@@ -205,7 +210,12 @@ pub(crate) fn read_string(c: &mut Cursor<'_>, what: &str) -> Result<String> {
 }
 
 /// Reads one value of type `ty`.
-pub(crate) fn read_value(c: &mut Cursor<'_>, ty: MetaType, key: &str, depth: usize) -> Result<MetaValue> {
+pub(crate) fn read_value(
+    c: &mut Cursor<'_>,
+    ty: MetaType,
+    key: &str,
+    depth: usize,
+) -> Result<MetaValue> {
     use MetaValue as V;
     let what = format!("metadata value `{key}`");
     Ok(match ty {
@@ -220,7 +230,10 @@ pub(crate) fn read_value(c: &mut Cursor<'_>, ty: MetaType, key: &str, depth: usi
             0 => V::Bool(false),
             1 => V::Bool(true),
             b => {
-                return Err(ModelError::BadMetadata { key: key.to_string(), reason: format!("bool byte {b} is neither 0 nor 1") })
+                return Err(ModelError::BadMetadata {
+                    key: key.to_string(),
+                    reason: format!("bool byte {b} is neither 0 nor 1"),
+                })
             }
         },
         MetaType::String => V::String(read_string(c, &what)?),

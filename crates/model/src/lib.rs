@@ -31,4 +31,6 @@ pub use gguf::{GgufFile, GgufTensorInfo};
 pub use gguf_meta::{MetaType, MetaValue};
 pub use locate::{find_smollm2_gguf, smollm2_gguf_candidates};
 pub use safetensors::SafetensorsModel;
-pub use source::{LinearKind, LinearWeight, ModelWeights, TensorDesc, TensorDtype, WeightFormat, WeightSource};
+pub use source::{
+    LinearKind, LinearWeight, ModelWeights, TensorDesc, TensorDtype, WeightFormat, WeightSource,
+};

@@ -48,7 +48,10 @@ impl std::fmt::Debug for SafetensorsModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SafetensorsModel")
             .field("dir", &self.dir)
-            .field("shards", &self.shards.iter().map(|s| &s.path).collect::<Vec<_>>())
+            .field(
+                "shards",
+                &self.shards.iter().map(|s| &s.path).collect::<Vec<_>>(),
+            )
             .field("n_tensors", &self.names.len())
             .finish()
     }
@@ -57,7 +60,8 @@ impl std::fmt::Debug for SafetensorsModel {
 impl SafetensorsModel {
     /// Whether `dir` holds an index or any `.safetensors` file.
     pub fn dir_has_weights(dir: &Path) -> Result<bool> {
-        Ok(dir.join(SAFETENSORS_INDEX).is_file() || !files_with_extension(dir, "safetensors")?.is_empty())
+        Ok(dir.join(SAFETENSORS_INDEX).is_file()
+            || !files_with_extension(dir, "safetensors")?.is_empty())
     }
 
     /// Opens a checkpoint from a directory (index, `model.safetensors`, or all `*.safetensors`),
@@ -70,9 +74,16 @@ impl SafetensorsModel {
                 return Self::open_index(&index);
             }
             let single = path.join(SAFETENSORS_SINGLE);
-            let files = if single.is_file() { vec![single] } else { files_with_extension(path, "safetensors")? };
+            let files = if single.is_file() {
+                vec![single]
+            } else {
+                files_with_extension(path, "safetensors")?
+            };
             if files.is_empty() {
-                return Err(ModelError::format(path.display().to_string(), "no safetensors files in directory"));
+                return Err(ModelError::format(
+                    path.display().to_string(),
+                    "no safetensors files in directory",
+                ));
             }
             return Self::from_shards(path.to_path_buf(), files);
         }
@@ -87,27 +98,42 @@ impl SafetensorsModel {
     /// Opens the shards listed in a `model.safetensors.index.json` and checks the index matches them.
     pub fn open_index(index_path: &Path) -> Result<Self> {
         let label = index_path.display().to_string();
-        let len = std::fs::metadata(index_path).map_err(|e| ModelError::io(format!("reading {label}"), e))?.len();
+        let len = std::fs::metadata(index_path)
+            .map_err(|e| ModelError::io(format!("reading {label}"), e))?
+            .len();
         if len > MAX_INDEX_BYTES {
-            return Err(ModelError::format(&label, format!("index is {len} bytes, more than {MAX_INDEX_BYTES}")));
+            return Err(ModelError::format(
+                &label,
+                format!("index is {len} bytes, more than {MAX_INDEX_BYTES}"),
+            ));
         }
-        let text = std::fs::read(index_path).map_err(|e| ModelError::io(format!("reading {label}"), e))?;
-        let v: serde_json::Value = serde_json::from_slice(&text)
-            .map_err(|source| ModelError::Json { path: index_path.to_path_buf(), source })?;
+        let text =
+            std::fs::read(index_path).map_err(|e| ModelError::io(format!("reading {label}"), e))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|source| ModelError::Json {
+                path: index_path.to_path_buf(),
+                source,
+            })?;
         let map = v
             .get("weight_map")
             .and_then(serde_json::Value::as_object)
             .ok_or_else(|| ModelError::format(&label, "no `weight_map` object"))?;
-        let dir = index_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = index_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let mut files: Vec<String> = Vec::new();
         let mut expected: Vec<(&str, &str)> = Vec::with_capacity(map.len());
         for (tensor, file) in map {
-            let file = file
-                .as_str()
-                .ok_or_else(|| ModelError::format(&label, format!("shard of `{tensor}` is not a string")))?;
+            let file = file.as_str().ok_or_else(|| {
+                ModelError::format(&label, format!("shard of `{tensor}` is not a string"))
+            })?;
             let plain = Path::new(file).file_name().is_some_and(|n| n == file) && file != "..";
             if !plain {
-                return Err(ModelError::format(&label, format!("shard name `{file}` is not a plain file name")));
+                return Err(ModelError::format(
+                    &label,
+                    format!("shard name `{file}` is not a plain file name"),
+                ));
             }
             if !files.iter().any(|f| f == file) {
                 files.push(file.to_string());
@@ -121,7 +147,9 @@ impl SafetensorsModel {
             if in_file != Some(&dir.join(file)) {
                 return Err(ModelError::format(
                     &label,
-                    format!("index puts `{tensor}` in `{file}`, but that shard does not contain it"),
+                    format!(
+                        "index puts `{tensor}` in `{file}`, but that shard does not contain it"
+                    ),
                 ));
             }
         }
@@ -145,7 +173,12 @@ impl SafetensorsModel {
             }
             shards.push(shard);
         }
-        Ok(SafetensorsModel { dir, shards, names, index })
+        Ok(SafetensorsModel {
+            dir,
+            shards,
+            names,
+            index,
+        })
     }
 
     /// Directory of the checkpoint (where `config.json` is looked for).
@@ -159,7 +192,9 @@ impl SafetensorsModel {
     }
 
     fn lookup(&self, name: &str) -> Result<(&Shard, &safetensors::tensor::TensorInfo)> {
-        let unknown = || ModelError::UnknownTensor { name: name.to_string() };
+        let unknown = || ModelError::UnknownTensor {
+            name: name.to_string(),
+        };
         let shard = &self.shards[*self.index.get(name).ok_or_else(unknown)?];
         let info = shard.metadata.info(name).ok_or_else(unknown)?;
         Ok((shard, info))
@@ -168,7 +203,8 @@ impl SafetensorsModel {
 
 fn open_shard(path: PathBuf) -> Result<Shard> {
     let label = path.display().to_string();
-    let source = FileSource::open(&path).map_err(|e| ModelError::io(format!("opening {label}"), e))?;
+    let source =
+        FileSource::open(&path).map_err(|e| ModelError::io(format!("opening {label}"), e))?;
     let file_len = source.len();
     let truncated = |what: &str, offset: u64, needed: u64| ModelError::Truncated {
         what: format!("{what} of {label}"),
@@ -180,18 +216,25 @@ fn open_shard(path: PathBuf) -> Result<Shard> {
         return Err(truncated("header length", 0, 8));
     }
     let mut n = [0u8; 8];
-    source.read_exact_at(0, &mut n).map_err(|e| ModelError::io(format!("reading {label}"), e))?;
+    source
+        .read_exact_at(0, &mut n)
+        .map_err(|e| ModelError::io(format!("reading {label}"), e))?;
     let n = u64::from_le_bytes(n);
     if n > MAX_HEADER_BYTES {
-        return Err(ModelError::format(&label, format!("header of {n} bytes exceeds {MAX_HEADER_BYTES}")));
+        return Err(ModelError::format(
+            &label,
+            format!("header of {n} bytes exceeds {MAX_HEADER_BYTES}"),
+        ));
     }
     if n > file_len - 8 {
         return Err(truncated("JSON header", 8, n));
     }
     let mut header = vec![0u8; n as usize];
-    source.read_exact_at(8, &mut header).map_err(|e| ModelError::io(format!("reading {label}"), e))?;
-    let metadata: Metadata =
-        serde_json::from_slice(&header).map_err(|e| ModelError::format(&label, format!("bad header: {e}")))?;
+    source
+        .read_exact_at(8, &mut header)
+        .map_err(|e| ModelError::io(format!("reading {label}"), e))?;
+    let metadata: Metadata = serde_json::from_slice(&header)
+        .map_err(|e| ModelError::format(&label, format!("bad header: {e}")))?;
     let data_start = 8 + n;
     let data_len = metadata.data_len() as u64;
     let in_bounds = matches!(data_start.checked_add(data_len), Some(end) if end <= file_len);
@@ -204,25 +247,43 @@ fn open_shard(path: PathBuf) -> Result<Shard> {
             file_len,
         });
     }
-    Ok(Shard { path, source, data_start, metadata })
+    Ok(Shard {
+        path,
+        source,
+        data_start,
+        metadata,
+    })
 }
 
 /// Converts little-endian `bytes` of `dtype` to f32 (in parallel for large tensors).
 fn to_f32(dtype: Dtype, bytes: &[u8], name: &str) -> Result<Vec<f32>> {
     let (width, conv): (usize, fn(&[u8]) -> f32) = match dtype {
         Dtype::F32 => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        Dtype::F16 => (2, |b| f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()),
-        Dtype::BF16 => (2, |b| bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()),
-        Dtype::F64 => (8, |b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32),
-        other => return Err(ModelError::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") }),
+        Dtype::F16 => (2, |b| {
+            f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
+        }),
+        Dtype::BF16 => (2, |b| {
+            bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
+        }),
+        Dtype::F64 => (8, |b| {
+            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+        }),
+        other => {
+            return Err(ModelError::UnsupportedDtype {
+                name: name.to_string(),
+                dtype: format!("{other:?}"),
+            })
+        }
     };
     let mut out = vec![0f32; bytes.len() / width];
     const TASK: usize = 1 << 16;
-    out.par_chunks_mut(TASK).zip(bytes.par_chunks(TASK * width)).for_each(|(o, b)| {
-        for (o, b) in o.iter_mut().zip(b.chunks_exact(width)) {
-            *o = conv(b);
-        }
-    });
+    out.par_chunks_mut(TASK)
+        .zip(bytes.par_chunks(TASK * width))
+        .for_each(|(o, b)| {
+            for (o, b) in o.iter_mut().zip(b.chunks_exact(width)) {
+                *o = conv(b);
+            }
+        });
     Ok(out)
 }
 
@@ -232,18 +293,31 @@ impl WeightSource for SafetensorsModel {
     }
 
     fn tensor_descs(&self) -> Vec<TensorDesc> {
-        self.names.iter().filter_map(|n| self.tensor_desc(n)).collect()
+        self.names
+            .iter()
+            .filter_map(|n| self.tensor_desc(n))
+            .collect()
     }
 
     fn tensor_desc(&self, name: &str) -> Option<TensorDesc> {
         let (_, info) = self.lookup(name).ok()?;
-        Some(TensorDesc { name: name.to_string(), shape: info.shape.clone(), dtype: TensorDtype::Safetensors(info.dtype) })
+        Some(TensorDesc {
+            name: name.to_string(),
+            shape: info.shape.clone(),
+            dtype: TensorDtype::Safetensors(info.dtype),
+        })
     }
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
         let (shard, info) = self.lookup(name)?;
-        if !matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64) {
-            return Err(ModelError::UnsupportedDtype { name: name.to_string(), dtype: format!("{:?}", info.dtype) });
+        if !matches!(
+            info.dtype,
+            Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64
+        ) {
+            return Err(ModelError::UnsupportedDtype {
+                name: name.to_string(),
+                dtype: format!("{:?}", info.dtype),
+            });
         }
         let (s, e) = info.data_offsets;
         // Within the file: checked when the shard was opened.
@@ -251,7 +325,12 @@ impl WeightSource for SafetensorsModel {
         shard
             .source
             .read_exact_at(shard.data_start + s as u64, &mut bytes)
-            .map_err(|err| ModelError::io(format!("reading `{name}` from {}", shard.path.display()), err))?;
+            .map_err(|err| {
+                ModelError::io(
+                    format!("reading `{name}` from {}", shard.path.display()),
+                    err,
+                )
+            })?;
         to_f32(info.dtype, &bytes, name)
     }
 
@@ -259,9 +338,13 @@ impl WeightSource for SafetensorsModel {
     /// embeddings count as tied exactly when there is no `lm_head.weight` tensor.
     fn config(&self) -> Result<ModelConfig> {
         let path = self.dir.join("config.json");
-        let text = std::fs::read(&path).map_err(|e| ModelError::io(format!("reading {}", path.display()), e))?;
+        let text = std::fs::read(&path)
+            .map_err(|e| ModelError::io(format!("reading {}", path.display()), e))?;
         let v: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|source| ModelError::Json { path: path.clone(), source })?;
+            serde_json::from_slice(&text).map_err(|source| ModelError::Json {
+                path: path.clone(),
+                source,
+            })?;
         let mut cfg = ModelConfig::from_hf_json(&v)?;
         if v.get("tie_word_embeddings").is_none() {
             cfg.tie_word_embeddings = !self.index.contains_key("lm_head.weight");

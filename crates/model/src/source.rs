@@ -71,8 +71,15 @@ pub enum LinearKind {
 
 impl LinearKind {
     /// All kinds in block order.
-    pub const ALL: [LinearKind; 7] =
-        [LinearKind::Q, LinearKind::K, LinearKind::V, LinearKind::O, LinearKind::Gate, LinearKind::Up, LinearKind::Down];
+    pub const ALL: [LinearKind; 7] = [
+        LinearKind::Q,
+        LinearKind::K,
+        LinearKind::V,
+        LinearKind::O,
+        LinearKind::Gate,
+        LinearKind::Up,
+        LinearKind::Down,
+    ];
 
     /// The GGUF tensor name of this projection in block `layer`.
     pub fn gguf_name(self, layer: usize) -> String {
@@ -109,7 +116,10 @@ impl LinearKind {
             WeightFormat::Safetensors => ("model.layers.", name.strip_prefix("model.layers.")?),
         };
         let (layer, _) = layer_and_rest.split_once('.')?;
-        if layer.is_empty() || !layer.bytes().all(|b| b.is_ascii_digit()) || (layer.len() > 1 && layer.starts_with('0')) {
+        if layer.is_empty()
+            || !layer.bytes().all(|b| b.is_ascii_digit())
+            || (layer.len() > 1 && layer.starts_with('0'))
+        {
             return None;
         }
         let layer: usize = layer.parse().ok()?;
@@ -253,7 +263,10 @@ impl ModelWeights {
             let ggufs = files_with_extension(path, "gguf")?;
             return match ggufs.as_slice() {
                 [one] => Ok(ModelWeights::Gguf(GgufFile::open(one)?)),
-                [] => Err(ModelError::format(path.display().to_string(), "no .safetensors or .gguf weights in directory")),
+                [] => Err(ModelError::format(
+                    path.display().to_string(),
+                    "no .safetensors or .gguf weights in directory",
+                )),
                 _ => Err(ModelError::format(
                     path.display().to_string(),
                     format!("{} .gguf files in directory; name one", ggufs.len()),
@@ -301,10 +314,13 @@ impl WeightSource for ModelWeights {
 
 /// Files in `dir` ending in `.{ext}`, sorted by name.
 pub(crate) fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<std::path::PathBuf>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| ModelError::io(format!("listing {}", dir.display()), e))?;
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| ModelError::io(format!("listing {}", dir.display()), e))?;
     let mut out = Vec::new();
     for entry in rd {
-        let p = entry.map_err(|e| ModelError::io(format!("listing {}", dir.display()), e))?.path();
+        let p = entry
+            .map_err(|e| ModelError::io(format!("listing {}", dir.display()), e))?
+            .path();
         if p.is_file() && p.extension().is_some_and(|e| e == ext) {
             out.push(p);
         }
@@ -322,20 +338,44 @@ mod tests {
         use LinearKind::*;
         use WeightFormat::*;
         assert_eq!(LinearKind::parse(Gguf, "blk.0.attn_q.weight"), Some((0, Q)));
-        assert_eq!(LinearKind::parse(Gguf, "blk.29.ffn_down.weight"), Some((29, Down)));
-        assert_eq!(LinearKind::parse(Gguf, "blk.3.attn_output.weight"), Some((3, O)));
+        assert_eq!(
+            LinearKind::parse(Gguf, "blk.29.ffn_down.weight"),
+            Some((29, Down))
+        );
+        assert_eq!(
+            LinearKind::parse(Gguf, "blk.3.attn_output.weight"),
+            Some((3, O))
+        );
         assert_eq!(LinearKind::parse(Gguf, "blk.3.attn_norm.weight"), None);
         assert_eq!(LinearKind::parse(Gguf, "blk.3.attn_q.bias"), None);
         assert_eq!(LinearKind::parse(Gguf, "blk.03.attn_q.weight"), None);
         assert_eq!(LinearKind::parse(Gguf, "blk..attn_q.weight"), None);
         assert_eq!(LinearKind::parse(Gguf, "token_embd.weight"), None);
-        assert_eq!(LinearKind::parse(Gguf, "model.layers.0.self_attn.q_proj.weight"), None);
-        assert_eq!(LinearKind::parse(Safetensors, "model.layers.7.self_attn.v_proj.weight"), Some((7, V)));
-        assert_eq!(LinearKind::parse(Safetensors, "model.layers.12.mlp.gate_proj.weight"), Some((12, Gate)));
-        assert_eq!(LinearKind::parse(Safetensors, "model.layers.12.mlp.up_proj.weight"), Some((12, Up)));
-        assert_eq!(LinearKind::parse(Safetensors, "model.layers.1.input_layernorm.weight"), None);
+        assert_eq!(
+            LinearKind::parse(Gguf, "model.layers.0.self_attn.q_proj.weight"),
+            None
+        );
+        assert_eq!(
+            LinearKind::parse(Safetensors, "model.layers.7.self_attn.v_proj.weight"),
+            Some((7, V))
+        );
+        assert_eq!(
+            LinearKind::parse(Safetensors, "model.layers.12.mlp.gate_proj.weight"),
+            Some((12, Gate))
+        );
+        assert_eq!(
+            LinearKind::parse(Safetensors, "model.layers.12.mlp.up_proj.weight"),
+            Some((12, Up))
+        );
+        assert_eq!(
+            LinearKind::parse(Safetensors, "model.layers.1.input_layernorm.weight"),
+            None
+        );
         assert_eq!(LinearKind::parse(Safetensors, "lm_head.weight"), None);
-        assert_eq!(LinearKind::parse(Safetensors, "model.embed_tokens.weight"), None);
+        assert_eq!(
+            LinearKind::parse(Safetensors, "model.embed_tokens.weight"),
+            None
+        );
         for k in LinearKind::ALL {
             assert_eq!(LinearKind::parse(Gguf, &k.gguf_name(5)), Some((5, k)));
             assert_eq!(LinearKind::parse(Safetensors, &k.hf_name(5)), Some((5, k)));

@@ -68,7 +68,11 @@ pub fn random_block(ty: GgmlType, rng: &mut ChaCha8Rng) -> (Vec<u8>, Vec<f64>) {
             }
             b.extend((0..16).map(|j| q[j] | (q[j + 16] << 4)));
             for &qi in &q {
-                y.push(if ty == Q4_0 { (qi as f64 - 8.0) * d } else { qi as f64 * d + m });
+                y.push(if ty == Q4_0 {
+                    (qi as f64 - 8.0) * d
+                } else {
+                    qi as f64 * d + m
+                });
             }
         }
         Q5_0 | Q5_1 => {
@@ -87,7 +91,11 @@ pub fn random_block(ty: GgmlType, rng: &mut ChaCha8Rng) -> (Vec<u8>, Vec<f64>) {
             b.extend_from_slice(&qh.to_le_bytes());
             b.extend((0..16).map(|j| (q[j] & 0xf) | ((q[j + 16] & 0xf) << 4)));
             for &qi in &q {
-                y.push(if ty == Q5_0 { (qi as f64 - 16.0) * d } else { qi as f64 * d + m });
+                y.push(if ty == Q5_0 {
+                    (qi as f64 - 16.0) * d
+                } else {
+                    qi as f64 * d + m
+                });
             }
         }
         Q8_0 | Q8_1 => {
@@ -164,7 +172,8 @@ pub fn random_block(ty: GgmlType, rng: &mut ChaCha8Rng) -> (Vec<u8>, Vec<f64>) {
                     let q = |k: usize| l[j + i + 32 * k];
                     ql[64 * half + i] = (q(0) & 0xf) | ((q(2) & 0xf) << 4);
                     ql[64 * half + i + 32] = (q(1) & 0xf) | ((q(3) & 0xf) << 4);
-                    qh[32 * half + i] = (q(0) >> 4) | ((q(1) >> 4) << 2) | ((q(2) >> 4) << 4) | ((q(3) >> 4) << 6);
+                    qh[32 * half + i] =
+                        (q(0) >> 4) | ((q(1) >> 4) << 2) | ((q(2) >> 4) << 4) | ((q(3) >> 4) << 6);
                 }
             }
             b.extend_from_slice(&ql);
@@ -204,7 +213,10 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], block: usize) {
         let tol = 1e-6 * scale + 1e-12;
         for (i, (&g, &w)) in g.iter().zip(w).enumerate() {
             let at = bi * block + i;
-            assert!((g as f64 - w).abs() <= tol, "{what}[{at}]: got {g}, want {w}");
+            assert!(
+                (g as f64 - w).abs() <= tol,
+                "{what}[{at}]: got {g}, want {w}"
+            );
         }
     }
 }

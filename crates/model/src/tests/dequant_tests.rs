@@ -34,7 +34,10 @@ fn q4_0_and_q8_0_hand_blocks() {
     b.extend_from_slice(&h(2.0));
     b.extend((0..16u8).map(|j| j | (j << 4)));
     let y = dequantize(GgmlType::Q4_0, &b, 32, "t").unwrap();
-    assert_eq!((y[0], y[8], y[15], y[16], y[31]), (-16.0, 0.0, 14.0, -16.0, 14.0));
+    assert_eq!(
+        (y[0], y[8], y[15], y[16], y[31]),
+        (-16.0, 0.0, 14.0, -16.0, 14.0)
+    );
 
     let mut b = Vec::new();
     b.extend_from_slice(&h(0.25));
@@ -75,7 +78,9 @@ fn size_mismatch_and_unsupported_types_are_errors() {
     assert!(matches!(e, ModelError::BadShape { .. }), "{e}");
     let e = dequantize(GgmlType::IQ2_XXS, &[0u8; 66], 256, "w").unwrap_err();
     match e {
-        ModelError::UnsupportedDtype { name, dtype } => assert_eq!((name.as_str(), dtype.as_str()), ("w", "IQ2_XXS")),
+        ModelError::UnsupportedDtype { name, dtype } => {
+            assert_eq!((name.as_str(), dtype.as_str()), ("w", "IQ2_XXS"))
+        }
         other => panic!("{other}"),
     }
     for ty in GgmlType::all() {

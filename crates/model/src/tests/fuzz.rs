@@ -26,7 +26,10 @@ impl ReadAt for Truncated {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         match offset.checked_add(buf.len() as u64) {
             Some(end) if end <= self.len => self.inner.read_exact_at(offset, buf),
-            _ => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "past truncation")),
+            _ => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "past truncation",
+            )),
         }
     }
 }
@@ -53,7 +56,10 @@ impl ReadAt for Patched {
 }
 
 /// Opens `src` and, if it parses, reads its small tensors; panics are caught and reported.
-fn open_and_read_small(src: Box<dyn ReadAt>, max_tensor_bytes: u64) -> std::thread::Result<crate::Result<GgufFile>> {
+fn open_and_read_small(
+    src: Box<dyn ReadAt>,
+    max_tensor_bytes: u64,
+) -> std::thread::Result<crate::Result<GgufFile>> {
     catch_unwind(AssertUnwindSafe(|| {
         let f = GgufFile::from_source(src, "fuzz")?;
         let small: Vec<String> = f
@@ -73,7 +79,13 @@ fn open_and_read_small(src: Box<dyn ReadAt>, max_tensor_bytes: u64) -> std::thre
 }
 
 /// Runs the truncation and mutation campaign on `base`.
-fn fuzz_gguf(label: &str, base: Arc<dyn ReadAt>, seed: u64, n_truncations: usize, n_mutations: usize) {
+fn fuzz_gguf(
+    label: &str,
+    base: Arc<dyn ReadAt>,
+    seed: u64,
+    n_truncations: usize,
+    n_mutations: usize,
+) {
     let full = GgufFile::from_source(Box::new(base.clone()), label).expect("base file parses");
     let len = base.len();
     let data_offset = full.data_offset();
@@ -87,18 +99,31 @@ fn fuzz_gguf(label: &str, base: Arc<dyn ReadAt>, seed: u64, n_truncations: usize
 
     // Truncations: every short prefix, then random lengths in the header and in the data.
     let mut lengths: Vec<u64> = (0..64.min(len)).collect();
-    lengths.extend([data_offset.saturating_sub(1), data_offset, data_offset + 1, last_end - 1, last_end]);
+    lengths.extend([
+        data_offset.saturating_sub(1),
+        data_offset,
+        data_offset + 1,
+        last_end - 1,
+        last_end,
+    ]);
     for _ in 0..n_truncations {
         lengths.push(rng.random_range(0..data_offset));
         lengths.push(rng.random_range(data_offset..=last_end));
     }
     for cut in lengths {
-        let src = Box::new(Truncated { inner: base.clone(), len: cut });
-        let res = open_and_read_small(src, 1 << 16).unwrap_or_else(|_| panic!("{label}: panic at truncation {cut}"));
+        let src = Box::new(Truncated {
+            inner: base.clone(),
+            len: cut,
+        });
+        let res = open_and_read_small(src, 1 << 16)
+            .unwrap_or_else(|_| panic!("{label}: panic at truncation {cut}"));
         if cut < last_end {
             assert!(res.is_err(), "{label}: truncation at {cut} of {len} parsed");
         } else {
-            assert!(res.is_ok(), "{label}: truncation at {cut} (>= last tensor end {last_end}) failed");
+            assert!(
+                res.is_ok(),
+                "{label}: truncation at {cut} (>= last tensor end {last_end}) failed"
+            );
         }
     }
 
@@ -122,7 +147,10 @@ fn fuzz_gguf(label: &str, base: Arc<dyn ReadAt>, seed: u64, n_truncations: usize
                 (at, byte)
             })
             .collect();
-        let src = Box::new(Patched { inner: base.clone(), patches: patches.clone() });
+        let src = Box::new(Patched {
+            inner: base.clone(),
+            patches: patches.clone(),
+        });
         let res = open_and_read_small(src, 1 << 16)
             .unwrap_or_else(|_| panic!("{label}: panic at mutation #{i} {patches:?}"));
         n_err += res.is_err() as usize;
@@ -139,7 +167,9 @@ fn fuzz_synthetic_gguf() {
 #[test]
 fn fuzz_real_gguf_if_present() {
     let Some(path) = crate::find_smollm2_gguf() else {
-        eprintln!("note: SmolLM2 GGUF not found (set VQLLM_SMOLLM_GGUF); real-file fuzzing skipped");
+        eprintln!(
+            "note: SmolLM2 GGUF not found (set VQLLM_SMOLLM_GGUF); real-file fuzzing skipped"
+        );
         return;
     };
     let src: Arc<dyn ReadAt> = Arc::new(FileSource::open(&path).expect("open real GGUF"));

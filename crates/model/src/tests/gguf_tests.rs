@@ -31,12 +31,27 @@ fn all_meta_values() -> Vec<(&'static str, MetaValue)> {
         ("t.u64", U64(u64::MAX)),
         ("t.i64", I64(i64::MIN)),
         ("t.f64", F64(-2.25)),
-        ("t.arr_i32", Array(MetaType::I32, vec![I32(1), I32(-2), I32(3)])),
-        ("t.arr_str", Array(MetaType::String, vec![String("a".into()), String("".into())])),
+        (
+            "t.arr_i32",
+            Array(MetaType::I32, vec![I32(1), I32(-2), I32(3)]),
+        ),
+        (
+            "t.arr_str",
+            Array(
+                MetaType::String,
+                vec![String("a".into()), String("".into())],
+            ),
+        ),
         ("t.arr_empty", Array(MetaType::F32, vec![])),
         (
             "t.arr_nested",
-            Array(MetaType::Array, vec![Array(MetaType::U8, vec![U8(1), U8(2)]), Array(MetaType::U8, vec![])]),
+            Array(
+                MetaType::Array,
+                vec![
+                    Array(MetaType::U8, vec![U8(1), U8(2)]),
+                    Array(MetaType::U8, vec![]),
+                ],
+            ),
         ),
     ]
 }
@@ -65,7 +80,9 @@ fn metadata_of_every_type_roundtrips_in_v2_and_v3() {
 
 /// A synthetic file holding one tensor of every supported type (3 rows of 2 blocks), and the
 /// expected f32 values.
-fn every_type_file(alignment: Option<u32>) -> (Vec<u8>, Vec<(String, Vec<f64>, GgmlType)>) {
+type Expected = Vec<(String, Vec<f64>, GgmlType)>;
+
+fn every_type_file(alignment: Option<u32>) -> (Vec<u8>, Expected) {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let mut w = GgufWriter::new();
     w.alignment = alignment;
@@ -95,9 +112,15 @@ fn tensors_of_every_supported_type_read_back() {
             assert_eq!(info.offset % f.alignment(), 0);
             let got = f.read_f32(name).unwrap();
             assert_close(name, &got, want, ty.block_elems());
-            assert_eq!(f.read_raw(name).unwrap().len() as u64, info.n_bytes.unwrap());
+            assert_eq!(
+                f.read_raw(name).unwrap().len() as u64,
+                info.n_bytes.unwrap()
+            );
         }
-        assert!(matches!(f.read_f32("nope"), Err(ModelError::UnknownTensor { .. })));
+        assert!(matches!(
+            f.read_f32("nope"),
+            Err(ModelError::UnknownTensor { .. })
+        ));
     }
 }
 
@@ -105,13 +128,25 @@ fn tensors_of_every_supported_type_read_back() {
 pub fn tiny_llama(with_output: bool) -> Vec<u8> {
     let (hidden, ff, kv) = (64u64, 96u64, 32u64);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut q8 = |rows: u64, cols: u64| random_blocks(GgmlType::Q8_0, (rows * cols / 32) as usize, &mut rng).0;
+    let mut q8 = |rows: u64, cols: u64| {
+        random_blocks(GgmlType::Q8_0, (rows * cols / 32) as usize, &mut rng).0
+    };
     let mut w = llama_kvs(GgufWriter::new(), hidden as u32, 2, 4, 2, ff as u32, 32);
-    w = w.tensor("token_embd.weight", &[hidden, 32], GgmlType::Q8_0.id(), q8(32, hidden));
+    w = w.tensor(
+        "token_embd.weight",
+        &[hidden, 32],
+        GgmlType::Q8_0.id(),
+        q8(32, hidden),
+    );
     for l in 0..2 {
         let t = |s: &str| format!("blk.{l}.{s}.weight");
         w = w
-            .tensor(&t("attn_norm"), &[hidden], 0, vec![0u8; hidden as usize * 4])
+            .tensor(
+                &t("attn_norm"),
+                &[hidden],
+                0,
+                vec![0u8; hidden as usize * 4],
+            )
             .tensor(&t("attn_q"), &[hidden, hidden], 8, q8(hidden, hidden))
             .tensor(&t("attn_k"), &[hidden, kv], 8, q8(kv, hidden))
             .tensor(&t("attn_v"), &[hidden, kv], 8, q8(kv, hidden))
@@ -121,7 +156,12 @@ pub fn tiny_llama(with_output: bool) -> Vec<u8> {
             .tensor(&t("ffn_up"), &[hidden, ff], 8, q8(ff, hidden))
             .tensor(&t("ffn_down"), &[ff, hidden], 8, q8(hidden, ff));
     }
-    w = w.tensor("output_norm.weight", &[hidden], 0, vec![0u8; hidden as usize * 4]);
+    w = w.tensor(
+        "output_norm.weight",
+        &[hidden],
+        0,
+        vec![0u8; hidden as usize * 4],
+    );
     if with_output {
         w = w.tensor("output.weight", &[hidden, 32], 8, q8(32, hidden));
     }
@@ -150,18 +190,40 @@ fn config_and_linear_weights_of_a_tiny_llama() {
         eos_token_id: Some(2),
     };
     assert_eq!(c, want);
-    assert!(!parse(tiny_llama(true)).unwrap().config().unwrap().tie_word_embeddings);
+    assert!(
+        !parse(tiny_llama(true))
+            .unwrap()
+            .config()
+            .unwrap()
+            .tie_word_embeddings
+    );
 
     let lw = f.linear_weights();
     assert_eq!(lw.len(), 14);
-    let shapes: Vec<_> = lw[..7].iter().map(|w| (w.kind, w.out_features, w.in_features)).collect();
+    let shapes: Vec<_> = lw[..7]
+        .iter()
+        .map(|w| (w.kind, w.out_features, w.in_features))
+        .collect();
     use LinearKind::*;
     assert_eq!(
         shapes,
-        vec![(Q, 64, 64), (K, 32, 64), (V, 32, 64), (O, 64, 64), (Gate, 96, 64), (Up, 96, 64), (Down, 64, 96)]
+        vec![
+            (Q, 64, 64),
+            (K, 32, 64),
+            (V, 32, 64),
+            (O, 64, 64),
+            (Gate, 96, 64),
+            (Up, 96, 64),
+            (Down, 64, 96)
+        ]
     );
-    assert!(lw.iter().all(|w| w.dtype == TensorDtype::Ggml(GgmlType::Q8_0)));
-    assert_eq!((lw[7].layer, lw[7].name.as_str()), (1, "blk.1.attn_q.weight"));
+    assert!(lw
+        .iter()
+        .all(|w| w.dtype == TensorDtype::Ggml(GgmlType::Q8_0)));
+    assert_eq!(
+        (lw[7].layer, lw[7].name.as_str()),
+        (1, "blk.1.attn_q.weight")
+    );
     // Reading through the trait gives out*in values.
     assert_eq!(f.read_f32(&lw[6].name).unwrap().len(), 64 * 96);
 }
@@ -205,7 +267,9 @@ fn tensor_info_bytes(name: &str, ne: &[u64], type_id: u32, offset: u64) -> Vec<u
 fn header_errors_are_typed() {
     let err = |b: Vec<u8>| parse(b).unwrap_err();
     assert!(matches!(err(b"GGU".to_vec()), ModelError::Truncated { .. }));
-    assert!(matches!(err(b"GGML\x03\0\0\0".to_vec()), ModelError::BadMagic { found } if &found == b"GGML"));
+    assert!(
+        matches!(err(b"GGML\x03\0\0\0".to_vec()), ModelError::BadMagic { found } if &found == b"GGML")
+    );
     for v in [0u32, 1, 4, 0x0300_0000] {
         match err(raw_header(v, 0, 0, &[])) {
             ModelError::BadVersion { version, hint } => {
@@ -216,31 +280,48 @@ fn header_errors_are_typed() {
         }
     }
     // Absurd counts fail before any allocation.
-    assert!(matches!(err(raw_header(3, 0, u64::MAX, &[])), ModelError::Truncated { .. }));
-    assert!(matches!(err(raw_header(3, u64::MAX / 2, 0, &[0; 64])), ModelError::Truncated { .. }));
+    assert!(matches!(
+        err(raw_header(3, 0, u64::MAX, &[])),
+        ModelError::Truncated { .. }
+    ));
+    assert!(matches!(
+        err(raw_header(3, u64::MAX / 2, 0, &[0; 64])),
+        ModelError::Truncated { .. }
+    ));
     // A key claiming a huge length.
     let mut kv = u64::MAX.to_le_bytes().to_vec();
     kv.extend_from_slice(&[0; 16]);
-    assert!(matches!(err(raw_header(3, 0, 1, &kv)), ModelError::Truncated { .. }));
+    assert!(matches!(
+        err(raw_header(3, 0, 1, &kv)),
+        ModelError::Truncated { .. }
+    ));
     // An array claiming more elements than bytes left.
     let mut kv = Vec::new();
     super::gguf_writer::write_str(&mut kv, "a");
     kv.extend_from_slice(&9u32.to_le_bytes());
     kv.extend_from_slice(&(MetaType::U32 as u32).to_le_bytes());
     kv.extend_from_slice(&(1u64 << 40).to_le_bytes());
-    assert!(matches!(err(raw_header(3, 0, 1, &kv)), ModelError::Truncated { .. }));
+    assert!(matches!(
+        err(raw_header(3, 0, 1, &kv)),
+        ModelError::Truncated { .. }
+    ));
     // Unknown value type.
     let mut kv = Vec::new();
     super::gguf_writer::write_str(&mut kv, "a");
     kv.extend_from_slice(&13u32.to_le_bytes());
     kv.extend_from_slice(&[0; 8]);
-    assert!(matches!(err(raw_header(3, 0, 1, &kv)), ModelError::BadMetadata { key, .. } if key == "a"));
+    assert!(
+        matches!(err(raw_header(3, 0, 1, &kv)), ModelError::BadMetadata { key, .. } if key == "a")
+    );
     // Bool that is not 0/1.
     let mut kv = Vec::new();
     super::gguf_writer::write_str(&mut kv, "b");
     kv.extend_from_slice(&7u32.to_le_bytes());
     kv.extend_from_slice(&[2; 8]);
-    assert!(matches!(err(raw_header(3, 0, 1, &kv)), ModelError::BadMetadata { .. }));
+    assert!(matches!(
+        err(raw_header(3, 0, 1, &kv)),
+        ModelError::BadMetadata { .. }
+    ));
     // Arrays nested too deep.
     let mut kv = Vec::new();
     super::gguf_writer::write_str(&mut kv, "deep");
@@ -250,13 +331,22 @@ fn header_errors_are_typed() {
         kv.extend_from_slice(&1u64.to_le_bytes());
     }
     kv.extend_from_slice(&[0; 64]);
-    assert!(matches!(err(raw_header(3, 0, 1, &kv)), ModelError::BadMetadata { .. }));
+    assert!(matches!(
+        err(raw_header(3, 0, 1, &kv)),
+        ModelError::BadMetadata { .. }
+    ));
     // Duplicate keys, bad alignment.
-    let dup = GgufWriter::new().kv("k", MetaValue::U8(1)).kv("k", MetaValue::U8(2));
-    assert!(matches!(err(dup.to_bytes()), ModelError::BadMetadata { reason, .. } if reason.contains("duplicate")));
+    let dup = GgufWriter::new()
+        .kv("k", MetaValue::U8(1))
+        .kv("k", MetaValue::U8(2));
+    assert!(
+        matches!(err(dup.to_bytes()), ModelError::BadMetadata { reason, .. } if reason.contains("duplicate"))
+    );
     let mut bad_align = GgufWriter::new();
     bad_align.alignment = Some(48);
-    assert!(matches!(err(bad_align.to_bytes()), ModelError::BadMetadata { key, .. } if key == "general.alignment"));
+    assert!(
+        matches!(err(bad_align.to_bytes()), ModelError::BadMetadata { key, .. } if key == "general.alignment")
+    );
 }
 
 #[test]
@@ -267,27 +357,59 @@ fn tensor_info_errors_are_typed() {
         parse(b)
     };
     assert!(one("ok", &[32, 4], 0, 0).is_ok());
-    assert!(matches!(one("t", &[u64::MAX / 2, 4], 0, 0), Err(ModelError::ShapeOverflow { .. })));
-    assert!(matches!(one("t", &[1 << 62, 1], 0, 0), Err(ModelError::ShapeOverflow { .. })));
-    assert!(matches!(one("t", &[1, 1, 1, 1, 1], 0, 0), Err(ModelError::BadShape { .. })));
-    assert!(matches!(one("t", &[], 0, 0), Err(ModelError::BadShape { .. })));
+    assert!(matches!(
+        one("t", &[u64::MAX / 2, 4], 0, 0),
+        Err(ModelError::ShapeOverflow { .. })
+    ));
+    assert!(matches!(
+        one("t", &[1 << 62, 1], 0, 0),
+        Err(ModelError::ShapeOverflow { .. })
+    ));
+    assert!(matches!(
+        one("t", &[1, 1, 1, 1, 1], 0, 0),
+        Err(ModelError::BadShape { .. })
+    ));
+    assert!(matches!(
+        one("t", &[], 0, 0),
+        Err(ModelError::BadShape { .. })
+    ));
     let e = one("t", &[48, 2], GgmlType::Q4_1.id(), 0).unwrap_err();
-    assert!(matches!(&e, ModelError::BadShape { reason, .. } if reason.contains("block")), "{e}");
-    assert!(matches!(one("t", &[32], 0, 4), Err(ModelError::Format { .. })));
+    assert!(
+        matches!(&e, ModelError::BadShape { reason, .. } if reason.contains("block")),
+        "{e}"
+    );
+    assert!(matches!(
+        one("t", &[32], 0, 4),
+        Err(ModelError::Format { .. })
+    ));
     match one("big", &[32, 64], 0, 0) {
         Err(ModelError::TensorOutOfBounds { name, .. }) => assert_eq!(name, "big"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(one("t", &[32], 0, u64::MAX - 31), Err(ModelError::TensorOutOfBounds { .. })));
+    assert!(matches!(
+        one("t", &[32], 0, u64::MAX - 31),
+        Err(ModelError::TensorOutOfBounds { .. })
+    ));
     // Unknown and unsupported types open (they can be listed) but cannot be read as f32.
     let f = one("u", &[32], 99, 0).unwrap();
     assert_eq!(f.tensor("u").unwrap().type_name(), "unknown ggml type 99");
-    assert!(matches!(f.read_f32("u"), Err(ModelError::UnsupportedDtype { dtype, .. }) if dtype.contains("99")));
-    assert!(matches!(f.read_raw("u"), Err(ModelError::UnsupportedDtype { .. })));
+    assert!(
+        matches!(f.read_f32("u"), Err(ModelError::UnsupportedDtype { dtype, .. }) if dtype.contains("99"))
+    );
+    assert!(matches!(
+        f.read_raw("u"),
+        Err(ModelError::UnsupportedDtype { .. })
+    ));
     let f = one("iq", &[256], GgmlType::IQ2_XXS.id(), 0).unwrap();
-    assert!(matches!(f.read_f32("iq"), Err(ModelError::UnsupportedDtype { dtype, .. }) if dtype == "IQ2_XXS"));
+    assert!(
+        matches!(f.read_f32("iq"), Err(ModelError::UnsupportedDtype { dtype, .. }) if dtype == "IQ2_XXS")
+    );
     assert_eq!(f.read_raw("iq").unwrap().len(), 66);
     // Duplicate tensor names.
-    let w = GgufWriter::new().tensor("x", &[1], 0, vec![0; 4]).tensor("x", &[1], 0, vec![0; 4]);
-    assert!(matches!(parse(w.to_bytes()), Err(ModelError::Format { reason, .. }) if reason.contains("duplicate")));
+    let w = GgufWriter::new()
+        .tensor("x", &[1], 0, vec![0; 4])
+        .tensor("x", &[1], 0, vec![0; 4]);
+    assert!(
+        matches!(parse(w.to_bytes()), Err(ModelError::Format { reason, .. }) if reason.contains("duplicate"))
+    );
 }

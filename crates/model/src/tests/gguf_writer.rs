@@ -21,7 +21,12 @@ pub struct GgufWriter {
 
 impl GgufWriter {
     pub fn new() -> Self {
-        GgufWriter { version: 3, alignment: None, kvs: Vec::new(), tensors: Vec::new() }
+        GgufWriter {
+            version: 3,
+            alignment: None,
+            kvs: Vec::new(),
+            tensors: Vec::new(),
+        }
     }
 
     pub fn kv(mut self, key: &str, v: MetaValue) -> Self {
@@ -30,7 +35,12 @@ impl GgufWriter {
     }
 
     pub fn tensor(mut self, name: &str, ne: &[u64], type_id: u32, data: Vec<u8>) -> Self {
-        self.tensors.push(TensorSpec { name: name.to_string(), ne: ne.to_vec(), type_id, data });
+        self.tensors.push(TensorSpec {
+            name: name.to_string(),
+            ne: ne.to_vec(),
+            type_id,
+            data,
+        });
         self
     }
 
@@ -123,7 +133,15 @@ pub fn write_value(b: &mut Vec<u8>, v: &MetaValue) {
 }
 
 /// A small llama-style config as GGUF metadata.
-pub fn llama_kvs(w: GgufWriter, hidden: u32, layers: u32, heads: u32, kv_heads: u32, ff: u32, vocab: u32) -> GgufWriter {
+pub fn llama_kvs(
+    w: GgufWriter,
+    hidden: u32,
+    layers: u32,
+    heads: u32,
+    kv_heads: u32,
+    ff: u32,
+    vocab: u32,
+) -> GgufWriter {
     w.kv("general.architecture", MetaValue::String("llama".into()))
         .kv("llama.embedding_length", MetaValue::U32(hidden))
         .kv("llama.block_count", MetaValue::U32(layers))
@@ -132,11 +150,19 @@ pub fn llama_kvs(w: GgufWriter, hidden: u32, layers: u32, heads: u32, kv_heads: 
         .kv("llama.feed_forward_length", MetaValue::U32(ff))
         .kv("llama.context_length", MetaValue::U32(256))
         .kv("llama.rope.freq_base", MetaValue::F32(500000.0))
-        .kv("llama.attention.layer_norm_rms_epsilon", MetaValue::F32(1e-6))
+        .kv(
+            "llama.attention.layer_norm_rms_epsilon",
+            MetaValue::F32(1e-6),
+        )
         .kv("llama.vocab_size", MetaValue::U32(vocab))
         .kv(
             "tokenizer.ggml.tokens",
-            MetaValue::Array(MetaType::String, (0..vocab).map(|i| MetaValue::String(format!("t{i}"))).collect()),
+            MetaValue::Array(
+                MetaType::String,
+                (0..vocab)
+                    .map(|i| MetaValue::String(format!("t{i}")))
+                    .collect(),
+            ),
         )
         .kv("tokenizer.ggml.bos_token_id", MetaValue::U32(1))
         .kv("tokenizer.ggml.eos_token_id", MetaValue::U32(2))

@@ -12,7 +12,9 @@ fn open_real() -> Option<GgufFile> {
     match crate::find_smollm2_gguf() {
         Some(p) => Some(GgufFile::open(&p).expect("real GGUF opens")),
         None => {
-            eprintln!("note: SmolLM2 GGUF not found (set VQLLM_SMOLLM_GGUF); real-file test skipped");
+            eprintln!(
+                "note: SmolLM2 GGUF not found (set VQLLM_SMOLLM_GGUF); real-file test skipped"
+            );
             None
         }
     }
@@ -29,7 +31,12 @@ fn real_smollm2_config_tensors_and_linear_weights() {
     for t in f.tensors() {
         *by_type.entry(t.type_name()).or_default() += 1;
         if !t.name.starts_with("blk.") || t.name.starts_with("blk.0.") {
-            eprintln!("  {:<28} {:>14} {}", t.name, format!("{:?}", t.shape()), t.type_name());
+            eprintln!(
+                "  {:<28} {:>14} {}",
+                t.name,
+                format!("{:?}", t.shape()),
+                t.type_name()
+            );
         }
     }
     eprintln!("  tensor types: {by_type:?}");
@@ -37,8 +44,14 @@ fn real_smollm2_config_tensors_and_linear_weights() {
     let c = f.config().unwrap();
     eprintln!("{c:?}");
     assert_eq!(c.architecture, "llama");
-    assert_eq!((c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads), (576, 30, 9, 3));
-    assert_eq!((c.head_dim, c.intermediate_size, c.vocab_size), (64, 1536, 49152));
+    assert_eq!(
+        (c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads),
+        (576, 30, 9, 3)
+    );
+    assert_eq!(
+        (c.head_dim, c.intermediate_size, c.vocab_size),
+        (64, 1536, 49152)
+    );
     assert_eq!((c.max_position_embeddings, c.rope_dim), (8192, 64));
     assert_eq!(c.rope_theta, 100000.0);
     assert!((c.rms_norm_eps - 1e-5).abs() < 1e-9);
@@ -57,7 +70,10 @@ fn real_smollm2_config_tensors_and_linear_weights() {
         assert_eq!((w.out_features, w.in_features), (o, i), "{}", w.name);
         assert_eq!(w.dtype, TensorDtype::Ggml(GgmlType::Q4_1), "{}", w.name);
     }
-    assert_eq!(f.tensor("token_embd.weight").unwrap().ggml_type, Some(GgmlType::Q8_0));
+    assert_eq!(
+        f.tensor("token_embd.weight").unwrap().ggml_type,
+        Some(GgmlType::Q8_0)
+    );
 }
 
 #[test]
