@@ -4,6 +4,7 @@
 pub mod config;
 pub mod error;
 pub mod kv;
+pub mod synthetic;
 pub mod weight;
 
 pub use config::{CodebookKind, Scope, VqConfig, PRESET_NAMES, WEIGHT_PRESETS};

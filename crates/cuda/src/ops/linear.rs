@@ -1,0 +1,186 @@
+//! A VQ linear layer on the GPU: packs a [`QuantizedWeight`] into the tile layout, compiles the planned kernel and
+//! runs `y[m, n] = x[m, k] · Wᵀ` (Hadamard transform of the activations first for quip4-style weights).
+
+use std::sync::Arc;
+
+use cudarc::driver::sys::CUfunction_attribute_enum as FuncAttr;
+use cudarc::driver::{CudaFunction, CudaModule, CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::nvrtc::Ptx;
+use half::f16;
+use vqllm_codegen::{instantiate, layout::hadamard_block, pack_weight, KernelKind, Plan};
+use vqllm_vq::{CodebookKind, QuantizedWeight};
+
+use crate::cache::ModuleCache;
+use crate::device::Gpu;
+use crate::error::{CudaError, Result};
+use crate::nvrtc::{CompileOptions, CompiledModule};
+
+/// Compiles `source` for the GPU (through the cache) and loads it.
+pub fn load_source(gpu: &Gpu, cache: &ModuleCache, name: &str, source: &str) -> Result<(Arc<CompiledModule>, Arc<CudaModule>)> {
+    let opts = CompileOptions::new(gpu.arch());
+    let compiled = cache.compile(name, source, &opts)?;
+    let module = gpu.context().load_module(Ptx::from_binary(compiled.cubin.clone()))?;
+    Ok((compiled, module))
+}
+
+/// Looks up `name` in `module` and allows it `smem` bytes of dynamic shared memory.
+pub fn function_with_smem(module: &Arc<CudaModule>, name: &str, smem: u32) -> Result<CudaFunction> {
+    let f = module.load_function(name)?;
+    if smem > 48 * 1024 {
+        f.set_attribute(FuncAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)?;
+    }
+    Ok(f)
+}
+
+/// A VQ weight resident on the GPU with its compiled kernel.
+pub struct VqLinear {
+    pub plan: Plan,
+    /// Registers / spills of the main kernel, from ptxas.
+    pub registers: u32,
+    pub spill_bytes: u32,
+    pub stack_bytes: u32,
+    /// Weight copies (codes only) for benchmarks that rotate past the L2 cache.
+    codes: Vec<CudaSlice<u32>>,
+    codebooks: CudaSlice<f16>,
+    scales: CudaSlice<f16>,
+    e8p_abs: CudaSlice<u32>,
+    signs: Option<CudaSlice<f16>>,
+    x_rot: Option<CudaSlice<f16>>,
+    ws: CudaSlice<f32>,
+    main: CudaFunction,
+    finalize: CudaFunction,
+    hadamard: Option<(CudaFunction, usize)>,
+    stage_scales: [f32; 4],
+    kb: i32,
+}
+
+impl VqLinear {
+    /// Uploads `q` (rewritten in frequency order when the plan's codebook cache needs it) with `copies` copies of
+    /// its codes, and compiles the plan's kernel.
+    pub fn new(gpu: &Gpu, cache: &ModuleCache, q: &QuantizedWeight, plan: Plan, copies: usize) -> Result<Self> {
+        if plan.n != q.rows || plan.k != q.cols || plan.config != q.config {
+            return Err(CudaError::InvalidArgument(format!(
+                "plan is for {} [{}, {}] but the weight is {} [{}, {}]",
+                plan.config, plan.n, plan.k, q.config, q.rows, q.cols
+            )));
+        }
+        let ordered;
+        let q = if plan.frequency_ordered {
+            ordered = vqllm_vq::profile::reorder_by_frequency(q).map_err(|e| CudaError::InvalidArgument(e.to_string()))?;
+            &ordered
+        } else {
+            q
+        };
+        let packed = pack_weight(q);
+        let hblock = q.rht.as_ref().map(|r| r.block).or_else(|| q.config.hadamard.then(|| hadamard_block(q.cols)));
+        let ks = instantiate(&plan, hblock);
+        let (compiled, module) = load_source(gpu, cache, &ks.entry, &ks.source)?;
+        let res = compiled.kernel(&ks.entry).cloned().unwrap_or_default();
+        let main = function_with_smem(&module, &ks.entry, plan.smem_bytes)?;
+        let finalize = module.load_function(&ks.finalize)?;
+        let hadamard = match (&ks.hadamard, hblock) {
+            (Some(name), Some(b)) => Some((module.load_function(name)?, b)),
+            _ => None,
+        };
+        let mut codes = Vec::with_capacity(copies.max(1));
+        for _ in 0..copies.max(1) {
+            codes.push(gpu.htod(&packed.codes)?);
+        }
+        let codebooks = if packed.codebooks.is_empty() { gpu.alloc_zeros::<f16>(8)? } else { gpu.htod(&packed.codebooks)? };
+        let scales = gpu.htod(&packed.scales)?;
+        let abs: Vec<u32> =
+            if q.config.codebook == CodebookKind::E8p { vqllm_vq::e8p::packed_abs_table().to_vec() } else { vec![0; 256] };
+        let e8p_abs = gpu.htod(&abs)?;
+        let signs = match &q.rht {
+            Some(r) => Some(gpu.htod(&r.signs.iter().map(|&s| f16::from_f32(s)).collect::<Vec<_>>())?),
+            None => None,
+        };
+        let x_rot = if signs.is_some() { Some(gpu.alloc_zeros::<f16>(plan.m * plan.k)?) } else { None };
+        let ws = gpu.alloc_zeros::<f32>(plan.m * plan.n)?;
+        let mut stage_scales = [1.0f32; 4];
+        for (d, s) in stage_scales.iter_mut().zip(&packed.stage_scales) {
+            *d = *s;
+        }
+        Ok(VqLinear {
+            registers: res.registers,
+            spill_bytes: res.spill_stores + res.spill_loads,
+            stack_bytes: res.stack_frame,
+            kb: packed.kb as i32,
+            plan,
+            codes,
+            codebooks,
+            scales,
+            e8p_abs,
+            signs,
+            x_rot,
+            ws,
+            main,
+            finalize,
+            hadamard,
+            stage_scales,
+        })
+    }
+
+    /// Number of code copies (for L2 rotation).
+    pub fn copies(&self) -> usize {
+        self.codes.len()
+    }
+
+    /// Queues `y = x · Wᵀ` on the GPU's stream using code copy `copy`. `x` is `[m, k]` fp16, `y` `[m, n]` fp16.
+    pub fn forward(&mut self, gpu: &Gpu, x: &CudaSlice<f16>, y: &mut CudaSlice<f16>, copy: usize) -> Result<()> {
+        let p = &self.plan;
+        if x.len() < p.m * p.k || y.len() < p.m * p.n {
+            return Err(CudaError::InvalidArgument(format!(
+                "buffers too small for m={} k={} n={}: x has {}, y has {}",
+                p.m,
+                p.k,
+                p.n,
+                x.len(),
+                y.len()
+            )));
+        }
+        let stream = gpu.stream();
+        let (m, rows, cols) = (p.m as i32, p.n as i32, p.k as i32);
+        let tps = p.tiles_per_split as i32;
+        let xin: &CudaSlice<f16> = if let (Some((had, block)), Some(signs), Some(xr)) = (&self.hadamard, &self.signs, &mut self.x_rot) {
+            let cfg = LaunchConfig { grid_dim: ((p.k / block) as u32, p.m as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+            let mut b = stream.launch_builder(had);
+            b.arg(x).arg(signs).arg(&mut *xr).arg(&cols);
+            unsafe { b.launch(cfg) }?;
+            xr
+        } else {
+            x
+        };
+        let codes = &self.codes[copy % self.codes.len()];
+        let cfg = LaunchConfig { grid_dim: p.grid, block_dim: (p.block, 1, 1), shared_mem_bytes: p.smem_bytes };
+        let [ss0, ss1, ss2, ss3] = self.stage_scales;
+        let mut b = stream.launch_builder(&self.main);
+        b.arg(codes)
+            .arg(&self.codebooks)
+            .arg(&self.scales)
+            .arg(&self.e8p_abs)
+            .arg(xin)
+            .arg(&mut *y)
+            .arg(&mut self.ws)
+            .arg(&m)
+            .arg(&rows)
+            .arg(&cols)
+            .arg(&self.kb)
+            .arg(&tps)
+            .arg(&ss0)
+            .arg(&ss1)
+            .arg(&ss2)
+            .arg(&ss3);
+        unsafe { b.launch(cfg) }?;
+        if p.split > 1 {
+            let total = (p.m * p.n) as i32;
+            let has_scale = p.config.per_channel_scale as i32;
+            let cfg = LaunchConfig { grid_dim: ((total as u32).div_ceil(256), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+            let mut b = stream.launch_builder(&self.finalize);
+            b.arg(&mut self.ws).arg(&self.scales).arg(&has_scale).arg(&mut *y).arg(&rows).arg(&total);
+            unsafe { b.launch(cfg) }?;
+        }
+        let _ = KernelKind::Dequant;
+        Ok(())
+    }
+}
