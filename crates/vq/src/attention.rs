@@ -24,16 +24,26 @@ impl Dims {
     fn check(&self, q: &[f32], lens: &[usize]) -> Result<()> {
         let Dims { b, hq, hkv, d, cap } = *self;
         if hq == 0 || hkv == 0 || d == 0 || cap == 0 {
-            return Err(VqError::Shape(format!("attention dims must be positive: hq={hq} hkv={hkv} d={d} cap={cap}")));
+            return Err(VqError::Shape(format!(
+                "attention dims must be positive: hq={hq} hkv={hkv} d={d} cap={cap}"
+            )));
         }
         if hq % hkv != 0 {
-            return Err(VqError::Shape(format!("query heads {hq} are not a multiple of KV heads {hkv}")));
+            return Err(VqError::Shape(format!(
+                "query heads {hq} are not a multiple of KV heads {hkv}"
+            )));
         }
         if let Some(i) = lens.iter().position(|&l| l > cap) {
-            return Err(VqError::Shape(format!("sequence {i} has length {} > cache capacity {cap}", lens[i])));
+            return Err(VqError::Shape(format!(
+                "sequence {i} has length {} > cache capacity {cap}",
+                lens[i]
+            )));
         }
         if q.len() != b * hq * d {
-            return Err(VqError::Shape(format!("query has {} values, expected [{b}, {hq}, {d}]", q.len())));
+            return Err(VqError::Shape(format!(
+                "query has {} values, expected [{b}, {hq}, {d}]",
+                q.len()
+            )));
         }
         Ok(())
     }
@@ -83,7 +93,13 @@ pub fn attention_decode_dense(
     d: usize,
     cap: usize,
 ) -> Result<Vec<f32>> {
-    let dims = Dims { b: lens.len(), hq, hkv, d, cap };
+    let dims = Dims {
+        b: lens.len(),
+        hq,
+        hkv,
+        d,
+        cap,
+    };
     dims.check(q, lens)?;
     let kv_len = dims.b * hkv * cap * d;
     if k.len() != kv_len || v.len() != kv_len {
@@ -113,18 +129,32 @@ pub fn attention_decode_dense(
 }
 
 /// Checks one cache's codebooks and codes against the attention shape; returns the vector size `v`.
-fn check_vq_cache(what: &str, cb: &KvCodebooks, codes: &[u16], b: usize, cap: usize) -> Result<usize> {
+fn check_vq_cache(
+    what: &str,
+    cb: &KvCodebooks,
+    codes: &[u16],
+    b: usize,
+    cap: usize,
+) -> Result<usize> {
     let c = &cb.config;
     c.validate()?;
     if !c.is_kv() || c.r != 1 {
-        return Err(VqError::InvalidConfig(format!("{what} codebooks need a KV config with r = 1, got {c}")));
+        return Err(VqError::InvalidConfig(format!(
+            "{what} codebooks need a KV config with r = 1, got {c}"
+        )));
     }
-    if cb.head_dim == 0 || cb.head_dim % c.v != 0 {
-        return Err(VqError::Shape(format!("{what}: head_dim {} is not a multiple of v = {}", cb.head_dim, c.v)));
+    if cb.head_dim == 0 || !cb.head_dim.is_multiple_of(c.v) {
+        return Err(VqError::Shape(format!(
+            "{what}: head_dim {} is not a multiple of v = {}",
+            cb.head_dim, c.v
+        )));
     }
     let want_cb = cb.kv_heads * cb.groups() * c.entries() * c.v;
     if cb.codebooks.len() != want_cb {
-        return Err(VqError::Format(format!("{what} codebooks have {} values, expected {want_cb}", cb.codebooks.len())));
+        return Err(VqError::Format(format!(
+            "{what} codebooks have {} values, expected {want_cb}",
+            cb.codebooks.len()
+        )));
     }
     crate::error::check_finite(what, &cb.codebooks)?;
     let want_codes = b * cb.kv_heads * cap * cb.groups();
@@ -137,7 +167,10 @@ fn check_vq_cache(what: &str, cb: &KvCodebooks, codes: &[u16], b: usize, cap: us
         )));
     }
     if let Some(pos) = codes.iter().position(|&x| (x as usize) >= c.entries()) {
-        return Err(VqError::Format(format!("{what} code {} at {pos} exceeds 2^{}", codes[pos], c.b)));
+        return Err(VqError::Format(format!(
+            "{what} code {} at {pos} exceeds 2^{}",
+            codes[pos], c.b
+        )));
     }
     Ok(c.v)
 }
@@ -164,7 +197,13 @@ pub fn attention_decode_vq(
         )));
     }
     let (hkv, d) = (k_cb.kv_heads, k_cb.head_dim);
-    let dims = Dims { b: lens.len(), hq, hkv, d, cap };
+    let dims = Dims {
+        b: lens.len(),
+        hq,
+        hkv,
+        d,
+        cap,
+    };
     dims.check(q, lens)?;
     let kv = check_vq_cache("K", k_cb, k_codes, dims.b, cap)?;
     let vv = check_vq_cache("V", v_cb, v_codes, dims.b, cap)?;
@@ -179,7 +218,10 @@ pub fn attention_decode_vq(
                 let mut acc = 0.0f32;
                 for (g, &code) in codes.iter().enumerate() {
                     let e = &k_cb.codebooks[k_cb.entry_offset(kvh, g, code as usize)..][..kv];
-                    acc = qh[g * kv..][..kv].iter().zip(e).fold(acc, |a, (x, y)| a + x * y);
+                    acc = qh[g * kv..][..kv]
+                        .iter()
+                        .zip(e)
+                        .fold(acc, |a, (x, y)| a + x * y);
                 }
                 acc * scale
             })
@@ -189,7 +231,10 @@ pub fn attention_decode_vq(
             let codes = &v_codes[(base + t) * vg..][..vg];
             for (g, &code) in codes.iter().enumerate() {
                 let e = &v_cb.codebooks[v_cb.entry_offset(kvh, g, code as usize)..][..vv];
-                out[g * vv..][..vv].iter_mut().zip(e).for_each(|(o, x)| *o += w * x);
+                out[g * vv..][..vv]
+                    .iter_mut()
+                    .zip(e)
+                    .for_each(|(o, x)| *o += w * x);
             }
         }
     }))

@@ -248,10 +248,18 @@ fn fp16_scale(s: f32) -> f32 {
 ///
 /// Rounding is plain nearest per vector: no LDLQ / Hessian feedback (QuIP# uses LDLQ with calibration data).
 /// The result decodes with [`crate::reference::dequantize`] to an approximation of `w`.
-pub fn quantize_e8p(w: &[f32], rows: usize, cols: usize, config: &VqConfig, seed: u64) -> Result<QuantizedWeight> {
+pub fn quantize_e8p(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    config: &VqConfig,
+    seed: u64,
+) -> Result<QuantizedWeight> {
     config.validate()?;
     if config.codebook != CodebookKind::E8p {
-        return Err(VqError::InvalidConfig(format!("{config} is not an E8P lattice config")));
+        return Err(VqError::InvalidConfig(format!(
+            "{config} is not an E8P lattice config"
+        )));
     }
     if !config.per_channel_scale {
         return Err(VqError::InvalidConfig(format!(
@@ -260,10 +268,17 @@ pub fn quantize_e8p(w: &[f32], rows: usize, cols: usize, config: &VqConfig, seed
     }
     config.check_weight_shape(rows, cols)?;
     if w.len() != rows * cols {
-        return Err(VqError::Shape(format!("weight has {} values, expected [{rows}, {cols}]", w.len())));
+        return Err(VqError::Shape(format!(
+            "weight has {} values, expected [{rows}, {cols}]",
+            w.len()
+        )));
     }
     check_finite("weight", w)?;
-    let rht = if config.hadamard { Some(Rht::from_seed(cols, seed)?) } else { None };
+    let rht = if config.hadamard {
+        Some(Rht::from_seed(cols, seed)?)
+    } else {
+        None
+    };
     let r = config.r;
     let groups = cols / 8;
     let stage_scales: Vec<f32> = (0..r).map(|i| E8P_RESID_SCALE.powi(-(i as i32))).collect();

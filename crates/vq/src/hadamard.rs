@@ -26,7 +26,9 @@ const ROWS_PER_TASK: usize = 16;
 pub fn fwht_inplace(x: &mut [f32]) -> Result<()> {
     let n = x.len();
     if n == 0 || !n.is_power_of_two() {
-        return Err(VqError::Shape(format!("Walsh-Hadamard length {n} is not a power of two")));
+        return Err(VqError::Shape(format!(
+            "Walsh-Hadamard length {n} is not a power of two"
+        )));
     }
     fwht_unchecked(x);
     Ok(())
@@ -54,10 +56,15 @@ fn fwht_unchecked(x: &mut [f32]) {
 /// In-place orthonormal Walsh-Hadamard transform of every consecutive `block`-element block of `x`.
 pub fn fwht_blocks(x: &mut [f32], block: usize) -> Result<()> {
     if block == 0 || !block.is_power_of_two() {
-        return Err(VqError::Shape(format!("Walsh-Hadamard block {block} is not a power of two")));
+        return Err(VqError::Shape(format!(
+            "Walsh-Hadamard block {block} is not a power of two"
+        )));
     }
-    if x.len() % block != 0 {
-        return Err(VqError::Shape(format!("length {} is not a multiple of the Hadamard block {block}", x.len())));
+    if !x.len().is_multiple_of(block) {
+        return Err(VqError::Shape(format!(
+            "length {} is not a multiple of the Hadamard block {block}",
+            x.len()
+        )));
     }
     x.chunks_exact_mut(block).for_each(fwht_unchecked);
     Ok(())
@@ -81,7 +88,9 @@ impl Rht {
     /// Random ±1 signs for `cols` columns from `seed` (ChaCha8) with an explicit block size.
     pub fn with_block(cols: usize, block: usize, seed: u64) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let signs = (0..cols).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect();
+        let signs = (0..cols)
+            .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
+            .collect();
         let rht = Self { block, signs };
         rht.check()?;
         Ok(rht)
@@ -95,7 +104,11 @@ impl Rht {
     /// Checks that the block is a power of two dividing the column count and that the signs are finite.
     pub fn check(&self) -> Result<()> {
         let cols = self.signs.len();
-        if cols == 0 || self.block == 0 || !self.block.is_power_of_two() || cols % self.block != 0 {
+        if cols == 0
+            || self.block == 0
+            || !self.block.is_power_of_two()
+            || !cols.is_multiple_of(self.block)
+        {
             return Err(VqError::Shape(format!(
                 "Hadamard block {} must be a power of two dividing the {cols} columns",
                 self.block
@@ -109,8 +122,11 @@ impl Rht {
 fn check_rows(x: &[f32], rht: &Rht) -> Result<usize> {
     rht.check()?;
     let cols = rht.cols();
-    if x.len() % cols != 0 {
-        return Err(VqError::Shape(format!("{} values are not whole rows of {cols} columns", x.len())));
+    if !x.len().is_multiple_of(cols) {
+        return Err(VqError::Shape(format!(
+            "{} values are not whole rows of {cols} columns",
+            x.len()
+        )));
     }
     Ok(x.len() / cols)
 }
@@ -153,7 +169,11 @@ mod tests {
 
     /// Dense Sylvester Hadamard matrix entry, orthonormal scaling.
     fn h_entry(n: usize, i: usize, j: usize) -> f32 {
-        let sign = if (i & j).count_ones() % 2 == 0 { 1.0 } else { -1.0 };
+        let sign = if (i & j).count_ones().is_multiple_of(2) {
+            1.0
+        } else {
+            -1.0
+        };
         sign / (n as f32).sqrt()
     }
 
@@ -202,7 +222,10 @@ mod tests {
         rht_forward(&mut y, &rht).unwrap();
         let norm = |v: &[f32]| v.iter().map(|a| (*a as f64).powi(2)).sum::<f64>();
         assert!((norm(&x) - norm(&y)).abs() < 1e-3 * norm(&x));
-        assert!(x.iter().zip(&y).any(|(a, b)| (a - b).abs() > 1e-3), "transform did nothing");
+        assert!(
+            x.iter().zip(&y).any(|(a, b)| (a - b).abs() > 1e-3),
+            "transform did nothing"
+        );
         rht_inverse(&mut y, &rht).unwrap();
         for (a, b) in x.iter().zip(&y) {
             assert!((a - b).abs() < 1e-5);
@@ -237,7 +260,10 @@ mod tests {
         assert!(Rht::with_block(96, 64, 0).is_err());
         let rht = Rht::with_block(16, 8, 0).unwrap();
         assert!(rht_forward(&mut [0.0; 24], &rht).is_err());
-        let bad = Rht { block: 8, signs: vec![f32::NAN; 16] };
+        let bad = Rht {
+            block: 8,
+            signs: vec![f32::NAN; 16],
+        };
         assert!(rht_inverse(&mut [0.0; 16], &bad).is_err());
     }
 

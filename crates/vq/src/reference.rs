@@ -52,7 +52,9 @@ fn decode_row_rotated(q: &QuantizedWeight, n: usize, out: &mut [f32]) {
 pub fn dequantize_rotated(q: &QuantizedWeight) -> Result<Vec<f32>> {
     q.validate()?;
     let mut w = vec![0.0f32; q.rows * q.cols];
-    w.par_chunks_mut(q.cols).enumerate().for_each(|(n, row)| decode_row_rotated(q, n, row));
+    w.par_chunks_mut(q.cols)
+        .enumerate()
+        .for_each(|(n, row)| decode_row_rotated(q, n, row));
     Ok(w)
 }
 
@@ -69,10 +71,15 @@ pub fn dequantize(q: &QuantizedWeight) -> Result<Vec<f32>> {
 /// Checks that `x` is `[m, cols]` with `m ≥ 1`.
 fn check_activations(x: &[f32], m: usize, cols: usize) -> Result<()> {
     if m == 0 {
-        return Err(VqError::Shape("GeMM needs at least one activation row (m = 0)".into()));
+        return Err(VqError::Shape(
+            "GeMM needs at least one activation row (m = 0)".into(),
+        ));
     }
     if x.len() != m * cols {
-        return Err(VqError::Shape(format!("activations have {} values, expected [{m}, {cols}]", x.len())));
+        return Err(VqError::Shape(format!(
+            "activations have {} values, expected [{m}, {cols}]",
+            x.len()
+        )));
     }
     Ok(())
 }
@@ -121,15 +128,20 @@ pub fn dense_gemm(x: &[f32], m: usize, w: &[f32], rows: usize, cols: usize) -> R
         return Err(VqError::Shape(format!("empty weight [{rows}, {cols}]")));
     }
     if w.len() != rows * cols {
-        return Err(VqError::Shape(format!("weight has {} values, expected [{rows}, {cols}]", w.len())));
+        return Err(VqError::Shape(format!(
+            "weight has {} values, expected [{rows}, {cols}]",
+            w.len()
+        )));
     }
     check_activations(x, m, cols)?;
     let mut yt = vec![0.0f32; rows * m];
-    yt.par_chunks_mut(m).zip(w.par_chunks(cols)).for_each(|(out, row)| {
-        for (t, o) in out.iter_mut().enumerate() {
-            *o = dot(&x[t * cols..(t + 1) * cols], row);
-        }
-    });
+    yt.par_chunks_mut(m)
+        .zip(w.par_chunks(cols))
+        .for_each(|(out, row)| {
+            for (t, o) in out.iter_mut().enumerate() {
+                *o = dot(&x[t * cols..(t + 1) * cols], row);
+            }
+        });
     Ok(transpose(&yt, rows, m))
 }
 

@@ -33,11 +33,15 @@ fn abs_table_matches_independent_enumeration() {
     }
     let mut by_norm = std::collections::BTreeMap::new();
     for row in grid.iter() {
-        assert!(row.iter().all(|v| v > &0.0 && (v * 2.0) % 2.0 == 1.0), "{row:?}");
+        assert!(
+            row.iter().all(|v| v > &0.0 && (v * 2.0) % 2.0 == 1.0),
+            "{row:?}"
+        );
         let n2: f32 = row.iter().map(|v| v * v).sum();
         *by_norm.entry(n2 as u32).or_insert(0) += 1;
     }
-    let want: std::collections::BTreeMap<u32, i32> = [(2, 1), (4, 8), (6, 28), (8, 64), (10, 126), (12, 29)].into();
+    let want: std::collections::BTreeMap<u32, i32> =
+        [(2, 1), (4, 8), (6, 28), (8, 64), (10, 126), (12, 29)].into();
     assert_eq!(by_norm, want);
     for row in &grid[227..] {
         assert_eq!(row.iter().filter(|v| **v == 1.5).count(), 5);
@@ -53,7 +57,10 @@ fn packed_table_matches_published_hash() {
         h.update(w.to_le_bytes());
     }
     let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, "efc2c03c60acd955dc812ff2bade9ec6cc31259807e48473506161f3a9a230ce");
+    assert_eq!(
+        hex,
+        "efc2c03c60acd955dc812ff2bade9ec6cc31259807e48473506161f3a9a230ce"
+    );
     for w in packed.iter() {
         for j in 0..8 {
             assert_eq!((w >> (4 * j)) & 1, 1, "nibbles are odd");
@@ -65,8 +72,14 @@ fn packed_table_matches_published_hash() {
 fn decode_test_vectors() {
     assert_eq!(decode_e8p(0x0000), [0.75; 8]);
     assert_eq!(decode_e8p(0x0001), [0.25; 8]);
-    assert_eq!(decode_e8p(0x0002), [-0.75, 0.25, -0.75, 0.25, 0.25, 0.25, 0.25, 0.25]);
-    assert_eq!(decode_e8p(0xffff), [-1.25, -1.25, -0.25, -0.25, -1.25, -1.25, -1.25, 0.75]);
+    assert_eq!(
+        decode_e8p(0x0002),
+        [-0.75, 0.25, -0.75, 0.25, 0.25, 0.25, 0.25, 0.25]
+    );
+    assert_eq!(
+        decode_e8p(0xffff),
+        [-1.25, -1.25, -0.25, -0.25, -1.25, -1.25, -1.25, 0.75]
+    );
 }
 
 fn all_points() -> Vec<[f32; 8]> {
@@ -79,14 +92,31 @@ fn decoded_points_are_distinct_shifted_d8_hat_points_with_table_abs() {
     let mut seen = HashSet::new();
     for code in 0..=u16::MAX {
         let x = decode_e8p(code);
-        assert!(seen.insert(x.map(f32::to_bits)), "duplicate point for {code:#06x}");
+        assert!(
+            seen.insert(x.map(f32::to_bits)),
+            "duplicate point for {code:#06x}"
+        );
         let parity = (code & 0xff).count_ones() & 1;
         let shift = if parity == 0 { 0.25 } else { -0.25 };
         let y = x.map(|v| v - shift);
         let doubled = y.map(|v| (v * 2.0) as i32);
-        assert!(doubled.iter().zip(&y).all(|(d, v)| *d as f32 == v * 2.0 && d % 2 != 0), "{y:?}");
-        assert_eq!(doubled.iter().sum::<i32>().rem_euclid(4), 0, "sum must be even: {y:?}");
-        assert_eq!(y.map(f32::abs), grid[(code >> 8) as usize], "code {code:#06x}");
+        assert!(
+            doubled
+                .iter()
+                .zip(&y)
+                .all(|(d, v)| *d as f32 == v * 2.0 && d % 2 != 0),
+            "{y:?}"
+        );
+        assert_eq!(
+            doubled.iter().sum::<i32>().rem_euclid(4),
+            0,
+            "sum must be even: {y:?}"
+        );
+        assert_eq!(
+            y.map(f32::abs),
+            grid[(code >> 8) as usize],
+            "code {code:#06x}"
+        );
     }
 }
 
@@ -110,7 +140,9 @@ fn encode_matches_brute_force_up_to_ties() {
     for t in 0..trials {
         let x: [f32; 8] = match t % 3 {
             // Gaussian-ish at the scale the quantizer uses.
-            0 => std::array::from_fn(|_| (0..4).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>()),
+            0 => {
+                std::array::from_fn(|_| (0..4).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>())
+            }
             // Wide range, including points far outside the codebook.
             1 => std::array::from_fn(|_| rng.random_range(-5.0f32..5.0)),
             // Near a lattice point: the hard cases for the parity fix-up.
@@ -127,10 +159,16 @@ fn encode_matches_brute_force_up_to_ties() {
             .unwrap();
         let got = encode_e8p(&x);
         let got_d = dist2(&x, &points[got as usize]);
-        assert!(got_d <= best_d + 1e-4 * (1.0 + best_d), "x={x:?}: got {got:#06x} d={got_d}, best {best:#06x} d={best_d}");
+        assert!(
+            got_d <= best_d + 1e-4 * (1.0 + best_d),
+            "x={x:?}: got {got:#06x} d={got_d}, best {best:#06x} d={best_d}"
+        );
         if got as usize == best {
             exact += 1;
         }
     }
-    assert!(exact >= trials * 99 / 100, "only {exact}/{trials} identical codes");
+    assert!(
+        exact >= trials * 99 / 100,
+        "only {exact}/{trials} identical codes"
+    );
 }
