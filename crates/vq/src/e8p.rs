@@ -178,18 +178,24 @@ pub fn encode_e8p(x: &[f32; 8]) -> u16 {
         let zz: f32 = z.iter().map(|v| v * v).sum();
         let mut dot = [0.0f32; E8P_ABS_ROWS];
         let mut least = [f32::INFINITY; E8P_ABS_ROWS];
-        for (i, col) in t.abs_t.iter().enumerate() {
-            let az = z[i].abs();
+        for (col, zi) in t.abs_t.iter().zip(&z) {
+            let az = zi.abs();
             for a in 0..E8P_ABS_ROWS {
                 let prod = col[a] * az;
                 dot[a] += prod;
-                least[a] = least[a].min(prod);
+                // A plain compare-select (no NaN handling) vectorizes to a packed min.
+                least[a] = if prod < least[a] { prod } else { least[a] };
             }
         }
+        // Squared distance to the best signed point of each row (the constant ‖z‖² included, since the
+        // two cosets are compared). A flip is needed when the parity of negative signs differs from the
+        // row's sum parity; it costs 2·(2·A_i·|z_i|) for the weakest coordinate.
+        let mut dist = [0.0f32; E8P_ABS_ROWS];
         for a in 0..E8P_ABS_ROWS {
-            // A flip is needed when the parity of negative signs differs from the row's sum parity.
             let flip = (neg_par - t.odd[a]).abs();
-            let d = zz + t.norm2[a] - 2.0 * dot[a] + 4.0 * flip * least[a];
+            dist[a] = zz + t.norm2[a] - 2.0 * dot[a] + 4.0 * flip * least[a];
+        }
+        for (a, &d) in dist.iter().enumerate() {
             if d < best.0 {
                 best = (d, a, p);
             }
