@@ -11,3 +11,10 @@ pub use config::{CodebookKind, Scope, VqConfig, PRESET_NAMES, WEIGHT_PRESETS};
 pub use error::{Result, VqError};
 pub use kv::KvCodebooks;
 pub use weight::{QuantizedWeight, Rht};
+
+// Lattice codebooks, Hadamard transforms and CPU reference ops (helper "lattice").
+pub mod attention;
+pub mod e8p;
+pub mod hadamard;
+pub mod int4;
+pub mod reference;
