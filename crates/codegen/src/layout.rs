@@ -145,6 +145,13 @@ pub fn unpack_code(p: &PackedWeight, c: &VqConfig, n: usize, k: usize, stage: us
     v as u16
 }
 
+/// Block size of the activation Hadamard transform for `cols` inputs: the largest power of two dividing `cols`,
+/// at most 4096 (one thread block transforms one block in shared memory).
+pub fn hadamard_block(cols: usize) -> usize {
+    let pow2 = 1usize << cols.trailing_zeros().min(12);
+    pow2.max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,11 +250,4 @@ mod tests {
             }
         }
     }
-}
-
-/// Block size of the activation Hadamard transform for `cols` inputs: the largest power of two dividing `cols`,
-/// at most 4096 (one thread block transforms one block in shared memory).
-pub fn hadamard_block(cols: usize) -> usize {
-    let pow2 = 1usize << cols.trailing_zeros().min(12);
-    pow2.max(1)
 }

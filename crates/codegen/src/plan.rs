@@ -4,12 +4,12 @@
 //! - `Gc`:  codebook read from global memory inside the dequantization loop;
 //! - `Sc`:  the whole codebook staged in shared memory per block (when it fits);
 //! - `O1`:  codebook cache, shared tier: the `n_shared` most frequent entries (after the offline frequency
-//!          permutation) in shared memory, the rest from global memory;
+//!   permutation) in shared memory, the rest from global memory;
 //! - `O2`:  O1 + register tier: the `n_reg` hottest entries held one per lane, fetched with shuffles;
 //! - `O3`:  O2 + codebook-centric dataflow: the reduction axis is split `s` ways (global reduction) so each block
-//!          loads its codebook set once and the grid fills the GPU;
+//!   loads its codebook set once and the grid fills the GPU;
 //! - `O4`:  O3 + register-level fusion for tensor-core kernels (decoded vectors feed `mma` fragments directly);
-//!          for the CUDA-core GeMV the decoded layout already matches the dot product, so O4 = O3 there;
+//!   for the CUDA-core GeMV the decoded layout already matches the dot product, so O4 = O3 there;
 //! - `Lut`: lookup-table GeMV (batch 1, one codebook set per tensor).
 
 use crate::error::{CodegenError, Result};
@@ -176,6 +176,7 @@ const SMEM_RESERVED_PER_BLOCK: u32 = 1024;
 
 impl Plan {
     /// Plans `op` for `y[m, n] = x[m, k] · W[n, k]ᵀ` with `config` on `gpu`, at `level`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &VqConfig,
         op: Op,
@@ -192,7 +193,7 @@ impl Plan {
             return Err(CodegenError::Invalid("batch m must be at least 1".into()));
         }
         let geo = TileGeometry::of(config);
-        if geo.vpc % 2 != 0 {
+        if !geo.vpc.is_multiple_of(2) {
             return Err(CodegenError::Unsupported(format!(
                 "{config}: an odd number of vectors per chunk"
             )));
@@ -328,7 +329,7 @@ impl Plan {
                 _ => smem_budget / 2,
             };
             let cb_room = smem_budget.saturating_sub(x_bytes + 1024) / sets_per_block;
-            if rank >= Level::Sc.rank() && !(kernel == KernelKind::Mma && !tensor_scope) {
+            if (tensor_scope || kernel != KernelKind::Mma) && rank >= Level::Sc.rank() {
                 let fit = cb_room / (entry_bytes * config.r as u32);
                 n_shared = if rank == Level::Sc.rank() {
                     if per_set_bytes > cb_room {
@@ -382,7 +383,8 @@ impl Plan {
             n_shared = n_shared.max(n_reg);
         }
         // O1/O2 rely on the hot entries sitting at the front of the codebook.
-        let frequency_ordered = kernel != KernelKind::Lut && ((n_shared > 0 && n_shared < entries) || n_reg > 0);
+        let frequency_ordered =
+            kernel != KernelKind::Lut && ((n_shared > 0 && n_shared < entries) || n_reg > 0);
 
         // 5. Split of the reduction axis (O3): balance the reduction traffic s·m·n·4 against codebook traffic / s,
         //    and fill the GPU.
@@ -475,7 +477,10 @@ impl Plan {
             )));
         }
         if let Scope::Tile { rows, .. } = config.scope {
-            if kernel == KernelKind::Dequant && n_shared > 0 && rows as u32 % (8 * warps) != 0 {
+            if kernel == KernelKind::Dequant
+                && n_shared > 0
+                && !(rows as u32).is_multiple_of(8 * warps)
+            {
                 return Err(CodegenError::Unsupported(format!(
                     "a block of {} rows must lie inside one {rows}-row codebook tile",
                     8 * warps

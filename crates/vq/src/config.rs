@@ -192,7 +192,7 @@ impl VqConfig {
         if rows == 0 || cols == 0 {
             return Err(VqError::Shape(format!("empty weight [{rows}, {cols}]")));
         }
-        if cols % self.v != 0 {
+        if !cols.is_multiple_of(self.v) {
             return Err(VqError::Shape(format!(
                 "input dimension {cols} is not divisible by the vector size v={}",
                 self.v

@@ -103,18 +103,17 @@ impl QuantizedWeight {
             _ => {}
         }
         match (&self.rht, c.hadamard) {
-            (Some(h), true) => {
-                if h.signs.len() != self.cols
+            (Some(h), true)
+                if (h.signs.len() != self.cols
                     || !h.block.is_power_of_two()
-                    || self.cols % h.block != 0
-                {
-                    return Err(VqError::Format(format!(
-                        "Hadamard block {} / {} signs do not fit {} columns",
-                        h.block,
-                        h.signs.len(),
-                        self.cols
-                    )));
-                }
+                    || !self.cols.is_multiple_of(h.block)) =>
+            {
+                return Err(VqError::Format(format!(
+                    "Hadamard block {} / {} signs do not fit {} columns",
+                    h.block,
+                    h.signs.len(),
+                    self.cols
+                )));
             }
             (None, true) => return Err(VqError::Format(format!("{c} needs Hadamard signs"))),
             (Some(_), false) => {
