@@ -89,7 +89,7 @@ impl VqLinear {
         let codebooks = if packed.codebooks.is_empty() { gpu.alloc_zeros::<f16>(8)? } else { gpu.htod(&packed.codebooks)? };
         let scales = gpu.htod(&packed.scales)?;
         let abs: Vec<u32> =
-            if q.config.codebook == CodebookKind::E8p { vqllm_vq::e8p::packed_abs_table().to_vec() } else { vec![0; 256] };
+            if q.config.codebook == CodebookKind::E8p { vqllm_vq::e8p::grid_packed_abs().to_vec() } else { vec![0; 256] };
         let e8p_abs = gpu.htod(&abs)?;
         let signs = match &q.rht {
             Some(r) => Some(gpu.htod(&r.signs.iter().map(|&s| f16::from_f32(s)).collect::<Vec<_>>())?),

@@ -1,0 +1,232 @@
+//! `vqllm bench gemv|gemm`: times generated VQ kernels against FP16 cuBLAS in the same run (DESIGN.md section 7).
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use vqllm_codegen::{CodegenError, Level, Op, Overrides, Plan};
+use vqllm_cuda::bench::{copies_for, copy_bandwidth, random_device_f16, time_calls, BenchOptions};
+use vqllm_cuda::cublas::GemmShape;
+use vqllm_cuda::ops::linear::VqLinear;
+use vqllm_cuda::{Gpu, ModuleCache};
+use vqllm_vq::{synthetic::random_weight, VqConfig};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum BenchOp {
+    Gemv,
+    Gemm,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// gemv or gemm.
+    #[arg(value_enum)]
+    pub op: BenchOp,
+    /// Presets to time (comma separated), or `all` for every weight preset.
+    #[arg(long, default_value = "aqlm-2x8")]
+    pub preset: String,
+    /// A level (gc, sc, o1, o2, o3, o4, lut, auto) or `all` for the ablation ladder plus auto.
+    #[arg(long, default_value = "all")]
+    pub level: String,
+    /// Batch rows (default 1 for gemv, 2048 for gemm).
+    #[arg(long)]
+    pub m: Option<usize>,
+    /// `llama-7b`, `llama-65b`, `paper` (DESIGN.md's three layers) or comma-separated `KxN` (input x output).
+    #[arg(long, default_value = "paper")]
+    pub shape: String,
+    /// Write every measurement as JSON.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Timed repeats (median reported).
+    #[arg(long, default_value_t = 15)]
+    pub repeats: usize,
+    /// Calls per timed repeat.
+    #[arg(long, default_value_t = 50)]
+    pub calls: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    preset: String,
+    config: String,
+    level: String,
+    kernel: String,
+    m: usize,
+    k: usize,
+    n: usize,
+    median_us: f64,
+    gbps: f64,
+    share_of_fp16_gbps: f64,
+    speedup_vs_gc: Option<f64>,
+    speedup_vs_fp16: f64,
+    registers: u32,
+    spill_bytes: u32,
+    split: u32,
+    n_reg: u32,
+    n_shared: u32,
+    bytes: usize,
+}
+
+fn shapes(spec: &str) -> Result<Vec<(usize, usize)>> {
+    Ok(match spec {
+        "paper" => vec![(4096, 4096), (4096, 11008), (8192, 22016)],
+        "llama-7b" => vec![(4096, 4096), (4096, 11008), (11008, 4096)],
+        "llama-65b" => vec![(8192, 8192), (8192, 22016), (22016, 8192)],
+        s => s
+            .split(',')
+            .map(|kn| {
+                let (k, n) = kn.split_once(['x', 'X']).with_context(|| format!("shape `{kn}` is not KxN"))?;
+                Ok((k.trim().parse()?, n.trim().parse()?))
+            })
+            .collect::<Result<Vec<_>>>()?,
+    })
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let op = match a.op {
+        BenchOp::Gemv => Op::Gemv,
+        BenchOp::Gemm => Op::Gemm,
+    };
+    let m = a.m.unwrap_or(match a.op {
+        BenchOp::Gemv => 1,
+        BenchOp::Gemm => 2048,
+    });
+    let presets: Vec<String> = if a.preset == "all" {
+        vqllm_vq::WEIGHT_PRESETS.iter().map(|s| s.to_string()).collect()
+    } else {
+        a.preset.split(',').map(|s| s.trim().to_string()).collect()
+    };
+    let levels: Vec<Level> = if a.level == "all" {
+        let mut l = Level::LADDER.to_vec();
+        l.push(Level::Auto);
+        l
+    } else {
+        a.level.split(',').map(Level::parse).collect::<Result<_, _>>()?
+    };
+    let gpu = Gpu::new(0).context("vqllm bench needs a CUDA GPU (no device or driver found)")?;
+    let cache = ModuleCache::with_default_dir();
+    let bw = copy_bandwidth(&gpu)?;
+    let spec = gpu.spec().clone();
+    println!(
+        "device: {} ({}), {} SMs, L2 {} MB, device copy bandwidth {:.2} TB/s",
+        spec.name,
+        spec.arch(),
+        spec.sm_count,
+        spec.l2_bytes >> 20,
+        bw / 1e12
+    );
+    let opts = BenchOptions { warmup: 10, calls: a.calls, repeats: a.repeats };
+    let blas = gpu.blas()?;
+    let mut rows = Vec::new();
+    for (k, n) in shapes(&a.shape)? {
+        // FP16 cuBLAS on the same shape, weights rotated past L2.
+        let w_bytes = n * k * 2;
+        let copies = copies_for(&gpu, w_bytes);
+        let ws: Vec<_> = (0..copies).map(|i| random_device_f16(&gpu, n * k, 100 + i as u64)).collect::<Result<_, _>>()?;
+        let x = random_device_f16(&gpu, m * k, 1)?;
+        let mut y = gpu.alloc_zeros::<half::f16>(m * n)?;
+        let shape = GemmShape { m, n, k };
+        let fp16 = time_calls(&gpu, &opts, |i| blas.hgemm_xwt(shape, &x, &ws[i % copies], &mut y))?;
+        drop(ws);
+        let fp16_bytes = w_bytes + m * k * 2 + m * n * 2;
+        let fp16_gbps = fp16_bytes as f64 / (fp16.median_us * 1e-6) / 1e9;
+        let fp16_tflops = 2.0 * (m * n * k) as f64 / (fp16.median_us * 1e-6) / 1e12;
+        println!(
+            "\n{op:?} m={m} K={k} N={n}: FP16 cuBLAS {:.1} us, {:.0} GB/s ({:.0}% of copy bandwidth), {:.1} TFLOP/s",
+            fp16.median_us,
+            fp16_gbps,
+            100.0 * fp16_gbps * 1e9 / bw,
+            fp16_tflops
+        );
+        println!(
+            "{:<10} {:<5} {:<8} {:>9} {:>8} {:>8} {:>7} {:>7} {:>5} {:>5} {:>6} {:>5}",
+            "preset", "level", "kernel", "us", "GB/s", "%fp16BW", "xGC", "xFP16", "regs", "split", "n_sh", "n_reg"
+        );
+        for p in &presets {
+            let c: VqConfig = p.parse().with_context(|| format!("bad preset `{p}`"))?;
+            let q = random_weight(&c, n, k, 7)?;
+            let mut gc_us = None;
+            for &level in &levels {
+                let plan = match Plan::new(&c, op, m, k, n, level, &spec, &Overrides::default()) {
+                    Ok(p) => p,
+                    Err(e @ (CodegenError::Unsupported(_) | CodegenError::DoesNotFit(_))) => {
+                        println!("{p:<10} {level:<5} skipped: {e}");
+                        continue;
+                    }
+                    Err(e) => bail!(e),
+                };
+                let bytes = plan.min_bytes();
+                let copies = copies_for(&gpu, bytes);
+                let mut lin = VqLinear::new(&gpu, &cache, &q, plan.clone(), copies)?;
+                let x = random_device_f16(&gpu, m * k, 2)?;
+                let mut y = gpu.alloc_zeros::<half::f16>(m * n)?;
+                let t = time_calls(&gpu, &opts, |i| lin.forward(&gpu, &x, &mut y, i))?;
+                if level == Level::Gc {
+                    gc_us = Some(t.median_us);
+                }
+                let gbps = bytes as f64 / (t.median_us * 1e-6) / 1e9;
+                let row = Row {
+                    preset: p.clone(),
+                    config: c.to_string(),
+                    level: plan.level.to_string(),
+                    kernel: format!("{:?}", plan.kernel),
+                    m,
+                    k,
+                    n,
+                    median_us: t.median_us,
+                    gbps,
+                    share_of_fp16_gbps: gbps / fp16_gbps,
+                    speedup_vs_gc: gc_us.map(|g| g / t.median_us),
+                    speedup_vs_fp16: fp16.median_us / t.median_us,
+                    registers: lin.registers,
+                    spill_bytes: lin.spill_bytes,
+                    split: plan.split,
+                    n_reg: plan.n_reg,
+                    n_shared: plan.n_shared,
+                    bytes,
+                };
+                println!(
+                    "{:<10} {:<5} {:<8} {:>9.2} {:>8.0} {:>7.0}% {:>7} {:>7.2} {:>5} {:>5} {:>6} {:>5}",
+                    row.preset,
+                    if level == Level::Auto { format!("*{}", row.level) } else { row.level.clone() },
+                    row.kernel,
+                    row.median_us,
+                    row.gbps,
+                    100.0 * row.share_of_fp16_gbps,
+                    row.speedup_vs_gc.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into()),
+                    row.speedup_vs_fp16,
+                    row.registers,
+                    row.split,
+                    row.n_shared,
+                    row.n_reg
+                );
+                rows.push(row);
+            }
+        }
+        rows.push(Row {
+            preset: "fp16-cublas".into(),
+            config: "fp16".into(),
+            level: "-".into(),
+            kernel: "cublas".into(),
+            m,
+            k,
+            n,
+            median_us: fp16.median_us,
+            gbps: fp16_gbps,
+            share_of_fp16_gbps: 1.0,
+            speedup_vs_gc: None,
+            speedup_vs_fp16: 1.0,
+            registers: 0,
+            spill_bytes: 0,
+            split: 1,
+            n_reg: 0,
+            n_shared: 0,
+            bytes: fp16_bytes,
+        });
+    }
+    println!("\n* = the level the heuristics pick (auto). GB/s counts codes + codebooks + scales + activations + outputs.");
+    if let Some(path) = a.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&rows)?).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
