@@ -154,34 +154,56 @@ fn part(name: &str, suffix: &str) -> String {
 fn f16_checked(what: &str, values: &[f32]) -> Result<Vec<u8>> {
     check_finite(what, values)?;
     let bytes = pack::to_f16_bytes(values);
-    if let Some(i) = bytes.chunks_exact(2).position(|p| half::f16::from_le_bytes([p[0], p[1]]).is_infinite()) {
-        return Err(VqError::Shape(format!("{what}[{i}] = {} overflows fp16", values[i])));
+    if let Some(i) = bytes
+        .chunks_exact(2)
+        .position(|p| half::f16::from_le_bytes([p[0], p[1]]).is_infinite())
+    {
+        return Err(VqError::Shape(format!(
+            "{what}[{i}] = {} overflows fp16",
+            values[i]
+        )));
     }
     Ok(bytes)
 }
 
 /// Bytes per output row of the packed code stream.
 fn packed_row_bytes(groups: usize, r: usize, b: u32) -> Option<usize> {
-    groups.checked_mul(r)?.checked_mul(b as usize).map(|bits| bits.div_ceil(8))
+    groups
+        .checked_mul(r)?
+        .checked_mul(b as usize)
+        .map(|bits| bits.div_ceil(8))
 }
 
 /// Encodes one quantized weight into its file tensors.
-fn encode_weight(name: &str, w: &QuantizedWeight, storage: CodeStorage) -> Result<Vec<(String, OwnedTensor)>> {
-    w.validate().map_err(|e| fmt_err(format!("tensor `{name}`: {e}")))?;
+fn encode_weight(
+    name: &str,
+    w: &QuantizedWeight,
+    storage: CodeStorage,
+) -> Result<Vec<(String, OwnedTensor)>> {
+    w.validate()
+        .map_err(|e| fmt_err(format!("tensor `{name}`: {e}")))?;
     let c = &w.config;
     let mut out = Vec::new();
     match storage {
         CodeStorage::Packed => {
             let per_row = w.groups() * c.r;
-            let row_bytes = packed_row_bytes(w.groups(), c.r, c.b).ok_or_else(|| fmt_err("code stream too large"))?;
+            let row_bytes = packed_row_bytes(w.groups(), c.r, c.b)
+                .ok_or_else(|| fmt_err("code stream too large"))?;
             let rows: Vec<Vec<u8>> = if per_row == 0 {
                 vec![Vec::new(); w.rows]
             } else {
-                w.codes.par_chunks(per_row).map(|row| pack::pack_codes(row, c.b)).collect::<Result<_>>()?
+                w.codes
+                    .par_chunks(per_row)
+                    .map(|row| pack::pack_codes(row, c.b))
+                    .collect::<Result<_>>()?
             };
             out.push((
                 part(name, "codes_packed"),
-                OwnedTensor { dtype: Dtype::U8, shape: vec![w.rows, row_bytes], data: rows.concat() },
+                OwnedTensor {
+                    dtype: Dtype::U8,
+                    shape: vec![w.rows, row_bytes],
+                    data: rows.concat(),
+                },
             ));
         }
         _ => {
@@ -190,7 +212,14 @@ fn encode_weight(name: &str, w: &QuantizedWeight, storage: CodeStorage) -> Resul
             } else {
                 (Dtype::I16, pack::codes_to_aqlm_i16_bytes(&w.codes, c.b)?)
             };
-            out.push((part(name, "codes"), OwnedTensor { dtype, shape: vec![w.rows, w.groups(), c.r], data }));
+            out.push((
+                part(name, "codes"),
+                OwnedTensor {
+                    dtype,
+                    shape: vec![w.rows, w.groups(), c.r],
+                    data,
+                },
+            ));
         }
     }
     if c.codebook == CodebookKind::Learned {
@@ -206,18 +235,30 @@ fn encode_weight(name: &str, w: &QuantizedWeight, storage: CodeStorage) -> Resul
     if let Some(s) = &w.scales {
         out.push((
             part(name, "scales"),
-            OwnedTensor { dtype: Dtype::F16, shape: vec![w.rows, 1, 1, 1], data: f16_checked(&format!("{name} scales"), s)? },
+            OwnedTensor {
+                dtype: Dtype::F16,
+                shape: vec![w.rows, 1, 1, 1],
+                data: f16_checked(&format!("{name} scales"), s)?,
+            },
         ));
     }
     if let Some(h) = &w.rht {
         out.push((
             part(name, "rht_signs"),
-            OwnedTensor { dtype: Dtype::F16, shape: vec![w.cols], data: f16_checked(&format!("{name} rht_signs"), &h.signs)? },
+            OwnedTensor {
+                dtype: Dtype::F16,
+                shape: vec![w.cols],
+                data: f16_checked(&format!("{name} rht_signs"), &h.signs)?,
+            },
         ));
     }
     out.push((
         part(name, "stage_scales"),
-        OwnedTensor { dtype: Dtype::F32, shape: vec![c.r], data: pack::to_f32_bytes(&w.stage_scales) },
+        OwnedTensor {
+            dtype: Dtype::F32,
+            shape: vec![c.r],
+            data: pack::to_f32_bytes(&w.stage_scales),
+        },
     ));
     Ok(out)
 }
@@ -225,21 +266,30 @@ fn encode_weight(name: &str, w: &QuantizedWeight, storage: CodeStorage) -> Resul
 /// Checks the safetensors header's data offsets against the buffer before handing it to `safetensors`
 /// (whose own size arithmetic can overflow on crafted offsets). Malformed headers are left to it.
 fn precheck_offsets(buffer: &[u8]) -> Result<()> {
-    let Some(len_bytes) = buffer.get(..8) else { return Ok(()) };
+    let Some(len_bytes) = buffer.get(..8) else {
+        return Ok(());
+    };
     let mut arr = [0u8; 8];
     arr.copy_from_slice(len_bytes);
     let n = u64::from_le_bytes(arr);
     let data_len = (buffer.len() as u64).saturating_sub(8).checked_sub(n);
-    let (Some(data_len), Ok(n)) = (data_len, usize::try_from(n)) else { return Ok(()) };
-    let Some(header) = buffer.get(8..8 + n) else { return Ok(()) };
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(header) else {
+    let (Some(data_len), Ok(n)) = (data_len, usize::try_from(n)) else {
+        return Ok(());
+    };
+    let Some(header) = buffer.get(8..8 + n) else {
+        return Ok(());
+    };
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(header)
+    else {
         return Ok(());
     };
     for (name, entry) in map.iter().filter(|(k, _)| *k != "__metadata__") {
         if let Some(offsets) = entry.get("data_offsets").and_then(|o| o.as_array()) {
             for o in offsets.iter().filter_map(|o| o.as_u64()) {
                 if o > data_len {
-                    return Err(fmt_err(format!("tensor `{name}` data offset {o} lies beyond the {data_len} data bytes")));
+                    return Err(fmt_err(format!(
+                        "tensor `{name}` data offset {o} lies beyond the {data_len} data bytes"
+                    )));
                 }
             }
         }
@@ -248,13 +298,26 @@ fn precheck_offsets(buffer: &[u8]) -> Result<()> {
 }
 
 /// Reads the raw tensor `name` and checks its dtype and shape.
-fn expect<'a>(st: &'a SafeTensors<'a>, name: &str, dtype: Dtype, shape: &[usize]) -> Result<&'a [u8]> {
-    let t = st.tensor(name).map_err(|_| fmt_err(format!("missing tensor `{name}`")))?;
+fn expect<'a>(
+    st: &'a SafeTensors<'a>,
+    name: &str,
+    dtype: Dtype,
+    shape: &[usize],
+) -> Result<&'a [u8]> {
+    let t = st
+        .tensor(name)
+        .map_err(|_| fmt_err(format!("missing tensor `{name}`")))?;
     if t.dtype() != dtype {
-        return Err(fmt_err(format!("tensor `{name}` has dtype {}, expected {dtype}", t.dtype())));
+        return Err(fmt_err(format!(
+            "tensor `{name}` has dtype {}, expected {dtype}",
+            t.dtype()
+        )));
     }
     if t.shape() != shape {
-        return Err(fmt_err(format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.shape())));
+        return Err(fmt_err(format!(
+            "tensor `{name}` has shape {:?}, expected {shape:?}",
+            t.shape()
+        )));
     }
     Ok(t.data())
 }
@@ -270,15 +333,26 @@ fn decode_weight(st: &SafeTensors<'_>, e: &TensorEntry) -> Result<QuantizedWeigh
         CodeStorage::Aqlm => {
             let shape = [e.rows, groups, c.r];
             if c.b <= 8 {
-                pack::codes_from_aqlm_i8_bytes(expect(st, &part(name, "codes"), Dtype::I8, &shape)?, c.b)?
+                pack::codes_from_aqlm_i8_bytes(
+                    expect(st, &part(name, "codes"), Dtype::I8, &shape)?,
+                    c.b,
+                )?
             } else {
-                pack::codes_from_aqlm_i16_bytes(expect(st, &part(name, "codes"), Dtype::I16, &shape)?, c.b)?
+                pack::codes_from_aqlm_i16_bytes(
+                    expect(st, &part(name, "codes"), Dtype::I16, &shape)?,
+                    c.b,
+                )?
             }
         }
         CodeStorage::Packed => {
             let row_bytes = packed_row_bytes(groups, c.r, c.b)
-                .ok_or_else(|| fmt_err(format!("tensor `{name}`: code stream size overflows")))?;
-            let bytes = expect(st, &part(name, "codes_packed"), Dtype::U8, &[e.rows, row_bytes])?;
+                .ok_or_else(|| fmt_err("code stream size overflows"))?;
+            let bytes = expect(
+                st,
+                &part(name, "codes_packed"),
+                Dtype::U8,
+                &[e.rows, row_bytes],
+            )?;
             let per_row = groups * c.r;
             let used_bits = (per_row * c.b as usize) % 8;
             let rows: Vec<Vec<u16>> = if row_bytes == 0 {
@@ -288,7 +362,7 @@ fn decode_weight(st: &SafeTensors<'_>, e: &TensorEntry) -> Result<QuantizedWeigh
                     .par_chunks(row_bytes)
                     .map(|row| {
                         if used_bits != 0 && row[row_bytes - 1] >> used_bits != 0 {
-                            return Err(fmt_err(format!("tensor `{name}`: nonzero padding bits in packed codes")));
+                            return Err(fmt_err("nonzero padding bits in packed codes"));
                         }
                         pack::unpack_codes(row, c.b, per_row)
                     })
@@ -296,7 +370,7 @@ fn decode_weight(st: &SafeTensors<'_>, e: &TensorEntry) -> Result<QuantizedWeigh
             };
             rows.concat()
         }
-        CodeStorage::Auto => return Err(fmt_err(format!("tensor `{name}`: code_storage must be `aqlm` or `packed`"))),
+        CodeStorage::Auto => return Err(fmt_err("code_storage must be `aqlm` or `packed`")),
     };
     // The codes tensor's shape matched [rows, cols / v, r] with real bytes behind it, so these products fit.
     let codebooks = match c.codebook {
@@ -304,35 +378,63 @@ fn decode_weight(st: &SafeTensors<'_>, e: &TensorEntry) -> Result<QuantizedWeigh
             let sets_r = c
                 .num_codebook_sets(e.rows, e.cols)
                 .checked_mul(c.r)
-                .ok_or_else(|| fmt_err(format!("tensor `{name}`: codebook count overflows")))?;
-            pack::from_f16_bytes(expect(st, &part(name, "codebooks"), Dtype::F16, &[sets_r, c.entries(), 1, c.v])?)?
+                .ok_or_else(|| fmt_err("codebook count overflows"))?;
+            pack::from_f16_bytes(expect(
+                st,
+                &part(name, "codebooks"),
+                Dtype::F16,
+                &[sets_r, c.entries(), 1, c.v],
+            )?)?
         }
         CodebookKind::E8p => Vec::new(),
     };
     let scales = if c.per_channel_scale {
-        Some(pack::from_f16_bytes(expect(st, &part(name, "scales"), Dtype::F16, &[e.rows, 1, 1, 1])?)?)
+        Some(pack::from_f16_bytes(expect(
+            st,
+            &part(name, "scales"),
+            Dtype::F16,
+            &[e.rows, 1, 1, 1],
+        )?)?)
     } else {
         None
     };
     let rht = match (c.hadamard, e.rht_block) {
         (true, Some(block)) => {
-            let signs = pack::from_f16_bytes(expect(st, &part(name, "rht_signs"), Dtype::F16, &[e.cols])?)?;
+            let signs =
+                pack::from_f16_bytes(expect(st, &part(name, "rht_signs"), Dtype::F16, &[e.cols])?)?;
             check_finite(&format!("{name} rht_signs"), &signs)?;
             Some(Rht { block, signs })
         }
         (false, None) => None,
-        (true, None) => return Err(fmt_err(format!("tensor `{name}`: Hadamard config without rht_block"))),
-        (false, Some(_)) => return Err(fmt_err(format!("tensor `{name}`: rht_block without a Hadamard config"))),
+        (true, None) => return Err(fmt_err("Hadamard config without rht_block")),
+        (false, Some(_)) => return Err(fmt_err("rht_block without a Hadamard config")),
     };
-    let stage_scales = pack::from_f32_bytes(expect(st, &part(name, "stage_scales"), Dtype::F32, &[c.r])?)?;
-    let w = QuantizedWeight { config: c, rows: e.rows, cols: e.cols, codes, codebooks, stage_scales, scales, rht };
+    let stage_scales =
+        pack::from_f32_bytes(expect(st, &part(name, "stage_scales"), Dtype::F32, &[c.r])?)?;
+    let w = QuantizedWeight {
+        config: c,
+        rows: e.rows,
+        cols: e.cols,
+        codes,
+        codebooks,
+        stage_scales,
+        scales,
+        rht,
+    };
     w.validate()?;
     Ok(w)
 }
 
 /// File tensor names of a quantized weight stored with `storage`.
 fn part_names(name: &str, w_config: &VqConfig, storage: CodeStorage) -> Vec<String> {
-    let mut names = vec![part(name, if storage == CodeStorage::Packed { "codes_packed" } else { "codes" })];
+    let mut names = vec![part(
+        name,
+        if storage == CodeStorage::Packed {
+            "codes_packed"
+        } else {
+            "codes"
+        },
+    )];
     if w_config.codebook == CodebookKind::Learned {
         names.push(part(name, "codebooks"));
     }
@@ -349,7 +451,11 @@ fn part_names(name: &str, w_config: &VqConfig, storage: CodeStorage) -> Vec<Stri
 impl QuantizedModel {
     /// An empty model carrying `info`.
     pub fn new(info: serde_json::Value) -> Self {
-        Self { tensors: Vec::new(), dense: Vec::new(), info }
+        Self {
+            tensors: Vec::new(),
+            dense: Vec::new(),
+            info,
+        }
     }
 
     /// The quantized weight called `name`.
@@ -359,7 +465,10 @@ impl QuantizedModel {
 
     /// Shape and values of the unquantized tensor called `name`.
     pub fn dense_tensor(&self, name: &str) -> Option<(&[usize], &[f32])> {
-        self.dense.iter().find(|(n, _, _)| n == name).map(|(_, s, d)| (s.as_slice(), d.as_slice()))
+        self.dense
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, s, d)| (s.as_slice(), d.as_slice()))
     }
 
     /// Serializes with default options ([`CodeStorage::Auto`], F32 dense tensors) to `path`.
@@ -405,7 +514,10 @@ impl QuantizedModel {
         for (name, shape, data) in &self.dense {
             let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
             if count != Some(data.len()) {
-                return Err(VqError::Shape(format!("dense tensor `{name}`: shape {shape:?} but {} values", data.len())));
+                return Err(VqError::Shape(format!(
+                    "dense tensor `{name}`: shape {shape:?} but {} values",
+                    data.len()
+                )));
             }
             let (dtype, bytes) = match options.dense {
                 DenseDtype::F32 => {
@@ -414,8 +526,19 @@ impl QuantizedModel {
                 }
                 DenseDtype::F16 => (Dtype::F16, f16_checked(name, data)?),
             };
-            dense_entries.push(DenseEntry { name: name.clone(), shape: shape.clone(), dtype: dtype.to_string() });
-            files.push((name.clone(), OwnedTensor { dtype, shape: shape.clone(), data: bytes }));
+            dense_entries.push(DenseEntry {
+                name: name.clone(),
+                shape: shape.clone(),
+                dtype: dtype.to_string(),
+            });
+            files.push((
+                name.clone(),
+                OwnedTensor {
+                    dtype,
+                    shape: shape.clone(),
+                    data: bytes,
+                },
+            ));
         }
 
         let mut seen = HashSet::new();
@@ -438,10 +561,12 @@ impl QuantizedModel {
             tensors: entries,
             dense: dense_entries,
         };
-        let json = serde_json::to_string(&header).map_err(|e| fmt_err(format!("cannot encode metadata: {e}")))?;
+        let json = serde_json::to_string(&header)
+            .map_err(|e| fmt_err(format!("cannot encode metadata: {e}")))?;
         let metadata = HashMap::from([(METADATA_KEY.to_string(), json)]);
         let views = files.iter().map(|(n, t)| (n.as_str(), t));
-        safetensors::serialize(views, Some(metadata)).map_err(|e| fmt_err(format!("safetensors: {e}")))
+        safetensors::serialize(views, Some(metadata))
+            .map_err(|e| fmt_err(format!("safetensors: {e}")))
     }
 
     /// Reads and validates a `.vqst` file.
@@ -465,18 +590,26 @@ impl QuantizedModel {
 
     fn parse(bytes: &[u8]) -> Result<Self> {
         precheck_offsets(bytes)?;
-        let st = SafeTensors::deserialize(bytes).map_err(|e| fmt_err(format!("not a valid safetensors file: {e}")))?;
-        let (_, meta) =
-            SafeTensors::read_metadata(bytes).map_err(|e| fmt_err(format!("not a valid safetensors file: {e}")))?;
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| fmt_err(format!("not a valid safetensors file: {e}")))?;
+        let (_, meta) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| fmt_err(format!("not a valid safetensors file: {e}")))?;
         let json = meta
             .metadata()
             .as_ref()
             .and_then(|m| m.get(METADATA_KEY))
-            .ok_or_else(|| fmt_err(format!("not a vqllm file: no `{METADATA_KEY}` metadata entry")))?;
-        let header: Header =
-            serde_json::from_str(json).map_err(|e| fmt_err(format!("bad `{METADATA_KEY}` metadata JSON: {e}")))?;
+            .ok_or_else(|| {
+                fmt_err(format!(
+                    "not a vqllm file: no `{METADATA_KEY}` metadata entry"
+                ))
+            })?;
+        let header: Header = serde_json::from_str(json)
+            .map_err(|e| fmt_err(format!("bad `{METADATA_KEY}` metadata JSON: {e}")))?;
         if header.format != FORMAT_NAME {
-            return Err(fmt_err(format!("format `{}` is not `{FORMAT_NAME}`", header.format)));
+            return Err(fmt_err(format!(
+                "format `{}` is not `{FORMAT_NAME}`",
+                header.format
+            )));
         }
         if header.version != FORMAT_VERSION {
             return Err(fmt_err(format!(
@@ -490,14 +623,24 @@ impl QuantizedModel {
             if expected.insert(name.clone()) {
                 Ok(())
             } else {
-                Err(fmt_err(format!("tensor name `{name}` is claimed twice in the metadata")))
+                Err(fmt_err(format!(
+                    "tensor name `{name}` is claimed twice in the metadata"
+                )))
             }
         };
         for e in &header.tensors {
             if e.name.is_empty() {
                 return Err(fmt_err("empty quantized tensor name"));
             }
-            e.config.validate()?;
+            e.config
+                .validate()
+                .map_err(|err| fmt_err(format!("quantized tensor `{}`: {err}", e.name)))?;
+            if e.code_storage == CodeStorage::Auto {
+                return Err(fmt_err(format!(
+                    "quantized tensor `{}`: code_storage must be `aqlm` or `packed`",
+                    e.name
+                )));
+            }
             for n in part_names(&e.name, &e.config, e.code_storage) {
                 claim(n)?;
             }
@@ -506,11 +649,13 @@ impl QuantizedModel {
             claim(d.name.clone())?;
         }
         let present: HashSet<String> = st.names().into_iter().map(str::to_string).collect();
-        if let Some(extra) = present.difference(&expected).next() {
-            return Err(fmt_err(format!("tensor `{extra}` is not described by the metadata")));
-        }
         if let Some(missing) = expected.difference(&present).next() {
             return Err(fmt_err(format!("missing tensor `{missing}`")));
+        }
+        if let Some(extra) = present.difference(&expected).next() {
+            return Err(fmt_err(format!(
+                "tensor `{extra}` is not described by the metadata"
+            )));
         }
 
         let tensors = header
@@ -519,13 +664,21 @@ impl QuantizedModel {
             .map(|e| {
                 decode_weight(&st, e)
                     .map(|w| (e.name.clone(), w))
-                    .map_err(|err| fmt_err(format!("tensor `{}`: {err}", e.name)))
+                    .map_err(|err| {
+                        let inner = match err {
+                            VqError::Format(m) => m,
+                            other => other.to_string(),
+                        };
+                        fmt_err(format!("quantized tensor `{}`: {inner}", e.name))
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
 
         let mut dense = Vec::with_capacity(header.dense.len());
         for d in &header.dense {
-            let t = st.tensor(&d.name).map_err(|_| fmt_err(format!("missing tensor `{}`", d.name)))?;
+            let t = st
+                .tensor(&d.name)
+                .map_err(|_| fmt_err(format!("missing tensor `{}`", d.name)))?;
             if t.dtype().to_string() != d.dtype || t.shape() != d.shape.as_slice() {
                 return Err(fmt_err(format!(
                     "dense tensor `{}` is {} {:?} in the file but {} {:?} in the metadata",
@@ -540,11 +693,20 @@ impl QuantizedModel {
                 Dtype::F32 => pack::from_f32_bytes(t.data())?,
                 Dtype::F16 => pack::from_f16_bytes(t.data())?,
                 Dtype::BF16 => pack::from_bf16_bytes(t.data())?,
-                other => return Err(fmt_err(format!("dense tensor `{}` has unsupported dtype {other}", d.name))),
+                other => {
+                    return Err(fmt_err(format!(
+                        "dense tensor `{}` has unsupported dtype {other}",
+                        d.name
+                    )))
+                }
             };
             check_finite(&d.name, &values)?;
             dense.push((d.name.clone(), d.shape.clone(), values));
         }
-        Ok(Self { tensors, dense, info: header.info })
+        Ok(Self {
+            tensors,
+            dense,
+            info: header.info,
+        })
     }
 }

@@ -78,7 +78,12 @@ pub fn max_abs_error(reference: &[f32], approx: &[f32]) -> Result<f64> {
 pub fn compare(reference: &[f32], approx: &[f32]) -> Result<ErrorStats> {
     let (err, energy, max_abs) = sums(reference, approx)?;
     let relative_mse = ratio(err, energy);
-    Ok(ErrorStats { relative_mse, snr_db: -10.0 * relative_mse.log10(), relative_l2: relative_mse.sqrt(), max_abs })
+    Ok(ErrorStats {
+        relative_mse,
+        snr_db: -10.0 * relative_mse.log10(),
+        relative_l2: relative_mse.sqrt(),
+        max_abs,
+    })
 }
 
 #[cfg(test)]
@@ -106,9 +111,17 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let r: Vec<f32> = (0..1000).map(|_| rng.random_range(-2.0..2.0)).collect();
         let a: Vec<f32> = r.iter().map(|x| x + rng.random_range(-0.1..0.1)).collect();
-        let num: f64 = r.iter().zip(&a).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+        let num: f64 = r
+            .iter()
+            .zip(&a)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum();
         let den: f64 = r.iter().map(|x| (*x as f64).powi(2)).sum();
-        let max = r.iter().zip(&a).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
+        let max = r
+            .iter()
+            .zip(&a)
+            .map(|(x, y)| (x - y).abs() as f64)
+            .fold(0.0, f64::max);
         let s = compare(&r, &a).unwrap();
         assert!((s.relative_mse - num / den).abs() < 1e-12);
         assert!((s.relative_l2 - (num / den).sqrt()).abs() < 1e-12);
@@ -119,9 +132,21 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_typed_errors() {
-        assert!(matches!(relative_mse(&[1.0], &[1.0, 2.0]), Err(VqError::Shape(_))));
-        assert!(matches!(compare(&[1.0, 2.0], &[1.0]), Err(VqError::Shape(_))));
-        assert!(matches!(relative_l2_error(&[1.0, f32::NAN], &[1.0, 1.0]), Err(VqError::NonFinite { index: 1, .. })));
-        assert!(matches!(max_abs_error(&[1.0], &[f32::INFINITY]), Err(VqError::NonFinite { .. })));
+        assert!(matches!(
+            relative_mse(&[1.0], &[1.0, 2.0]),
+            Err(VqError::Shape(_))
+        ));
+        assert!(matches!(
+            compare(&[1.0, 2.0], &[1.0]),
+            Err(VqError::Shape(_))
+        ));
+        assert!(matches!(
+            relative_l2_error(&[1.0, f32::NAN], &[1.0, 1.0]),
+            Err(VqError::NonFinite { index: 1, .. })
+        ));
+        assert!(matches!(
+            max_abs_error(&[1.0], &[f32::INFINITY]),
+            Err(VqError::NonFinite { .. })
+        ));
     }
 }

@@ -18,14 +18,20 @@ pub fn packed_len(count: usize, bits: u32) -> Result<usize> {
     count
         .checked_mul(bits as usize)
         .map(|n| n.div_ceil(8))
-        .ok_or_else(|| VqError::Shape(format!("{count} codes of {bits} bits overflow the address space")))
+        .ok_or_else(|| {
+            VqError::Shape(format!(
+                "{count} codes of {bits} bits overflow the address space"
+            ))
+        })
 }
 
 fn check_bits(bits: u32) -> Result<()> {
     if (1..=16).contains(&bits) {
         Ok(())
     } else {
-        Err(VqError::InvalidConfig(format!("code width {bits} bits must be in 1..=16")))
+        Err(VqError::InvalidConfig(format!(
+            "code width {bits} bits must be in 1..=16"
+        )))
     }
 }
 
@@ -36,7 +42,10 @@ pub fn pack_codes(codes: &[u16], bits: u32) -> Result<Vec<u8>> {
     let len = packed_len(codes.len(), bits)?;
     let limit = 1u32 << bits;
     if let Some(pos) = codes.iter().position(|&c| u32::from(c) >= limit) {
-        return Err(VqError::Shape(format!("code {} at index {pos} does not fit in {bits} bits", codes[pos])));
+        return Err(VqError::Shape(format!(
+            "code {} at index {pos} does not fit in {bits} bits",
+            codes[pos]
+        )));
     }
     let mut out = Vec::with_capacity(len);
     match bits {
@@ -78,7 +87,10 @@ pub fn unpack_codes(bytes: &[u8], bits: u32, count: usize) -> Result<Vec<u16>> {
     let bytes = &bytes[..need];
     let out = match bits {
         8 => bytes.iter().map(|&b| u16::from(b)).collect(),
-        16 => bytes.chunks_exact(2).map(|p| u16::from_le_bytes([p[0], p[1]])).collect(),
+        16 => bytes
+            .chunks_exact(2)
+            .map(|p| u16::from_le_bytes([p[0], p[1]]))
+            .collect(),
         _ => {
             let mask = (1u64 << bits) - 1;
             let mut out = Vec::with_capacity(count);
@@ -104,23 +116,38 @@ pub fn unpack_codes(bytes: &[u8], bits: u32, count: usize) -> Result<Vec<u16>> {
 
 /// Little-endian fp16 bytes of `values` (each rounded to the nearest fp16; out-of-range values become ±inf).
 pub fn to_f16_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect()
+    values
+        .iter()
+        .flat_map(|&x| f16::from_f32(x).to_le_bytes())
+        .collect()
 }
 
 /// Values of little-endian fp16 bytes. Errors on an odd byte count.
 pub fn from_f16_bytes(bytes: &[u8]) -> Result<Vec<f32>> {
-    if bytes.len() % 2 != 0 {
-        return Err(VqError::Format(format!("{} bytes is not a whole number of fp16 values", bytes.len())));
+    if !bytes.len().is_multiple_of(2) {
+        return Err(VqError::Format(format!(
+            "{} bytes is not a whole number of fp16 values",
+            bytes.len()
+        )));
     }
-    Ok(bytes.chunks_exact(2).map(|p| f16::from_le_bytes([p[0], p[1]]).to_f32()).collect())
+    Ok(bytes
+        .chunks_exact(2)
+        .map(|p| f16::from_le_bytes([p[0], p[1]]).to_f32())
+        .collect())
 }
 
 /// Values of little-endian bf16 bytes. Errors on an odd byte count.
 pub fn from_bf16_bytes(bytes: &[u8]) -> Result<Vec<f32>> {
-    if bytes.len() % 2 != 0 {
-        return Err(VqError::Format(format!("{} bytes is not a whole number of bf16 values", bytes.len())));
+    if !bytes.len().is_multiple_of(2) {
+        return Err(VqError::Format(format!(
+            "{} bytes is not a whole number of bf16 values",
+            bytes.len()
+        )));
     }
-    Ok(bytes.chunks_exact(2).map(|p| half::bf16::from_le_bytes([p[0], p[1]]).to_f32()).collect())
+    Ok(bytes
+        .chunks_exact(2)
+        .map(|p| half::bf16::from_le_bytes([p[0], p[1]]).to_f32())
+        .collect())
 }
 
 /// Little-endian f32 bytes of `values`.
@@ -130,10 +157,16 @@ pub fn to_f32_bytes(values: &[f32]) -> Vec<u8> {
 
 /// Values of little-endian f32 bytes. Errors when the byte count is not a multiple of 4.
 pub fn from_f32_bytes(bytes: &[u8]) -> Result<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
-        return Err(VqError::Format(format!("{} bytes is not a whole number of f32 values", bytes.len())));
+    if !bytes.len().is_multiple_of(4) {
+        return Err(VqError::Format(format!(
+            "{} bytes is not a whole number of f32 values",
+            bytes.len()
+        )));
     }
-    Ok(bytes.chunks_exact(4).map(|p| f32::from_le_bytes([p[0], p[1], p[2], p[3]])).collect())
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|p| f32::from_le_bytes([p[0], p[1], p[2], p[3]]))
+        .collect())
 }
 
 /// True when `x` survives a round trip through fp16 unchanged (so storing it as fp16 is lossless).
@@ -150,7 +183,9 @@ pub fn to_aqlm_signed(code: u16, bits: u32) -> Result<i16> {
     let c = i32::from(code);
     let size = 1i32 << bits;
     if c >= size {
-        return Err(VqError::Shape(format!("code {code} does not fit in {bits} bits")));
+        return Err(VqError::Shape(format!(
+            "code {code} does not fit in {bits} bits"
+        )));
     }
     let v = if c >= size / 2 { c - size } else { c };
     Ok(v as i16)
@@ -176,9 +211,14 @@ pub fn from_aqlm_signed(value: i16, bits: u32) -> Result<u16> {
 /// AQLM int8 bytes of codes with `bits ≤ 8`.
 pub fn codes_to_aqlm_i8_bytes(codes: &[u16], bits: u32) -> Result<Vec<u8>> {
     if bits > 8 {
-        return Err(VqError::InvalidConfig(format!("int8 AQLM codes need b ≤ 8, got {bits}")));
+        return Err(VqError::InvalidConfig(format!(
+            "int8 AQLM codes need b ≤ 8, got {bits}"
+        )));
     }
-    codes.iter().map(|&c| to_aqlm_signed(c, bits).map(|v| (v as i8) as u8)).collect()
+    codes
+        .iter()
+        .map(|&c| to_aqlm_signed(c, bits).map(|v| (v as i8) as u8))
+        .collect()
 }
 
 /// AQLM int16 (little-endian) bytes of codes with `bits ≤ 16`.
@@ -193,17 +233,28 @@ pub fn codes_to_aqlm_i16_bytes(codes: &[u16], bits: u32) -> Result<Vec<u8>> {
 /// Codes from AQLM int8 bytes (`bits ≤ 8`); each stored value must be in the signed `bits`-bit range.
 pub fn codes_from_aqlm_i8_bytes(bytes: &[u8], bits: u32) -> Result<Vec<u16>> {
     if bits > 8 {
-        return Err(VqError::InvalidConfig(format!("int8 AQLM codes need b ≤ 8, got {bits}")));
+        return Err(VqError::InvalidConfig(format!(
+            "int8 AQLM codes need b ≤ 8, got {bits}"
+        )));
     }
-    bytes.iter().map(|&b| from_aqlm_signed(i16::from(b as i8), bits)).collect()
+    bytes
+        .iter()
+        .map(|&b| from_aqlm_signed(i16::from(b as i8), bits))
+        .collect()
 }
 
 /// Codes from AQLM little-endian int16 bytes; each stored value must be in the signed `bits`-bit range.
 pub fn codes_from_aqlm_i16_bytes(bytes: &[u8], bits: u32) -> Result<Vec<u16>> {
-    if bytes.len() % 2 != 0 {
-        return Err(VqError::Format(format!("{} bytes is not a whole number of int16 codes", bytes.len())));
+    if !bytes.len().is_multiple_of(2) {
+        return Err(VqError::Format(format!(
+            "{} bytes is not a whole number of int16 codes",
+            bytes.len()
+        )));
     }
-    bytes.chunks_exact(2).map(|p| from_aqlm_signed(i16::from_le_bytes([p[0], p[1]]), bits)).collect()
+    bytes
+        .chunks_exact(2)
+        .map(|p| from_aqlm_signed(i16::from_le_bytes([p[0], p[1]]), bits))
+        .collect()
 }
 
 #[cfg(test)]
@@ -260,10 +311,16 @@ mod tests {
     fn every_width_round_trips_for_every_length_mod_8() {
         for bits in 1..=16u32 {
             for len in 0..=17usize {
-                let codes: Vec<u16> = (0..len).map(|i| ((i as u32 * 40503 + 7) % (1 << bits)) as u16).collect();
+                let codes: Vec<u16> = (0..len)
+                    .map(|i| ((i as u32 * 40503 + 7) % (1 << bits)) as u16)
+                    .collect();
                 let packed = pack_codes(&codes, bits).unwrap();
                 assert_eq!(packed, pack_naive(&codes, bits), "bits={bits} len={len}");
-                assert_eq!(unpack_codes(&packed, bits, len).unwrap(), codes, "bits={bits} len={len}");
+                assert_eq!(
+                    unpack_codes(&packed, bits, len).unwrap(),
+                    codes,
+                    "bits={bits} len={len}"
+                );
             }
         }
     }
@@ -274,13 +331,19 @@ mod tests {
         assert_eq!(packed, vec![0xBC, 0x3A, 0x12]);
         let packed = pack_codes(&[0xABC, 0x123, 0xFFF], 12).unwrap();
         assert_eq!(packed, vec![0xBC, 0x3A, 0x12, 0xFF, 0x0F]);
-        assert_eq!(unpack_codes(&packed, 12, 3).unwrap(), vec![0xABC, 0x123, 0xFFF]);
+        assert_eq!(
+            unpack_codes(&packed, 12, 3).unwrap(),
+            vec![0xABC, 0x123, 0xFFF]
+        );
     }
 
     #[test]
     fn fast_paths_are_plain_bytes() {
         assert_eq!(pack_codes(&[1, 255], 8).unwrap(), vec![1, 255]);
-        assert_eq!(pack_codes(&[0x1234, 0xFFFF], 16).unwrap(), vec![0x34, 0x12, 0xFF, 0xFF]);
+        assert_eq!(
+            pack_codes(&[0x1234, 0xFFFF], 16).unwrap(),
+            vec![0x34, 0x12, 0xFF, 0xFF]
+        );
     }
 
     #[test]
@@ -308,11 +371,23 @@ mod tests {
         assert_eq!(to_aqlm_signed(127, 8).unwrap(), 127);
         assert_eq!(to_aqlm_signed(40000, 16).unwrap(), -25536);
         assert_eq!(to_aqlm_signed(3000, 12).unwrap(), 3000 - 4096);
-        assert_eq!(codes_to_aqlm_i8_bytes(&[200, 5], 8).unwrap(), vec![200u8, 5]);
-        assert_eq!(codes_from_aqlm_i8_bytes(&[200u8, 5], 8).unwrap(), vec![200, 5]);
+        assert_eq!(
+            codes_to_aqlm_i8_bytes(&[200, 5], 8).unwrap(),
+            vec![200u8, 5]
+        );
+        assert_eq!(
+            codes_from_aqlm_i8_bytes(&[200u8, 5], 8).unwrap(),
+            vec![200, 5]
+        );
         let bytes = codes_to_aqlm_i16_bytes(&[40000, 3], 16).unwrap();
-        assert_eq!(bytes, [(-25536i16).to_le_bytes(), 3i16.to_le_bytes()].concat());
-        assert_eq!(codes_from_aqlm_i16_bytes(&bytes, 16).unwrap(), vec![40000, 3]);
+        assert_eq!(
+            bytes,
+            [(-25536i16).to_le_bytes(), 3i16.to_le_bytes()].concat()
+        );
+        assert_eq!(
+            codes_from_aqlm_i16_bytes(&bytes, 16).unwrap(),
+            vec![40000, 3]
+        );
     }
 
     #[test]
@@ -325,7 +400,10 @@ mod tests {
         assert_eq!(&back[..3], &v[..3]);
         assert_eq!(from_f16_bytes(&[0x00, 0x3C]).unwrap(), vec![1.0]);
         assert_eq!(from_bf16_bytes(&[0x80, 0x3F]).unwrap(), vec![1.0]);
-        assert_eq!(from_f32_bytes(&to_f32_bytes(&[1.25, -7e30])).unwrap(), vec![1.25, -7e30]);
+        assert_eq!(
+            from_f32_bytes(&to_f32_bytes(&[1.25, -7e30])).unwrap(),
+            vec![1.25, -7e30]
+        );
         assert!(is_f16_exact(0.5) && !is_f16_exact(0.1));
         assert!(to_f16_bytes(&[1e6]).ends_with(&[0x00, 0x7C]));
     }
