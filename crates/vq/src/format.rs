@@ -119,6 +119,9 @@ struct Header {
     dense: Vec<DenseEntry>,
 }
 
+/// Every file tensor of a model, with its name, ready for `safetensors::serialize`.
+type FileTensors = Vec<(String, OwnedTensor)>;
+
 /// Owned tensor bytes for `safetensors::serialize`.
 struct OwnedTensor {
     dtype: Dtype,
@@ -143,6 +146,15 @@ impl View for &OwnedTensor {
 
 fn fmt_err(msg: impl Into<String>) -> VqError {
     VqError::Format(msg.into())
+}
+
+/// A Format error that names quantized tensor `name` and keeps `err`'s message without a second prefix.
+fn in_tensor(name: &str, err: VqError) -> VqError {
+    let inner = match err {
+        VqError::Format(m) => m,
+        other => other.to_string(),
+    };
+    fmt_err(format!("quantized tensor `{name}`: {inner}"))
 }
 
 /// Name of a derived tensor of quantized weight `name`.
@@ -180,8 +192,7 @@ fn encode_weight(
     w: &QuantizedWeight,
     storage: CodeStorage,
 ) -> Result<Vec<(String, OwnedTensor)>> {
-    w.validate()
-        .map_err(|e| fmt_err(format!("tensor `{name}`: {e}")))?;
+    w.validate().map_err(|e| in_tensor(name, e))?;
     let c = &w.config;
     let mut out = Vec::new();
     match storage {
@@ -476,13 +487,22 @@ impl QuantizedModel {
         self.save_with(path, &SaveOptions::default())
     }
 
-    /// Serializes to `path` (written to a temporary sibling first, then renamed into place).
+    /// Serializes to `path`, streaming the tensors into a temporary sibling (`PATH.tmp`) that is then
+    /// renamed into place, so a failed save never leaves a half-written file under `path`.
     pub fn save_with(&self, path: impl AsRef<Path>, options: &SaveOptions) -> Result<()> {
         let path = path.as_ref();
-        let bytes = self.to_bytes(options)?;
+        let (files, metadata) = self.encode(options)?;
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
-        std::fs::write(&tmp, bytes)?;
+        let tmp = std::path::PathBuf::from(tmp);
+        let views = files.iter().map(|(n, t)| (n.as_str(), t));
+        if let Err(e) = safetensors::serialize_to_file(views, Some(metadata), &tmp) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(match e {
+                safetensors::SafeTensorError::IoError(io) => VqError::Io(io),
+                other => fmt_err(format!("safetensors: {other}")),
+            });
+        }
         std::fs::rename(&tmp, path)?;
         Ok(())
     }
@@ -490,6 +510,21 @@ impl QuantizedModel {
     /// The file bytes. Errors on invalid weights, duplicate or colliding names, dense shape mismatches,
     /// non-finite values or fp16 overflow. fp16 tensors are rounded to the nearest fp16.
     pub fn to_bytes(&self, options: &SaveOptions) -> Result<Vec<u8>> {
+        let (files, metadata) = self.encode(options)?;
+        let views = files.iter().map(|(n, t)| (n.as_str(), t));
+        safetensors::serialize(views, Some(metadata))
+            .map_err(|e| fmt_err(format!("safetensors: {e}")))
+    }
+
+    /// Every file tensor and the safetensors metadata map, after all save-time checks.
+    fn encode(&self, options: &SaveOptions) -> Result<(FileTensors, HashMap<String, String>)> {
+        if let Some((name, _)) = self
+            .tensors
+            .iter()
+            .find(|(n, _)| n.is_empty() || n == "__metadata__")
+        {
+            return Err(fmt_err(format!("invalid quantized tensor name `{name}`")));
+        }
         let mut entries = Vec::with_capacity(self.tensors.len());
         for (name, w) in &self.tensors {
             let storage = options.codes.resolve(w.config.b);
@@ -508,7 +543,7 @@ impl QuantizedModel {
             .zip(&entries)
             .map(|((name, w), e)| encode_weight(name, w, e.code_storage))
             .collect::<Result<_>>()?;
-        let mut files: Vec<(String, OwnedTensor)> = encoded.into_iter().flatten().collect();
+        let mut files: FileTensors = encoded.into_iter().flatten().collect();
 
         let mut dense_entries = Vec::with_capacity(self.dense.len());
         for (name, shape, data) in &self.dense {
@@ -550,9 +585,6 @@ impl QuantizedModel {
                 return Err(fmt_err(format!("tensor name `{name}` is used twice")));
             }
         }
-        if let Some((name, _)) = self.tensors.iter().find(|(n, _)| n.is_empty()) {
-            return Err(fmt_err(format!("invalid quantized tensor name `{name}`")));
-        }
 
         let header = Header {
             format: FORMAT_NAME.to_string(),
@@ -564,9 +596,7 @@ impl QuantizedModel {
         let json = serde_json::to_string(&header)
             .map_err(|e| fmt_err(format!("cannot encode metadata: {e}")))?;
         let metadata = HashMap::from([(METADATA_KEY.to_string(), json)]);
-        let views = files.iter().map(|(n, t)| (n.as_str(), t));
-        safetensors::serialize(views, Some(metadata))
-            .map_err(|e| fmt_err(format!("safetensors: {e}")))
+        Ok((files, metadata))
     }
 
     /// Reads and validates a `.vqst` file.
@@ -632,9 +662,7 @@ impl QuantizedModel {
             if e.name.is_empty() {
                 return Err(fmt_err("empty quantized tensor name"));
             }
-            e.config
-                .validate()
-                .map_err(|err| fmt_err(format!("quantized tensor `{}`: {err}", e.name)))?;
+            e.config.validate().map_err(|err| in_tensor(&e.name, err))?;
             if e.code_storage == CodeStorage::Auto {
                 return Err(fmt_err(format!(
                     "quantized tensor `{}`: code_storage must be `aqlm` or `packed`",
@@ -664,13 +692,7 @@ impl QuantizedModel {
             .map(|e| {
                 decode_weight(&st, e)
                     .map(|w| (e.name.clone(), w))
-                    .map_err(|err| {
-                        let inner = match err {
-                            VqError::Format(m) => m,
-                            other => other.to_string(),
-                        };
-                        fmt_err(format!("quantized tensor `{}`: {inner}", e.name))
-                    })
+                    .map_err(|err| in_tensor(&e.name, err))
             })
             .collect::<Result<Vec<_>>>()?;
 

@@ -450,3 +450,20 @@ fn large_layer_round_trips_through_a_file() {
     assert_eq!(QuantizedModel::load(&path).unwrap(), model);
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn save_errors_leave_no_file() {
+    let mut r = rng(17);
+    let mut model = single(random_weight(&mut r, learned(4, 4, 1), 2, 8, 0));
+    let missing_dir = std::env::temp_dir()
+        .join("vqllm-no-such-dir")
+        .join("m.vqst");
+    assert!(matches!(model.save(&missing_dir), Err(VqError::Io(_))));
+    let path = format_support::temp_path("validation-failed-save");
+    model.tensors[0].1.codes[0] = 16;
+    assert!(model.save(&path).is_err());
+    assert!(!path.exists());
+    let mut tmp = path.clone().into_os_string();
+    tmp.push(".tmp");
+    assert!(!std::path::Path::new(&tmp).exists());
+}
