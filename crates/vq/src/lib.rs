@@ -3,12 +3,16 @@
 
 pub mod config;
 pub mod error;
+pub mod format;
 pub mod kv;
+pub mod metrics;
+pub mod pack;
 pub mod synthetic;
 pub mod weight;
 
 pub use config::{CodebookKind, Scope, VqConfig, PRESET_NAMES, WEIGHT_PRESETS};
 pub use error::{Result, VqError};
+pub use format::{CodeStorage, DenseDtype, QuantizedModel, SaveOptions};
 pub use kv::KvCodebooks;
 pub use weight::{QuantizedWeight, Rht};
 
