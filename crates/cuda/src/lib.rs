@@ -1,1 +1,5 @@
-//! vqllm-cuda
+//! vqllm-cuda (work in progress)
+pub mod error;
+pub mod headers;
+pub mod libs;
+pub mod nvrtc;
