@@ -105,7 +105,10 @@ fn compute_site_packages() -> Vec<PathBuf> {
     let mut out = Vec::new();
     for var in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
         if let Some(prefix) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            out.extend(glob_python_dirs(&PathBuf::from(prefix).join("lib"), "site-packages"));
+            out.extend(glob_python_dirs(
+                &PathBuf::from(prefix).join("lib"),
+                "site-packages",
+            ));
         }
     }
     out.extend(ask_python());
@@ -161,5 +164,116 @@ fn ask_python() -> Vec<PathBuf> {
             .map(PathBuf::from)
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &Path)]) -> impl Fn(&str) -> Option<OsString> {
+        let map: HashMap<String, OsString> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_os_str().to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn make_include(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(MARKER_HEADER), "// fp16\n").unwrap();
+    }
+
+    #[test]
+    fn explicit_variable_wins_over_cuda_home_and_wheels() {
+        let tmp = tempfile::tempdir().unwrap();
+        let explicit = tmp.path().join("explicit");
+        let home = tmp.path().join("cuda");
+        let site = tmp.path().join("site");
+        make_include(&explicit);
+        make_include(&home.join("include"));
+        make_include(&site.join("nvidia/cu13/include"));
+        let env = env_of(&[("VQLLM_CUDA_INCLUDE", &explicit), ("CUDA_HOME", &home)]);
+        let cands = include_candidates_with(&env, std::slice::from_ref(&site));
+        assert_eq!(cands[0], explicit);
+        assert_eq!(find_include_in(&cands).unwrap(), explicit);
+
+        // Without the explicit variable CUDA_HOME is next.
+        let env = env_of(&[("CUDA_HOME", &home)]);
+        let cands = include_candidates_with(&env, std::slice::from_ref(&site));
+        assert_eq!(find_include_in(&cands).unwrap(), home.join("include"));
+    }
+
+    #[test]
+    fn wheel_layout_and_lib_dir_sibling_are_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let site = tmp.path().join("site-packages");
+        make_include(&site.join("nvidia/cu13/include"));
+        let none = env_of(&[]);
+        let cands = include_candidates_with(&none, std::slice::from_ref(&site));
+        // /usr/local/cuda may exist on a developer machine; only assert when it does not.
+        if !Path::new("/usr/local/cuda/include/cuda_fp16.h").exists()
+            && !Path::new("/opt/cuda/include/cuda_fp16.h").exists()
+        {
+            assert_eq!(
+                find_include_in(&cands).unwrap(),
+                site.join("nvidia/cu13/include")
+            );
+        }
+        assert!(cands.contains(&site.join("nvidia/cuda_runtime/include")));
+
+        let unpacked = tmp.path().join("nv/nvidia/cu13");
+        make_include(&unpacked.join("include"));
+        let lib = unpacked.join("lib");
+        let env = env_of(&[("VQLLM_CUDA_LIB_DIR", &lib)]);
+        let cands = include_candidates_with(&env, &[]);
+        assert!(cands.contains(&unpacked.join("include")));
+    }
+
+    #[test]
+    fn directory_without_marker_is_skipped_and_error_lists_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let missing = tmp.path().join("missing");
+        let err = find_include_in(&[empty.clone(), missing.clone()]).unwrap_err();
+        match &err {
+            CudaError::HeadersNotFound { searched } => {
+                assert_eq!(searched, &vec![empty.clone(), missing.clone()])
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains(&empty.display().to_string()), "{msg}");
+        assert!(msg.contains("VQLLM_CUDA_INCLUDE"), "{msg}");
+
+        let good = tmp.path().join("good");
+        make_include(&good);
+        assert_eq!(
+            find_include_in(&[empty, missing, good.clone()]).unwrap(),
+            good
+        );
+    }
+
+    #[test]
+    fn empty_variables_are_ignored_and_duplicates_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let empty = PathBuf::new();
+        let env = env_of(&[("VQLLM_CUDA_INCLUDE", &empty), ("CUDA_HOME", &empty)]);
+        let site = tmp.path().to_path_buf();
+        let cands = include_candidates_with(&env, &[site.clone(), site.clone()]);
+        assert!(!cands.iter().any(|p| p == Path::new("include")));
+        let n = cands.len();
+        let mut dedup = cands.clone();
+        dedup.dedup();
+        assert_eq!(n, dedup.len());
+        assert_eq!(
+            cands
+                .iter()
+                .filter(|p| **p == site.join("nvidia/cu13/include"))
+                .count(),
+            1
+        );
     }
 }

@@ -79,7 +79,13 @@ impl CudaLib {
 
 /// The file names cudarc tries for a library (e.g. `libnvrtc.so`, `libnvrtc.so.13`, ...).
 pub fn candidate_names(lib: CudaLib) -> Vec<String> {
-    cudarc::get_lib_name_candidates(lib.stem())
+    let mut names = Vec::new();
+    for n in cudarc::get_lib_name_candidates(lib.stem()) {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
 }
 
 /// The directories searched for CUDA libraries when the loader's path does not have them.
@@ -98,7 +104,11 @@ pub fn library_search_dirs() -> Vec<PathBuf> {
     dirs.push(PathBuf::from("/usr/local/cuda/lib64"));
     dirs.push(PathBuf::from("/usr/local/cuda/targets/x86_64-linux/lib"));
     for site in python_site_packages() {
-        for sub in ["nvidia/cu13/lib", "nvidia/cuda_nvrtc/lib", "nvidia/cublas/lib"] {
+        for sub in [
+            "nvidia/cu13/lib",
+            "nvidia/cuda_nvrtc/lib",
+            "nvidia/cublas/lib",
+        ] {
             dirs.push(site.join(sub));
         }
     }
@@ -233,5 +243,55 @@ pub(crate) fn guard<T>(what: CudaLib, f: impl FnOnce() -> Result<T>) -> Result<T
                 .unwrap_or_else(|| "unknown panic".to_string());
             Err(what.unavailable(format!("cudarc panicked: {msg}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidate_names_cover_cuda13_sonames_without_duplicates() {
+        let names = candidate_names(CudaLib::Nvrtc);
+        assert!(names.contains(&"libnvrtc.so.13".to_string()), "{names:?}");
+        assert!(names.contains(&"libnvrtc.so".to_string()), "{names:?}");
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len());
+        assert!(candidate_names(CudaLib::Driver).contains(&"libcuda.so.1".to_string()));
+        assert!(candidate_names(CudaLib::Cublas).contains(&"libcublas.so.13".to_string()));
+    }
+
+    #[test]
+    fn finds_library_file_in_given_dirs_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        let b = tmp.path().join("b");
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        assert_eq!(find_in_dirs(CudaLib::Nvrtc, &[a.clone(), b.clone()]), None);
+        std::fs::write(b.join("libnvrtc.so.13"), b"").unwrap();
+        assert_eq!(
+            find_in_dirs(CudaLib::Nvrtc, &[a.clone(), b.clone()]),
+            Some(b.join("libnvrtc.so.13"))
+        );
+        std::fs::write(a.join("libnvrtc.so"), b"").unwrap();
+        assert_eq!(
+            find_in_dirs(CudaLib::Nvrtc, &[a.clone(), b]),
+            Some(a.join("libnvrtc.so"))
+        );
+        std::fs::write(a.join("libcublasLt.so.13"), b"").unwrap();
+        assert_eq!(lt_in(&a), Some(a.join("libcublasLt.so.13")));
+    }
+
+    #[test]
+    fn guard_turns_panics_into_errors() {
+        let r: Result<()> = guard(CudaLib::Cublas, || panic!("Missing symbol cublasFoo"));
+        match r {
+            Err(CudaError::CublasUnavailable(msg)) => assert!(msg.contains("cublasFoo"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(guard(CudaLib::Nvrtc, || Ok(5)).unwrap(), 5);
     }
 }

@@ -287,9 +287,8 @@ pub fn compile_cubin_with_args(
             });
         }
         let prog = Program(raw);
-        let rc = unsafe {
-            sys::nvrtcCompileProgram(prog.0, arg_ptrs.len() as c_int, arg_ptrs.as_ptr())
-        };
+        let rc =
+            unsafe { sys::nvrtcCompileProgram(prog.0, arg_ptrs.len() as c_int, arg_ptrs.as_ptr()) };
         let log = program_log(&prog);
         if rc != sys::nvrtcResult::NVRTC_SUCCESS {
             return Err(CudaError::Compile {
@@ -482,7 +481,16 @@ ptxas info    : Compile time = 5.868 ms\n";
         for ok in ["sm_80", "sm_89", "sm_90", "sm_90a", "sm_100", "sm_120f"] {
             assert!(validate_arch(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "sm80", "sm_", "sm_8", "compute_80", "sm_90ab", "sm_9x", "sm_1000"] {
+        for bad in [
+            "",
+            "sm80",
+            "sm_",
+            "sm_8",
+            "compute_80",
+            "sm_90ab",
+            "sm_9x",
+            "sm_1000",
+        ] {
             assert!(
                 matches!(validate_arch(bad), Err(CudaError::InvalidArgument(_))),
                 "{bad}"
