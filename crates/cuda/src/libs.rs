@@ -68,6 +68,24 @@ impl CudaLib {
         }
     }
 
+    fn hint(self) -> &'static str {
+        match self {
+            CudaLib::Driver => {
+                "libcuda.so.1 comes with the NVIDIA driver: is there a GPU and a driver on this \
+                 machine (nvidia-smi)?"
+            }
+            CudaLib::Nvrtc => {
+                "Set LD_LIBRARY_PATH or VQLLM_CUDA_LIB_DIR to the directory holding \
+                 libnvrtc.so.13 (pip wheel nvidia-cuda-nvrtc: site-packages/nvidia/cu13/lib)"
+            }
+            CudaLib::Cublas => {
+                "Set LD_LIBRARY_PATH or VQLLM_CUDA_LIB_DIR to the directory holding \
+                 libcublas.so.13 (CUDA toolkit lib64, or pip wheel nvidia-cublas: \
+                 site-packages/nvidia/cu13/lib)"
+            }
+        }
+    }
+
     fn unavailable(self, msg: String) -> CudaError {
         match self {
             CudaLib::Nvrtc => CudaError::NvrtcUnavailable(msg),
@@ -185,8 +203,7 @@ fn locate(lib: CudaLib) -> std::result::Result<(), String> {
     }
     Err(format!(
         "tried the loader path (LD_LIBRARY_PATH, ld.so.cache) for {:?} and the directories [{}]{}. \
-         Set LD_LIBRARY_PATH or VQLLM_CUDA_LIB_DIR to the directory holding the library \
-         (pip: site-packages/nvidia/cu13/lib)",
+         {}",
         candidate_names(lib),
         dirs.iter()
             .map(|d| d.display().to_string())
@@ -196,7 +213,8 @@ fn locate(lib: CudaLib) -> std::result::Result<(), String> {
             String::new()
         } else {
             format!("; failed: {}", tried.join("; "))
-        }
+        },
+        lib.hint()
     ))
 }
 
