@@ -21,6 +21,8 @@ enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Print generated CUDA source, or compile every preset x op x level with NVRTC.
     Codegen(cmd::codegen::CodegenArgs),
+    /// Time generated VQ kernels against FP16 cuBLAS on the GPU.
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() {
@@ -28,6 +30,7 @@ fn main() {
     let result = match cli.command {
         Command::Plan(a) => cmd::plan::run(a),
         Command::Codegen(a) => cmd::codegen::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -33,7 +33,11 @@ pub struct BenchOptions {
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { warmup: 20, calls: 50, repeats: 15 }
+        BenchOptions {
+            warmup: 20,
+            calls: 50,
+            repeats: 15,
+        }
     }
 }
 
@@ -44,7 +48,11 @@ pub fn copies_for(gpu: &Gpu, bytes_per_copy: usize) -> usize {
 }
 
 /// Times `call(i)` (the i-th call should use weight copy `i % copies`) with events: returns per-call times.
-pub fn time_calls(gpu: &Gpu, opts: &BenchOptions, mut call: impl FnMut(usize) -> Result<()>) -> Result<Timing> {
+pub fn time_calls(
+    gpu: &Gpu,
+    opts: &BenchOptions,
+    mut call: impl FnMut(usize) -> Result<()>,
+) -> Result<Timing> {
     let ctx = gpu.context();
     let start = ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
     let stop = ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
@@ -66,13 +74,19 @@ pub fn time_calls(gpu: &Gpu, opts: &BenchOptions, mut call: impl FnMut(usize) ->
         per_call.push(start.elapsed_ms(&stop)? as f64 * 1e3 / opts.calls as f64);
     }
     per_call.sort_by(|a, b| a.total_cmp(b));
-    Ok(Timing { median_us: per_call[per_call.len() / 2], min_us: per_call[0], max_us: per_call[per_call.len() - 1] })
+    Ok(Timing {
+        median_us: per_call[per_call.len() / 2],
+        min_us: per_call[0],
+        max_us: per_call[per_call.len() - 1],
+    })
 }
 
 /// Random fp16 values in [-1, 1) (never all zero), deterministic for a seed.
 pub fn random_f16(n: usize, seed: u64) -> Vec<f16> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| f16::from_f32(rng.random_range(-1.0f32..1.0))).collect()
+    (0..n)
+        .map(|_| f16::from_f32(rng.random_range(-1.0f32..1.0)))
+        .collect()
 }
 
 /// Uploads random fp16 data.
@@ -85,9 +99,17 @@ pub fn copy_bandwidth(gpu: &Gpu) -> Result<f64> {
     let n = (gpu.spec().l2_bytes as usize * 8).max(256 << 20) / 2;
     let src = gpu.alloc_zeros::<f16>(n)?;
     let mut dst = gpu.alloc_zeros::<f16>(n)?;
-    let t = time_calls(gpu, &BenchOptions { warmup: 3, calls: 5, repeats: 7 }, |_| {
-        gpu.stream().memcpy_dtod(&src, &mut dst)?;
-        Ok(())
-    })?;
+    let t = time_calls(
+        gpu,
+        &BenchOptions {
+            warmup: 3,
+            calls: 5,
+            repeats: 7,
+        },
+        |_| {
+            gpu.stream().memcpy_dtod(&src, &mut dst)?;
+            Ok(())
+        },
+    )?;
     Ok((2 * n * 2) as f64 / (t.median_us * 1e-6))
 }

@@ -20,15 +20,38 @@ fn rel_err(got: &[f32], want: &[f32]) -> f64 {
 }
 
 /// Runs one (config, level, m) case; returns Ok(None) when the planner rejects the combination.
-fn check(gpu: &Gpu, cache: &ModuleCache, c: &VqConfig, level: Level, op: Op, m: usize, rows: usize, cols: usize, seed: u64) -> Option<f64> {
-    let plan = match Plan::new(c, op, m, cols, rows, level, gpu.spec(), &Overrides::default()) {
+fn check(
+    gpu: &Gpu,
+    cache: &ModuleCache,
+    c: &VqConfig,
+    level: Level,
+    op: Op,
+    m: usize,
+    rows: usize,
+    cols: usize,
+    seed: u64,
+) -> Option<f64> {
+    let plan = match Plan::new(
+        c,
+        op,
+        m,
+        cols,
+        rows,
+        level,
+        gpu.spec(),
+        &Overrides::default(),
+    ) {
         Ok(p) => p,
         Err(CodegenError::Unsupported(_)) | Err(CodegenError::DoesNotFit(_)) => return None,
         Err(e) => panic!("plan {c} {level} m={m}: {e}"),
     };
     let q = random_weight(c, rows, cols, seed).unwrap();
-    let mut lin = VqLinear::new(gpu, cache, &q, plan.clone(), 1).unwrap_or_else(|e| panic!("{c} {level}: {e}"));
-    assert_eq!(lin.stack_bytes, 0, "{c} {level} m={m}: kernel uses a stack frame (local memory)");
+    let mut lin = VqLinear::new(gpu, cache, &q, plan.clone(), 1)
+        .unwrap_or_else(|e| panic!("{c} {level}: {e}"));
+    assert_eq!(
+        lin.stack_bytes, 0,
+        "{c} {level} m={m}: kernel uses a stack frame (local memory)"
+    );
     let xh = random_f16(m * cols, seed ^ 0x5eed);
     let x = gpu.htod(&xh).unwrap();
     // Poison: fp16 NaN everywhere, so an unwritten output fails the finiteness check.
@@ -40,15 +63,32 @@ fn check(gpu: &Gpu, cache: &ModuleCache, c: &VqConfig, level: Level, op: Op, m: 
     let got: Vec<f32> = gpu.dtoh(&y).unwrap().iter().map(|v| v.to_f32()).collect();
     let xf: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
     let want = vqllm_vq::reference::gemm(&xf, m, &q).unwrap();
-    assert!(got.iter().all(|v| v.is_finite()), "{c} {level} m={m} {rows}x{cols}: unwritten or non-finite output ({:?})", plan.kernel);
+    assert!(
+        got.iter().all(|v| v.is_finite()),
+        "{c} {level} m={m} {rows}x{cols}: unwritten or non-finite output ({:?})",
+        plan.kernel
+    );
     let e = rel_err(&got, &want);
-    assert!(e < 1e-2, "{c} {level} m={m} {rows}x{cols} {:?}: relative error {e:.3e}\n{plan}", plan.kernel);
+    assert!(
+        e < 1e-2,
+        "{c} {level} m={m} {rows}x{cols} {:?}: relative error {e:.3e}\n{plan}",
+        plan.kernel
+    );
     Some(e)
 }
 
 fn configs() -> Vec<VqConfig> {
-    let mut v: Vec<VqConfig> = vqllm_vq::WEIGHT_PRESETS.iter().map(|p| VqConfig::preset(p).unwrap()).collect();
-    for s in ["vq<4,6,3>", "vq<16,8,1>:scale", "vq<2,8,2>", "vq<8,10,1>", "vq<4,8,1>:tile=64x128"] {
+    let mut v: Vec<VqConfig> = vqllm_vq::WEIGHT_PRESETS
+        .iter()
+        .map(|p| VqConfig::preset(p).unwrap())
+        .collect();
+    for s in [
+        "vq<4,6,3>",
+        "vq<16,8,1>:scale",
+        "vq<2,8,2>",
+        "vq<8,10,1>",
+        "vq<4,8,1>:tile=64x128",
+    ] {
         v.push(s.parse().unwrap());
     }
     v
@@ -65,7 +105,12 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
         for level in Level::LADDER {
             for (op, m) in [(Op::Gemv, 1), (Op::Gemv, 3), (Op::Gemv, 16), (Op::Gemm, 45)] {
                 let rows = 8 * rng.random_range(9..40) + rng.random_range(1..8);
-                let cols = c.v * 8 * rng.random_range(20..90) + if c.hadamard { 0 } else { c.v * rng.random_range(1..8) };
+                let cols = c.v * 8 * rng.random_range(20..90)
+                    + if c.hadamard {
+                        0
+                    } else {
+                        c.v * rng.random_range(1..8)
+                    };
                 match check(&gpu, &cache, &c, level, op, m, rows, cols, rng.random()) {
                     Some(e) => {
                         ran += 1;

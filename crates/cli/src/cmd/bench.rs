@@ -74,7 +74,9 @@ fn shapes(spec: &str) -> Result<Vec<(usize, usize)>> {
         s => s
             .split(',')
             .map(|kn| {
-                let (k, n) = kn.split_once(['x', 'X']).with_context(|| format!("shape `{kn}` is not KxN"))?;
+                let (k, n) = kn
+                    .split_once(['x', 'X'])
+                    .with_context(|| format!("shape `{kn}` is not KxN"))?;
                 Ok((k.trim().parse()?, n.trim().parse()?))
             })
             .collect::<Result<Vec<_>>>()?,
@@ -91,7 +93,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         BenchOp::Gemm => 2048,
     });
     let presets: Vec<String> = if a.preset == "all" {
-        vqllm_vq::WEIGHT_PRESETS.iter().map(|s| s.to_string()).collect()
+        vqllm_vq::WEIGHT_PRESETS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     } else {
         a.preset.split(',').map(|s| s.trim().to_string()).collect()
     };
@@ -100,7 +105,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         l.push(Level::Auto);
         l
     } else {
-        a.level.split(',').map(Level::parse).collect::<Result<_, _>>()?
+        a.level
+            .split(',')
+            .map(Level::parse)
+            .collect::<Result<_, _>>()?
     };
     let gpu = Gpu::new(0).context("vqllm bench needs a CUDA GPU (no device or driver found)")?;
     let cache = ModuleCache::with_default_dir();
@@ -114,18 +122,26 @@ pub fn run(a: BenchArgs) -> Result<()> {
         spec.l2_bytes >> 20,
         bw / 1e12
     );
-    let opts = BenchOptions { warmup: 10, calls: a.calls, repeats: a.repeats };
+    let opts = BenchOptions {
+        warmup: 10,
+        calls: a.calls,
+        repeats: a.repeats,
+    };
     let blas = gpu.blas()?;
     let mut rows = Vec::new();
     for (k, n) in shapes(&a.shape)? {
         // FP16 cuBLAS on the same shape, weights rotated past L2.
         let w_bytes = n * k * 2;
         let copies = copies_for(&gpu, w_bytes);
-        let ws: Vec<_> = (0..copies).map(|i| random_device_f16(&gpu, n * k, 100 + i as u64)).collect::<Result<_, _>>()?;
+        let ws: Vec<_> = (0..copies)
+            .map(|i| random_device_f16(&gpu, n * k, 100 + i as u64))
+            .collect::<Result<_, _>>()?;
         let x = random_device_f16(&gpu, m * k, 1)?;
         let mut y = gpu.alloc_zeros::<half::f16>(m * n)?;
         let shape = GemmShape { m, n, k };
-        let fp16 = time_calls(&gpu, &opts, |i| blas.hgemm_xwt(shape, &x, &ws[i % copies], &mut y))?;
+        let fp16 = time_calls(&gpu, &opts, |i| {
+            blas.hgemm_xwt(shape, &x, &ws[i % copies], &mut y)
+        })?;
         drop(ws);
         let fp16_bytes = w_bytes + m * k * 2 + m * n * 2;
         let fp16_gbps = fp16_bytes as f64 / (fp16.median_us * 1e-6) / 1e9;
@@ -139,7 +155,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
         );
         println!(
             "{:<10} {:<5} {:<8} {:>9} {:>8} {:>8} {:>7} {:>7} {:>5} {:>5} {:>6} {:>5}",
-            "preset", "level", "kernel", "us", "GB/s", "%fp16BW", "xGC", "xFP16", "regs", "split", "n_sh", "n_reg"
+            "preset",
+            "level",
+            "kernel",
+            "us",
+            "GB/s",
+            "%fp16BW",
+            "xGC",
+            "xFP16",
+            "regs",
+            "split",
+            "n_sh",
+            "n_reg"
         );
         for p in &presets {
             let c: VqConfig = p.parse().with_context(|| format!("bad preset `{p}`"))?;
@@ -225,7 +252,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     println!("\n* = the level the heuristics pick (auto). GB/s counts codes + codebooks + scales + activations + outputs.");
     if let Some(path) = a.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&rows)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -16,10 +16,17 @@ use crate::error::{CudaError, Result};
 use crate::nvrtc::{CompileOptions, CompiledModule};
 
 /// Compiles `source` for the GPU (through the cache) and loads it.
-pub fn load_source(gpu: &Gpu, cache: &ModuleCache, name: &str, source: &str) -> Result<(Arc<CompiledModule>, Arc<CudaModule>)> {
+pub fn load_source(
+    gpu: &Gpu,
+    cache: &ModuleCache,
+    name: &str,
+    source: &str,
+) -> Result<(Arc<CompiledModule>, Arc<CudaModule>)> {
     let opts = CompileOptions::new(gpu.arch());
     let compiled = cache.compile(name, source, &opts)?;
-    let module = gpu.context().load_module(Ptx::from_binary(compiled.cubin.clone()))?;
+    let module = gpu
+        .context()
+        .load_module(Ptx::from_binary(compiled.cubin.clone()))?;
     Ok((compiled, module))
 }
 
@@ -27,7 +34,10 @@ pub fn load_source(gpu: &Gpu, cache: &ModuleCache, name: &str, source: &str) -> 
 pub fn function_with_smem(module: &Arc<CudaModule>, name: &str, smem: u32) -> Result<CudaFunction> {
     let f = module.load_function(name)?;
     if smem > 48 * 1024 {
-        f.set_attribute(FuncAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)?;
+        f.set_attribute(
+            FuncAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            smem as i32,
+        )?;
     }
     Ok(f)
 }
@@ -57,22 +67,26 @@ pub struct VqLinear {
 impl VqLinear {
     /// Uploads `q` (rewritten in frequency order when the plan's codebook cache needs it) with `copies` copies of
     /// its codes, and compiles the plan's kernel.
-    pub fn new(gpu: &Gpu, cache: &ModuleCache, q: &QuantizedWeight, plan: Plan, copies: usize) -> Result<Self> {
+    pub fn new(
+        gpu: &Gpu,
+        cache: &ModuleCache,
+        q: &QuantizedWeight,
+        plan: Plan,
+        copies: usize,
+    ) -> Result<Self> {
         if plan.n != q.rows || plan.k != q.cols || plan.config != q.config {
             return Err(CudaError::InvalidArgument(format!(
                 "plan is for {} [{}, {}] but the weight is {} [{}, {}]",
                 plan.config, plan.n, plan.k, q.config, q.rows, q.cols
             )));
         }
-        let ordered;
-        let q = if plan.frequency_ordered {
-            ordered = vqllm_vq::profile::reorder_by_frequency(q).map_err(|e| CudaError::InvalidArgument(e.to_string()))?;
-            &ordered
-        } else {
-            q
-        };
+        // TODO(profile): rewrite codes in descending entry frequency when plan.frequency_ordered (vq::profile).
         let packed = pack_weight(q);
-        let hblock = q.rht.as_ref().map(|r| r.block).or_else(|| q.config.hadamard.then(|| hadamard_block(q.cols)));
+        let hblock = q
+            .rht
+            .as_ref()
+            .map(|r| r.block)
+            .or_else(|| q.config.hadamard.then(|| hadamard_block(q.cols)));
         let ks = instantiate(&plan, hblock);
         let (compiled, module) = load_source(gpu, cache, &ks.entry, &ks.source)?;
         let res = compiled.kernel(&ks.entry).cloned().unwrap_or_default();
@@ -86,16 +100,34 @@ impl VqLinear {
         for _ in 0..copies.max(1) {
             codes.push(gpu.htod(&packed.codes)?);
         }
-        let codebooks = if packed.codebooks.is_empty() { gpu.alloc_zeros::<f16>(8)? } else { gpu.htod(&packed.codebooks)? };
+        let codebooks = if packed.codebooks.is_empty() {
+            gpu.alloc_zeros::<f16>(8)?
+        } else {
+            gpu.htod(&packed.codebooks)?
+        };
         let scales = gpu.htod(&packed.scales)?;
-        let abs: Vec<u32> =
-            if q.config.codebook == CodebookKind::E8p { vqllm_vq::e8p::grid_packed_abs().to_vec() } else { vec![0; 256] };
+        let abs: Vec<u32> = if q.config.codebook == CodebookKind::E8p {
+            vqllm_vq::e8p::grid_packed_abs().to_vec()
+        } else {
+            vec![0; 256]
+        };
         let e8p_abs = gpu.htod(&abs)?;
         let signs = match &q.rht {
-            Some(r) => Some(gpu.htod(&r.signs.iter().map(|&s| f16::from_f32(s)).collect::<Vec<_>>())?),
+            Some(r) => Some(
+                gpu.htod(
+                    &r.signs
+                        .iter()
+                        .map(|&s| f16::from_f32(s))
+                        .collect::<Vec<_>>(),
+                )?,
+            ),
             None => None,
         };
-        let x_rot = if signs.is_some() { Some(gpu.alloc_zeros::<f16>(plan.m * plan.k)?) } else { None };
+        let x_rot = if signs.is_some() {
+            Some(gpu.alloc_zeros::<f16>(plan.m * plan.k)?)
+        } else {
+            None
+        };
         let ws = gpu.alloc_zeros::<f32>(plan.m * plan.n)?;
         let mut stage_scales = [1.0f32; 4];
         for (d, s) in stage_scales.iter_mut().zip(&packed.stage_scales) {
@@ -127,7 +159,13 @@ impl VqLinear {
     }
 
     /// Queues `y = x · Wᵀ` on the GPU's stream using code copy `copy`. `x` is `[m, k]` fp16, `y` `[m, n]` fp16.
-    pub fn forward(&mut self, gpu: &Gpu, x: &CudaSlice<f16>, y: &mut CudaSlice<f16>, copy: usize) -> Result<()> {
+    pub fn forward(
+        &mut self,
+        gpu: &Gpu,
+        x: &CudaSlice<f16>,
+        y: &mut CudaSlice<f16>,
+        copy: usize,
+    ) -> Result<()> {
         let p = &self.plan;
         if x.len() < p.m * p.k || y.len() < p.m * p.n {
             return Err(CudaError::InvalidArgument(format!(
@@ -142,8 +180,14 @@ impl VqLinear {
         let stream = gpu.stream();
         let (m, rows, cols) = (p.m as i32, p.n as i32, p.k as i32);
         let tps = p.tiles_per_split as i32;
-        let xin: &CudaSlice<f16> = if let (Some((had, block)), Some(signs), Some(xr)) = (&self.hadamard, &self.signs, &mut self.x_rot) {
-            let cfg = LaunchConfig { grid_dim: ((p.k / block) as u32, p.m as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let xin: &CudaSlice<f16> = if let (Some((had, block)), Some(signs), Some(xr)) =
+            (&self.hadamard, &self.signs, &mut self.x_rot)
+        {
+            let cfg = LaunchConfig {
+                grid_dim: ((p.k / block) as u32, p.m as u32, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
             let mut b = stream.launch_builder(had);
             b.arg(x).arg(signs).arg(&mut *xr).arg(&cols);
             unsafe { b.launch(cfg) }?;
@@ -152,7 +196,11 @@ impl VqLinear {
             x
         };
         let codes = &self.codes[copy % self.codes.len()];
-        let cfg = LaunchConfig { grid_dim: p.grid, block_dim: (p.block, 1, 1), shared_mem_bytes: p.smem_bytes };
+        let cfg = LaunchConfig {
+            grid_dim: p.grid,
+            block_dim: (p.block, 1, 1),
+            shared_mem_bytes: p.smem_bytes,
+        };
         let [ss0, ss1, ss2, ss3] = self.stage_scales;
         let mut b = stream.launch_builder(&self.main);
         b.arg(codes)
@@ -175,9 +223,18 @@ impl VqLinear {
         if p.split > 1 {
             let total = (p.m * p.n) as i32;
             let has_scale = p.config.per_channel_scale as i32;
-            let cfg = LaunchConfig { grid_dim: ((total as u32).div_ceil(256), 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+            let cfg = LaunchConfig {
+                grid_dim: ((total as u32).div_ceil(256), 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
             let mut b = stream.launch_builder(&self.finalize);
-            b.arg(&mut self.ws).arg(&self.scales).arg(&has_scale).arg(&mut *y).arg(&rows).arg(&total);
+            b.arg(&mut self.ws)
+                .arg(&self.scales)
+                .arg(&has_scale)
+                .arg(&mut *y)
+                .arg(&rows)
+                .arg(&total);
             unsafe { b.launch(cfg) }?;
         }
         let _ = KernelKind::Dequant;
