@@ -11,8 +11,11 @@
 // different groups t + 4j' — conflict-free for VPC >= 8. The rotation is applied once per chunk with two
 // selects and a funnel shift, so the per-step bit offsets stay compile-time constants.
 //
-// Extra Cfg members: WARPS, ROWS_PER_WARP (row blocks per warp), SPLIT. Requires L == 1, M == 1, E8P == false,
-// TILE_ROWS == 0.
+// Per-tile codebooks (GPTVQ): the block's rows lie inside one codebook row band and every k tile inside one codebook
+// column span (the planner checks both), so the block restages the 2^B-entry codebook set of each k tile and the
+// table is still shared by all its rows.
+//
+// Extra Cfg members: WARPS, ROWS_PER_WARP (row blocks per warp), SPLIT. Requires L == 1, M == 1, E8P == false.
 #pragma once
 #include "vq_common.cuh"
 
@@ -33,7 +36,7 @@ __device__ __forceinline__ void vq_lut_gemv_body(const uint4* __restrict__ codes
                                                  const __half* __restrict__ scales, const __half* __restrict__ x,
                                                  __half* __restrict__ y, float* __restrict__ ws, int rows, int cols, int kb,
                                                  int tiles_per_split) {
-    static_assert(Cfg::L == 1 && Cfg::M == 1 && !Cfg::E8P && Cfg::TILE_ROWS == 0, "LUT GeMV preconditions");
+    static_assert(Cfg::L == 1 && Cfg::M == 1 && !Cfg::E8P, "LUT GeMV preconditions");
     constexpr int V = Cfg::V, R = Cfg::R, B = Cfg::B, VPC = Cfg::VPC;
     constexpr int TG = 4 * VPC;  // groups (vectors) per tile
     constexpr int ENTRIES = 1 << B;
@@ -42,75 +45,97 @@ __device__ __forceinline__ void vq_lut_gemv_body(const uint4* __restrict__ codes
     extern __shared__ __align__(16) unsigned char smem_raw[];
     float* table = reinterpret_cast<float*>(smem_raw);                      // [R][ENTRIES][TG]
     __half* cbs = reinterpret_cast<__half*>(table + R * ENTRIES * TG);       // [R][ENTRIES][V]
-    __half* xs = cbs + R * ENTRIES * V;                                      // [TG * V]
+    __half* xs = cbs + R * ENTRIES * V;                                      // [tiles_per_split * TG * V]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t = lane % 4;
     const int tile0 = blockIdx.y * tiles_per_split;
     const int tile1 = min(kb, tile0 + tiles_per_split);
     const int first_rb = (blockIdx.x * Cfg::WARPS + warp) * RPW;
+    constexpr int HALF = RPW / 2;  // row blocks whose codes are in flight while the other half is processed
 
-    for (int i = threadIdx.x; i < R * ENTRIES * V; i += blockDim.x) cbs[i] = codebooks[i];
+    // Codebooks (tensor scope) and every activation of this split, once.
+    if constexpr (Cfg::TILE_ROWS == 0)
+        for (int i = threadIdx.x; i < R * ENTRIES * V; i += blockDim.x) cbs[i] = codebooks[i];
+    const int xcols = tiles_per_split * TG * V;
+    for (int i = threadIdx.x; i < xcols; i += blockDim.x) {
+        const int c = tile0 * TG * V + i;
+        xs[i] = c < cols ? x[c] : __float2half(0.f);
+    }
 
     float acc[RPW];
 #pragma unroll
     for (int i = 0; i < RPW; ++i) acc[i] = 0.f;
 
     for (int tile = tile0; tile < tile1; ++tile) {
-        __syncthreads();  // previous table fully consumed (and codebook staged on the first pass)
-        const int col0 = tile * TG * V;
-        for (int i = threadIdx.x; i < TG * V; i += blockDim.x) {
-            const int c = col0 + i;
-            xs[i] = c < cols ? x[c] : __float2half(0.f);
+        // 1. Codes of the first half of this warp's row blocks: in flight during the table build.
+        uint32_t chunk[RPW][4];
+#pragma unroll
+        for (int d = 0; d < HALF; ++d) {
+            const int rb = first_rb + d;
+            if (rb * 8 < rows) vq_load_chunk<1>(codes, (size_t)rb * kb + tile, lane, chunk[d]);
         }
-        __syncthreads();
-        // Build: thread -> (group grp = i % TG, entries e ≡ i / TG mod stride). Lanes of a warp share e (broadcast
-        // codebook reads) and write consecutive groups (conflict-free stores).
-        for (int i = threadIdx.x; i < R * ENTRIES * TG; i += blockDim.x) {
-            const int grp = i % TG, se = i / TG;  // se = s * ENTRIES + e
-            const __half2* xv = reinterpret_cast<const __half2*>(xs + grp * V);
-            const __half2* cv = reinterpret_cast<const __half2*>(cbs + se * V);
-            float dot = 0.f;
+        if constexpr (Cfg::TILE_ROWS > 0) {
+            __syncthreads();  // previous table (and codebook) consumed
+            const int set = vq_set_of<Cfg>(min(blockIdx.x * Cfg::WARPS * RPW * 8, rows - 1), tile * TG * V, cols);
+            const __half* src = codebooks + (size_t)set * R * ENTRIES * V;
+            for (int i = threadIdx.x; i < R * ENTRIES * V; i += blockDim.x) cbs[i] = src[i];
+        }
+        __syncthreads();  // previous table consumed; codebook and activations staged
+        // 2. Table build. Thread -> fixed group grp (its activation vector stays in registers) and entries
+        //    se = tid / TG, tid / TG + stride, ...: a warp shares se (broadcast codebook reads) and writes
+        //    consecutive groups (conflict-free stores).
+        {
+            const int grp = threadIdx.x % TG;
+            float xv[V];
+            const __half2* xp = reinterpret_cast<const __half2*>(xs + (tile - tile0) * TG * V + grp * V);
 #pragma unroll
             for (int k = 0; k < V / 2; ++k) {
-                const float2 a = __half22float2(xv[k]);
-                const float2 b = __half22float2(cv[k]);
-                dot = fmaf(a.x, b.x, dot);
-                dot = fmaf(a.y, b.y, dot);
+                const float2 f = __half22float2(xp[k]);
+                xv[2 * k] = f.x;
+                xv[2 * k + 1] = f.y;
             }
-            table[i] = dot;
+            const int stride = blockDim.x / TG;
+            for (int se = threadIdx.x / TG; se < R * ENTRIES; se += stride) {
+                const __half2* cv = reinterpret_cast<const __half2*>(cbs + se * V);
+                float dot = 0.f;
+#pragma unroll
+                for (int k = 0; k < V / 2; ++k) {
+                    const float2 b = __half22float2(cv[k]);
+                    dot = fmaf(xv[2 * k], b.x, dot);
+                    dot = fmaf(xv[2 * k + 1], b.y, dot);
+                }
+                table[se * TG + grp] = dot;
+            }
         }
         __syncthreads();
-#pragma unroll  // fully: acc[] must be indexed by constants to stay in registers
-        for (int rr = 0; rr < RPW; rr += 4) {
-            uint32_t chunk[4][4];
+        // 3. Second half in flight while the first is looked up.
 #pragma unroll
-            for (int d = 0; d < 4; ++d) {
-                const int rb = first_rb + rr + d;
-                if (rr + d < RPW && rb * 8 < rows) vq_load_chunk<1>(codes, (size_t)rb * kb + tile, lane, chunk[d]);
-            }
+        for (int d = HALF; d < RPW; ++d) {
+            const int rb = first_rb + d;
+            if (rb * 8 < rows) vq_load_chunk<1>(codes, (size_t)rb * kb + tile, lane, chunk[d]);
+        }
+#pragma unroll  // fully: acc[] and chunk[] must be indexed by constants to stay in registers
+        for (int d = 0; d < RPW; ++d) {
+            const int rb = first_rb + d;
+            if (rb * 8 >= rows) continue;
+            vq_rotate_chunk<Cfg>(chunk[d], (g % VPC) * RB);
+            float a = 0.f;
 #pragma unroll
-            for (int d = 0; d < 4; ++d) {
-                const int rb = first_rb + rr + d;
-                if (rr + d >= RPW || rb * 8 >= rows) continue;  // (not break: keeps the loop unrolled, chunk in registers)
-                vq_rotate_chunk<Cfg>(chunk[d], (g % VPC) * RB);
-                float a = 0.f;
+            for (int j = 0; j < VPC; ++j) {
+                const int grp = t + 4 * ((j + g) % VPC);
 #pragma unroll
-                for (int j = 0; j < VPC; ++j) {
-                    const int grp = t + 4 * ((j + g) % VPC);
-#pragma unroll
-                    for (int s = 0; s < R; ++s) {
-                        constexpr int MASK = ENTRIES - 1;
-                        const int bit = j * RB + s * B;
-                        uint32_t idx;
-                        if ((bit % 32) + B <= 32) idx = (chunk[d][bit / 32] >> (bit % 32)) & MASK;
-                        else idx = __funnelshift_r(chunk[d][bit / 32], chunk[d][(bit / 32 + 1) & 3], bit % 32) & MASK;
-                        a += table[(s * ENTRIES + idx) * TG + grp];
-                    }
+                for (int s = 0; s < R; ++s) {
+                    constexpr int MASK = ENTRIES - 1;
+                    const int bit = j * RB + s * B;
+                    uint32_t idx;
+                    if ((bit % 32) + B <= 32) idx = (chunk[d][bit / 32] >> (bit % 32)) & MASK;
+                    else idx = __funnelshift_r(chunk[d][bit / 32], chunk[d][(bit / 32 + 1) & 3], bit % 32) & MASK;
+                    a += table[(s * ENTRIES + idx) * TG + grp];
                 }
-                // Rows past the end are never written, so the columns past `cols` (code 0, x = 0) add nothing.
-                acc[rr + d] += a;
             }
+            // Rows past the end are never written, so the columns past `cols` (code 0, x = 0) add nothing.
+            acc[d] += a;
         }
     }
 #pragma unroll

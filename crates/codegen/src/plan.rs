@@ -215,15 +215,33 @@ impl Plan {
 
         // 1. Kernel.
         let lut_table_bytes = (config.r as u32) * entries * (4 * geo.vpc) * 4;
+        // Tile scopes: a block's rows (8 warps x lut_rpw row blocks x 8) must lie in one codebook row band and a
+        // k tile in one column span, so one table serves the whole block.
+        let lut_rpw: Option<u32> = match config.scope {
+            Scope::Tile { rows, cols } if cols % (geo.tile_vectors() * config.v) == 0 => {
+                [8u32, 4, 2, 1]
+                    .into_iter()
+                    .find(|r| rows % (64 * *r as usize) == 0)
+            }
+            Scope::Tile { .. } => None,
+            _ => Some(8),
+        };
         let lut_ok = m == 1
             && learned
-            && tensor_scope
+            && lut_rpw.is_some()
             && geo.l == 1
             && geo.vpc >= 8
             && lut_table_bytes <= 96 * 1024;
         let want_lut = match level {
             Level::Lut => true,
-            Level::Auto => lut_ok && config.entries() * config.v <= 2 * (n / 8).max(1) * 8,
+            // The table build (2^b entries x v FMAs per group) must cost less than the lookups it replaces.
+            Level::Auto => {
+                let rows_sharing = match config.scope {
+                    Scope::Tile { rows, .. } => rows.min(n),
+                    _ => n.min(512),
+                };
+                lut_ok && config.entries() * config.v <= 4 * rows_sharing
+            }
             _ => false,
         };
         let kernel = if let Some(kk) = ov.kernel {
@@ -231,7 +249,7 @@ impl Plan {
         } else if want_lut {
             if !lut_ok {
                 return Err(CodegenError::Unsupported(format!(
-                    "the LUT GeMV needs batch 1, one learned codebook set per tensor, 16-byte chunks with >= 8 vectors and a \
+                    "the LUT GeMV needs batch 1, learned codebooks (tiles: rows a multiple of 64, columns of the k tile), 16-byte chunks with >= 8 vectors and a \
                      table <= 96 KiB ({config} at m={m}: table {} KiB)",
                     lut_table_bytes / 1024
                 )));
@@ -273,11 +291,15 @@ impl Plan {
         match kernel {
             KernelKind::Dequant => {}
             KernelKind::Lut => {
-                rows_per_warp = 16;
+                rows_per_warp = lut_rpw.unwrap_or(8);
                 note(
                     "rows_per_warp",
-                    "16".into(),
-                    "each table is reused by 8 warps x 16 row blocks = 1024 rows".into(),
+                    rows_per_warp.to_string(),
+                    format!(
+                        "each table is reused by 8 warps x {rows_per_warp} row blocks = {} rows (inside one codebook row band); \
+                         ~80 registers keep 3 blocks per SM",
+                        64 * rows_per_warp
+                    ),
                 );
             }
             KernelKind::Mma => {
@@ -466,7 +488,7 @@ impl Plan {
             KernelKind::Lut => {
                 config.r as u32 * entries * 4 * geo.vpc * 4
                     + config.r as u32 * entries * entry_bytes
-                    + 4 * geo.vpc * config.v as u32 * 2
+                    + tiles_per_split * 4 * geo.vpc * config.v as u32 * 2
             }
             KernelKind::Mma => 16 * mt * (tk + 16) * 2 + cb_stage(1) + e8p_bytes,
         };

@@ -97,7 +97,12 @@ fn fp16_axpy_matches_cpu_and_attributes_match_ptxas() {
     let module = gpu.load_module(&compiled).unwrap();
     let kernel = module.kernel("axpy_f16").unwrap();
     let attrs = kernel.attributes();
-    let ptxas = compiled.kernel("axpy_f16").unwrap();
+    let ptxas = compiled.kernel("axpy_f16").unwrap_or_else(|| {
+        panic!(
+            "no ptxas report for axpy_f16 in the NVRTC log:\n{}",
+            compiled.log
+        )
+    });
     assert_eq!(attrs.num_regs, ptxas.registers);
     assert_eq!(attrs.static_smem, ptxas.static_smem);
     assert_eq!(attrs.local_bytes, 0);
@@ -213,7 +218,7 @@ fn occupancy_drops_with_shared_memory() {
         "half the SM's shared memory per block leaves room for one block"
     );
     let avail = kernel.available_dynamic_smem(2, 128).unwrap();
-    assert!(avail > 0 && avail < gpu.spec().smem_per_sm / 2, "{avail}");
+    assert!(avail > 0 && avail <= gpu.spec().smem_per_sm / 2, "{avail}");
 }
 
 #[test]

@@ -136,3 +136,21 @@ fn large_layer_matches_reference_sampled_rows() {
         assert!(check(&gpu, &cache, &c, Level::Auto, Op::Gemv, 1, 11008, 4096, 7).is_some());
     }
 }
+
+/// A small subset (every preset x kernel kind x a few levels) for compute-sanitizer memcheck / racecheck runs.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn sanitizer_subset() {
+    let gpu = Gpu::new(0).expect("GPU");
+    let cache = ModuleCache::memory_only();
+    let mut ran = 0;
+    for c in configs() {
+        for level in [Level::Gc, Level::O2, Level::O4, Level::Lut] {
+            for (op, m) in [(Op::Gemv, 1), (Op::Gemv, 2), (Op::Gemv, 16), (Op::Gemm, 33)] {
+                ran += check(&gpu, &cache, &c, level, op, m, 8 * 11 + 3, c.v * 8 * 21, 99).is_some()
+                    as usize;
+            }
+        }
+    }
+    assert!(ran >= 60, "{ran}");
+}
