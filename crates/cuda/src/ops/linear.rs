@@ -45,10 +45,9 @@ pub fn function_with_smem(module: &Arc<CudaModule>, name: &str, smem: u32) -> Re
 /// A VQ weight resident on the GPU with its compiled kernel.
 pub struct VqLinear {
     pub plan: Plan,
-    /// Registers / spills of the main kernel, from ptxas.
+    /// Registers per thread and local memory (stack + spills) per thread of the main kernel, from the driver.
     pub registers: u32,
-    pub spill_bytes: u32,
-    pub stack_bytes: u32,
+    pub local_bytes: u32,
     /// Weight copies (codes only) for benchmarks that rotate past the L2 cache.
     codes: Vec<CudaSlice<u32>>,
     codebooks: CudaSlice<f16>,
@@ -89,8 +88,11 @@ impl VqLinear {
             .or_else(|| q.config.hadamard.then(|| hadamard_block(q.cols)));
         let ks = instantiate(&plan, hblock);
         let (compiled, module) = load_source(gpu, cache, &ks.entry, &ks.source)?;
-        let res = compiled.kernel(&ks.entry).cloned().unwrap_or_default();
+        let _ = compiled;
         let main = function_with_smem(&module, &ks.entry, plan.smem_bytes)?;
+        // The driver's view (the NVRTC log may not carry a ptxas report, e.g. NVRTC 13.0 leaves it empty).
+        let registers = main.get_attribute(FuncAttr::CU_FUNC_ATTRIBUTE_NUM_REGS)? as u32;
+        let local_bytes = main.get_attribute(FuncAttr::CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES)? as u32;
         let finalize = module.load_function(&ks.finalize)?;
         let hadamard = match (&ks.hadamard, hblock) {
             (Some(name), Some(b)) => Some((module.load_function(name)?, b)),
@@ -134,9 +136,8 @@ impl VqLinear {
             *d = *s;
         }
         Ok(VqLinear {
-            registers: res.registers,
-            spill_bytes: res.spill_stores + res.spill_loads,
-            stack_bytes: res.stack_frame,
+            registers,
+            local_bytes,
             kb: packed.kb as i32,
             plan,
             codes,
