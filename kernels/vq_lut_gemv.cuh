@@ -35,122 +35,106 @@ template <class Cfg>
 __device__ __forceinline__ void vq_lut_gemv_body(const uint4* __restrict__ codes, const __half* __restrict__ codebooks,
                                                  const __half* __restrict__ scales, const __half* __restrict__ x,
                                                  __half* __restrict__ y, float* __restrict__ ws, int rows, int cols, int kb,
-                                                 int tiles_per_split) {
+                                                 int chunks) {
     static_assert(Cfg::L == 1 && Cfg::M == 1 && !Cfg::E8P, "LUT GeMV preconditions");
     constexpr int V = Cfg::V, R = Cfg::R, B = Cfg::B, VPC = Cfg::VPC;
-    constexpr int TG = 4 * VPC;  // groups (vectors) per tile
+    constexpr int TG = 4 * VPC;  // groups (vectors) per k tile
     constexpr int ENTRIES = 1 << B;
     constexpr int RB = R * B;
     constexpr int RPW = Cfg::ROWS_PER_WARP;
+    constexpr int CHUNK_ROWS = Cfg::WARPS * RPW * 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     float* table = reinterpret_cast<float*>(smem_raw);                      // [R][ENTRIES][TG]
     __half* cbs = reinterpret_cast<__half*>(table + R * ENTRIES * TG);       // [R][ENTRIES][V]
-    __half* xs = cbs + R * ENTRIES * V;                                      // [tiles_per_split * TG * V]
+    __half* xs = cbs + R * ENTRIES * V;                                      // [TG * V]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t = lane % 4;
-    const int tile0 = blockIdx.y * tiles_per_split;
-    const int tile1 = min(kb, tile0 + tiles_per_split);
-    const int first_rb = (blockIdx.x * Cfg::WARPS + warp) * RPW;
-    constexpr int HALF = RPW / 2;  // row blocks whose codes are in flight while the other half is processed
+    const int tile = blockIdx.y;  // one k tile per block: one table, reused by all the block's rows
+    const int row0 = blockIdx.x * chunks * CHUNK_ROWS;
+    const int col0 = tile * TG * V;
 
-    // Codebooks (tensor scope) and every activation of this split, once.
-    if constexpr (Cfg::TILE_ROWS == 0)
-        for (int i = threadIdx.x; i < R * ENTRIES * V; i += blockDim.x) cbs[i] = codebooks[i];
-    const int xcols = tiles_per_split * TG * V;
-    for (int i = threadIdx.x; i < xcols; i += blockDim.x) {
-        const int c = tile0 * TG * V + i;
-        xs[i] = c < cols ? x[c] : __float2half(0.f);
-    }
-
-    float acc[RPW];
+    // Row blocks this warp owns in chunk c: row0/8 + c * CHUNK_ROWS/8 + warp * RPW + d.
+    auto rb_of = [&](int c, int d) { return row0 / 8 + c * (CHUNK_ROWS / 8) + warp * RPW + d; };
+    uint32_t buf[2][RPW][4];
+    auto load = [&](int c, uint32_t (&dst)[RPW][4]) {
 #pragma unroll
-    for (int i = 0; i < RPW; ++i) acc[i] = 0.f;
-
-    for (int tile = tile0; tile < tile1; ++tile) {
-        // 1. Codes of the first half of this warp's row blocks: in flight during the table build.
-        uint32_t chunk[RPW][4];
-#pragma unroll
-        for (int d = 0; d < HALF; ++d) {
-            const int rb = first_rb + d;
-            if (rb * 8 < rows) vq_load_chunk<1>(codes, (size_t)rb * kb + tile, lane, chunk[d]);
-        }
-        if constexpr (Cfg::TILE_ROWS > 0) {
-            __syncthreads();  // previous table (and codebook) consumed
-            const int set = vq_set_of<Cfg>(min(blockIdx.x * Cfg::WARPS * RPW * 8, rows - 1), tile * TG * V, cols);
-            const __half* src = codebooks + (size_t)set * R * ENTRIES * V;
-            for (int i = threadIdx.x; i < R * ENTRIES * V; i += blockDim.x) cbs[i] = src[i];
-        }
-        __syncthreads();  // previous table consumed; codebook and activations staged
-        // 2. Table build. Thread -> fixed group grp (its activation vector stays in registers) and entries
-        //    se = tid / TG, tid / TG + stride, ...: a warp shares se (broadcast codebook reads) and writes
-        //    consecutive groups (conflict-free stores).
-        {
-            const int grp = threadIdx.x % TG;
-            float xv[V];
-            const __half2* xp = reinterpret_cast<const __half2*>(xs + (tile - tile0) * TG * V + grp * V);
-#pragma unroll
-            for (int k = 0; k < V / 2; ++k) {
-                const float2 f = __half22float2(xp[k]);
-                xv[2 * k] = f.x;
-                xv[2 * k + 1] = f.y;
-            }
-            const int stride = blockDim.x / TG;
-            for (int se = threadIdx.x / TG; se < R * ENTRIES; se += stride) {
-                const __half2* cv = reinterpret_cast<const __half2*>(cbs + se * V);
-                float dot = 0.f;
-#pragma unroll
-                for (int k = 0; k < V / 2; ++k) {
-                    const float2 b = __half22float2(cv[k]);
-                    dot = fmaf(xv[2 * k], b.x, dot);
-                    dot = fmaf(xv[2 * k + 1], b.y, dot);
-                }
-                table[se * TG + grp] = dot;
-            }
-        }
-        __syncthreads();
-        // 3. Second half in flight while the first is looked up.
-#pragma unroll
-        for (int d = HALF; d < RPW; ++d) {
-            const int rb = first_rb + d;
-            if (rb * 8 < rows) vq_load_chunk<1>(codes, (size_t)rb * kb + tile, lane, chunk[d]);
-        }
-#pragma unroll  // fully: acc[] and chunk[] must be indexed by constants to stay in registers
         for (int d = 0; d < RPW; ++d) {
-            const int rb = first_rb + d;
-            if (rb * 8 >= rows) continue;
-            vq_rotate_chunk<Cfg>(chunk[d], (g % VPC) * RB);
+            const int rb = rb_of(c, d);
+            if (c < chunks && rb * 8 < rows) vq_load_chunk<1>(codes, (size_t)rb * kb + tile, lane, dst[d]);
+        }
+    };
+    load(0, buf[0]);  // in flight during staging and the table build
+
+    const __half* cb_src = codebooks;
+    if constexpr (Cfg::TILE_ROWS > 0) cb_src += (size_t)vq_set_of<Cfg>(min(row0, rows - 1), col0, cols) * R * ENTRIES * V;
+    for (int i = threadIdx.x; i < R * ENTRIES * V; i += blockDim.x) cbs[i] = cb_src[i];
+    for (int i = threadIdx.x; i < TG * V; i += blockDim.x) xs[i] = col0 + i < cols ? x[col0 + i] : __float2half(0.f);
+    __syncthreads();
+    // Table build. Thread -> fixed group grp (its activation vector stays in registers) and entries
+    // se = tid / TG, + stride, ...: a warp shares se (broadcast codebook reads) and writes consecutive groups
+    // (conflict-free stores). Products in half2 (4 HFMA2 per entry), the two lanes summed in fp32.
+    {
+        const int grp = threadIdx.x % TG;
+        __half2 xv[V / 2];
+#pragma unroll
+        for (int k = 0; k < V / 2; ++k) xv[k] = reinterpret_cast<const __half2*>(xs + grp * V)[k];
+        const int stride = blockDim.x / TG;
+#pragma unroll 4
+        for (int se = threadIdx.x / TG; se < R * ENTRIES; se += stride) {
+            const __half2* cv = reinterpret_cast<const __half2*>(cbs + se * V);
+            __half2 p = __hmul2(xv[0], cv[0]);
+#pragma unroll
+            for (int k = 1; k < V / 2; ++k) p = __hfma2(xv[k], cv[k], p);
+            table[se * TG + grp] = __low2float(p) + __high2float(p);
+        }
+    }
+    __syncthreads();
+
+    // Lane (g, t) reads group t + 4·((j + g) mod VPC) at step j: one base address per step, computed once.
+    int toff[VPC];  // 32-bit offsets, not pointers: half the registers
+#pragma unroll
+    for (int j = 0; j < VPC; ++j) toff[j] = t + 4 * ((j + g) % VPC);
+
+    auto process = [&](int c, uint32_t (&cur)[RPW][4]) {
+#pragma unroll
+        for (int d = 0; d < RPW; ++d) {
+            const int rb = rb_of(c, d);
+            if (rb * 8 >= rows) continue;  // (not break: keeps the loop unrolled, cur[] in registers)
+            vq_rotate_chunk<Cfg>(cur[d], (g % VPC) * RB);
             float a = 0.f;
 #pragma unroll
             for (int j = 0; j < VPC; ++j) {
-                const int grp = t + 4 * ((j + g) % VPC);
 #pragma unroll
                 for (int s = 0; s < R; ++s) {
                     constexpr int MASK = ENTRIES - 1;
                     const int bit = j * RB + s * B;
                     uint32_t idx;
-                    if ((bit % 32) + B <= 32) idx = (chunk[d][bit / 32] >> (bit % 32)) & MASK;
-                    else idx = __funnelshift_r(chunk[d][bit / 32], chunk[d][(bit / 32 + 1) & 3], bit % 32) & MASK;
-                    a += table[(s * ENTRIES + idx) * TG + grp];
+                    if ((bit % 32) + B <= 32) idx = (cur[d][bit / 32] >> (bit % 32)) & MASK;
+                    else idx = __funnelshift_r(cur[d][bit / 32], cur[d][(bit / 32 + 1) & 3], bit % 32) & MASK;
+                    a += table[toff[j] + (s * ENTRIES + (int)idx) * TG];
                 }
             }
-            // Rows past the end are never written, so the columns past `cols` (code 0, x = 0) add nothing.
-            acc[d] += a;
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < RPW; ++i) {
-        float a = acc[i];
-        a += __shfl_xor_sync(VQ_FULL_MASK, a, 1);
-        a += __shfl_xor_sync(VQ_FULL_MASK, a, 2);
-        const int row = (first_rb + i) * 8 + g;
-        if (t == 0 && row < rows) {
-            if constexpr (Cfg::SPLIT == 1) {
-                const float sc = Cfg::SCALE ? __half2float(scales[row]) : 1.f;
-                y[row] = __float2half(a * sc);
-            } else {
-                atomicAdd(ws + row, a);
+            a += __shfl_xor_sync(VQ_FULL_MASK, a, 1);
+            a += __shfl_xor_sync(VQ_FULL_MASK, a, 2);
+            const int row = rb * 8 + g;
+            // Columns past `cols` carry code 0 and x = 0, so they add nothing.
+            if (t == 0 && row < rows) {
+                if constexpr (Cfg::SPLIT == 1) {
+                    const float sc = Cfg::SCALE ? __half2float(scales[row]) : 1.f;
+                    y[row] = __float2half(a * sc);
+                } else {
+                    atomicAdd(ws + row, a);
+                }
             }
         }
+    };
+    // Two code buffers: chunk c+1 is in flight while chunk c is looked up.
+    for (int c = 0; c < chunks; c += 2) {
+        load(c + 1, buf[1]);
+        process(c, buf[0]);
+        if (c + 1 >= chunks) break;
+        load(c + 2, buf[0]);
+        process(c + 1, buf[1]);
     }
 }

@@ -123,7 +123,7 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         KernelKind::Dequant => format!(
             "vq_gemv_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, x, y, ws, rows, cols, kb, tiles_per_split, ss0, ss1, ss2, ss3);"
         ),
-        KernelKind::Lut => format!("vq_lut_gemv_body<Cfg_{key}>(codes, codebooks, scales, x, y, ws, rows, cols, kb, tiles_per_split);"),
+        KernelKind::Lut => format!("vq_lut_gemv_body<Cfg_{key}>(codes, codebooks, scales, x, y, ws, rows, cols, kb, /* chunks */ tiles_per_split);"),
         KernelKind::Mma => format!(
             "vq_mma_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, x, y, ws, m_total, rows, cols, kb, tiles_per_split, ss0, ss1);"
         ),

@@ -158,6 +158,8 @@ pub struct Plan {
     /// Mma: m16 slices per block and row blocks per warp.
     pub mt: u32,
     pub wn: u32,
+    /// LUT: row chunks (8·warps·rows_per_warp rows each) per block.
+    pub lut_chunks: u32,
     /// Compile-time batch for the CUDA-core GeMV.
     pub m_tile: u32,
     pub split: u32,
@@ -224,7 +226,7 @@ impl Plan {
                     .find(|r| rows % (64 * *r as usize) == 0)
             }
             Scope::Tile { .. } => None,
-            _ => Some(8),
+            _ => Some(4),
         };
         let lut_ok = m == 1
             && learned
@@ -296,8 +298,8 @@ impl Plan {
                     "rows_per_warp",
                     rows_per_warp.to_string(),
                     format!(
-                        "each table is reused by 8 warps x {rows_per_warp} row blocks = {} rows (inside one codebook row band); \
-                         ~80 registers keep 3 blocks per SM",
+                        "a chunk is 8 warps x {rows_per_warp} row blocks = {} rows (inside one codebook row band); two chunks of codes in \
+                         flight per warp at ~80 registers keep 3 blocks per SM",
                         64 * rows_per_warp
                     ),
                 );
@@ -422,7 +424,7 @@ impl Plan {
         };
         let mut split = 1u32;
         let x_tile_bytes = (m_tile as usize * geo.tile_vectors() * config.v * 2) as u32;
-        if rank >= Level::O3.rank() || kernel == KernelKind::Lut {
+        if rank >= Level::O3.rank() && kernel != KernelKind::Lut {
             let target_blocks = 2 * gpu.sm_count;
             let fill = target_blocks.div_ceil((row_groups * m_groups).max(1));
             let cb_traffic = (row_groups * m_groups) as f64
@@ -464,8 +466,29 @@ impl Plan {
         if let Some(s) = ov.split {
             split = s.clamp(1, tiles);
         }
-        let tiles_per_split = tiles.div_ceil(split);
+        let mut tiles_per_split = tiles.div_ceil(split);
         split = tiles.div_ceil(tiles_per_split);
+        let mut row_groups = row_groups;
+        let mut lut_chunks = 0u32;
+        if kernel == KernelKind::Lut {
+            // One k tile per block (one table), reused by `lut_chunks` chunks of 8·warps·rpw rows; enough blocks for
+            // three waves of 3 resident blocks per SM, the rest of the rows amortise the table build.
+            let row_chunks = row_blocks.div_ceil(warps * rows_per_warp);
+            let target = 3 * gpu.sm_count;
+            lut_chunks = if matches!(config.scope, Scope::Tile { .. }) {
+                1
+            } else {
+                ((row_chunks * tiles) / target).clamp(1, row_chunks)
+            };
+            row_groups = row_chunks.div_ceil(lut_chunks);
+            split = tiles;
+            tiles_per_split = 1;
+            note("lut chunks", lut_chunks.to_string(), format!(
+                "each block builds one table for one k tile and reuses it for {} rows; {} x {tiles} blocks (one k tile each, \
+                 partial sums reduced with atomics)",
+                lut_chunks * 8 * warps * rows_per_warp, row_groups
+            ));
+        }
 
         // 6. Shared memory and launch shape (must match the device-side layout in the templates).
         let e8p_bytes = if learned { 0 } else { 1024 };
@@ -488,7 +511,7 @@ impl Plan {
             KernelKind::Lut => {
                 config.r as u32 * entries * 4 * geo.vpc * 4
                     + config.r as u32 * entries * entry_bytes
-                    + tiles_per_split * 4 * geo.vpc * config.v as u32 * 2
+                    + 4 * geo.vpc * config.v as u32 * 2
             }
             KernelKind::Mma => 16 * mt * (tk + 16) * 2 + cb_stage(1) + e8p_bytes,
         };
@@ -526,6 +549,7 @@ impl Plan {
             geometry: (geo.rb, geo.l, geo.vpc),
             warps,
             rows_per_warp,
+            lut_chunks,
             mt,
             wn,
             m_tile,

@@ -49,7 +49,10 @@ fn check(
     let mut lin = VqLinear::new(gpu, cache, &q, plan.clone(), 1)
         .unwrap_or_else(|e| panic!("{c} {level}: {e}"));
     if lin.local_bytes > 0 {
-        println!("note: {c} {level} m={m} {:?}: {} B of local memory per thread", plan.kernel, lin.local_bytes);
+        println!(
+            "note: {c} {level} m={m} {:?}: {} B of local memory per thread",
+            plan.kernel, lin.local_bytes
+        );
     }
     let xh = random_f16(m * cols, seed ^ 0x5eed);
     let x = gpu.htod(&xh).unwrap();

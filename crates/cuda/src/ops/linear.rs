@@ -180,7 +180,12 @@ impl VqLinear {
         }
         let stream = gpu.stream();
         let (m, rows, cols) = (p.m as i32, p.n as i32, p.k as i32);
-        let tps = p.tiles_per_split as i32;
+        // The LUT kernel takes its rows-per-block chunk count in this slot.
+        let tps = if p.kernel == KernelKind::Lut {
+            p.lut_chunks
+        } else {
+            p.tiles_per_split
+        } as i32;
         let xin: &CudaSlice<f16> = if let (Some((had, block)), Some(signs), Some(xr)) =
             (&self.hadamard, &self.signs, &mut self.x_rot)
         {
@@ -238,7 +243,6 @@ impl VqLinear {
                 .arg(&total);
             unsafe { b.launch(cfg) }?;
         }
-        let _ = KernelKind::Dequant;
         Ok(())
     }
 }
