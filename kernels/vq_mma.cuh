@@ -139,10 +139,12 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
         for (int w = 0; w < WN; ++w) {
             const int row = (rb0 + w) * 8 + g;
             if ((rb0 + w) * 8 >= rows) continue;
-            const __half* cb_set = codebooks;
-            if constexpr (Cfg::TILE_ROWS > 0) cb_set = codebooks + (size_t)vq_set_of<Cfg>(row, col0, cols) * Cfg::R * ENTRIES * V;
 #pragma unroll
             for (int j = 0; j < VPC; ++j) {
+                // Per-tile codebooks can change inside a k tile (codebook tiles narrower than 4·VPC·V columns).
+                const __half* cb_set = codebooks;
+                if constexpr (Cfg::TILE_ROWS > 0)
+                    cb_set += (size_t)vq_set_of<Cfg>(row, col0 + (4 * j + t) * V, cols) * Cfg::R * ENTRIES * V;
                 __half2 wv[V / 2];
                 vq_decode_vec<Cfg>(chunk[w], j, reg, cb_set, cbs, abs_s, ss0, ss1, wv);
                 if constexpr (V >= 4) {
@@ -162,7 +164,12 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
                     // V == 2: pair block j (slots 2t, 2t+1) with block j+1 (slots 2t+8, 2t+9); handled on even j.
                     if ((j & 1) == 0) {
                         __half2 wn[1];
-                        vq_decode_vec<Cfg>(chunk[w], j + 1, reg, cb_set, cbs, abs_s, ss0, ss1, wn);
+                        const __half* cb_next = codebooks;
+                        if constexpr (Cfg::TILE_ROWS > 0)
+                            cb_next += (size_t)vq_set_of<Cfg>(row, col0 + (4 * (j + 1) + t) * V, cols) * Cfg::R * ENTRIES * V;
+                        else
+                            cb_next = cb_set;
+                        vq_decode_vec<Cfg>(chunk[w], j + 1, reg, cb_next, cbs, abs_s, ss0, ss1, wn);
                         const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[0]);
                         const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wn[0]);
                         const int c0 = j * 8 + 2 * t, c1 = (j + 1) * 8 + 2 * t;
