@@ -10,3 +10,4 @@ pub use config::{CodebookKind, Scope, VqConfig, PRESET_NAMES, WEIGHT_PRESETS};
 pub use error::{Result, VqError};
 pub use kv::KvCodebooks;
 pub use weight::{QuantizedWeight, Rht};
+pub mod kmeans;
