@@ -455,6 +455,26 @@ pub fn kmeans(
     coord_weights: Option<&[f32]>,
     opts: &KMeansOptions,
 ) -> Result<KMeans> {
+    kmeans_impl(data, dim, point_weights, coord_weights, opts, false)
+}
+
+/// Rounds every value to the nearest fp16 (what kernels store); values beyond fp16 range become infinite.
+pub fn round_to_f16(values: &mut [f32]) {
+    for x in values {
+        *x = half::f16::from_f32(*x).to_f32();
+    }
+}
+
+/// [`kmeans`], optionally rounding the final centroids to fp16 before the final assignment, so that the
+/// assignments are exact for the stored codebook.
+pub(crate) fn kmeans_impl(
+    data: &[f32],
+    dim: usize,
+    point_weights: Option<&[f32]>,
+    coord_weights: Option<&[f32]>,
+    opts: &KMeansOptions,
+    fp16: bool,
+) -> Result<KMeans> {
     if dim == 0 || data.is_empty() || data.len() % dim != 0 {
         return Err(VqError::Shape(format!("k-means: {} values do not split into vectors of {dim}", data.len())));
     }
@@ -543,6 +563,9 @@ pub fn kmeans(
     }
     if let Some(pb) = bar {
         pb.finish_and_clear();
+    }
+    if fp16 {
+        round_to_f16(&mut centroids);
     }
     // Centroids moved after the last assignment (and the subsample left points out): assign everything.
     let index = CentroidIndex::new(&centroids, dim, cw);
@@ -647,7 +670,7 @@ fn sample_cumulative(mass: &[f64], rng: &mut ChaCha8Rng) -> Option<usize> {
 
 /// Lloyd update: (weighted) mean of each cluster; clusters with no weight are re-seeded with the points of
 /// largest weighted cost (one point each), or keep their centroid when every point costs nothing.
-fn update_centroids(
+pub(crate) fn update_centroids(
     data: &[f32],
     dim: usize,
     pw: Option<&[f32]>,

@@ -11,3 +11,4 @@ pub use error::{Result, VqError};
 pub use kv::KvCodebooks;
 pub use weight::{QuantizedWeight, Rht};
 pub mod kmeans;
+pub mod residual;
