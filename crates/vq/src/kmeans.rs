@@ -244,10 +244,6 @@ impl CentroidIndex {
         Self { dim, qdim, k, per_point, keys, norms }
     }
 
-    pub(crate) fn k(&self) -> usize {
-        self.k
-    }
-
     /// Writes the query of point `x` (with its weights) into `q` (`qdim` values).
     #[inline]
     pub(crate) fn query(&self, x: &[f32], w: Option<&[f32]>, q: &mut [f32]) {
@@ -611,16 +607,27 @@ fn kmeans_pp(
             break;
         }
         let mut new = Vec::with_capacity(batch);
-        for _ in 0..batch {
-            let u = rng.random::<f64>() * total;
-            let i = cum.partition_point(|&c| c <= u).min(n - 1);
-            if !taken[i] && mass[i] > 0.0 {
-                taken[i] = true;
-                new.push(i);
+        if total.is_finite() {
+            for _ in 0..batch {
+                let u = rng.random::<f64>() * total;
+                let i = cum.partition_point(|&c| c <= u).min(n - 1);
+                if !taken[i] && mass[i] > 0.0 {
+                    taken[i] = true;
+                    new.push(i);
+                }
             }
         }
         if new.is_empty() {
-            continue;
+            // Overflowed distances (or an unlucky batch): take the costliest untaken point instead, so
+            // the seeding always makes progress.
+            let far = (0..n).filter(|&i| !taken[i] && mass[i] > 0.0).max_by(|&a, &b| mass[a].total_cmp(&mass[b]).then(b.cmp(&a)));
+            match far {
+                Some(i) => {
+                    taken[i] = true;
+                    new.push(i);
+                }
+                None => break,
+            }
         }
         let centers: Vec<f32> = new.iter().flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied()).collect();
         let index = CentroidIndex::new(&centers, dim, cw);
@@ -887,6 +894,13 @@ mod tests {
         let km = kmeans(&data, 2, Some(&[3.0, 1.0]), None, &KMeansOptions { k: 1, iters: 3, ..Default::default() })
             .unwrap();
         assert!((km.centroids[0] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn overflowing_distances_terminate() {
+        let data = vec![1e30f32, 0.0, -1e30, 0.0, 3e30, 1.0, 0.0, 0.0];
+        let km = kmeans(&data, 2, None, None, &KMeansOptions { k: 3, iters: 3, ..Default::default() }).unwrap();
+        assert_eq!(km.assignments.len(), 4);
     }
 
     #[test]

@@ -12,3 +12,7 @@ pub use kv::KvCodebooks;
 pub use weight::{QuantizedWeight, Rht};
 pub mod kmeans;
 pub mod residual;
+pub mod quantize;
+pub mod tile;
+pub mod cq;
+pub mod profile;
