@@ -17,13 +17,20 @@ use rayon::prelude::*;
 fn check_kv_config(config: &VqConfig, head_dim: usize) -> Result<()> {
     config.validate()?;
     if !config.is_kv() {
-        return Err(VqError::InvalidConfig(format!("{config} is not a KV-cache config (scope must be kv)")));
+        return Err(VqError::InvalidConfig(format!(
+            "{config} is not a KV-cache config (scope must be kv)"
+        )));
     }
     if config.r != 1 {
-        return Err(VqError::InvalidConfig(format!("{config}: KV codebooks have a single stage (r = 1)")));
+        return Err(VqError::InvalidConfig(format!(
+            "{config}: KV codebooks have a single stage (r = 1)"
+        )));
     }
-    if head_dim == 0 || head_dim % config.v != 0 {
-        return Err(VqError::Shape(format!("head_dim {head_dim} is not a positive multiple of v={}", config.v)));
+    if head_dim == 0 || !head_dim.is_multiple_of(config.v) {
+        return Err(VqError::Shape(format!(
+            "head_dim {head_dim} is not a positive multiple of v={}",
+            config.v
+        )));
     }
     Ok(())
 }
@@ -44,7 +51,9 @@ pub fn learn_kv_codebooks(
 ) -> Result<KvCodebooks> {
     check_kv_config(config, head_dim)?;
     if tokens == 0 || kv_heads == 0 {
-        return Err(VqError::Shape(format!("empty calibration: {tokens} tokens, {kv_heads} heads")));
+        return Err(VqError::Shape(format!(
+            "empty calibration: {tokens} tokens, {kv_heads} heads"
+        )));
     }
     if calib.len() != tokens * kv_heads * head_dim {
         return Err(VqError::Shape(format!(
@@ -55,7 +64,10 @@ pub fn learn_kv_codebooks(
     check_finite("KV calibration", calib)?;
     if let Some(tw) = token_weights {
         if tw.len() != tokens {
-            return Err(VqError::Shape(format!("{} token weights for {tokens} tokens", tw.len())));
+            return Err(VqError::Shape(format!(
+                "{} token weights for {tokens} tokens",
+                tw.len()
+            )));
         }
     }
     let v = config.v;
@@ -64,7 +76,9 @@ pub fn learn_kv_codebooks(
     let pairs = kv_heads * groups;
     let bar = opts.progress.then(|| {
         let pb = ProgressBar::new(pairs as u64);
-        if let Ok(style) = ProgressStyle::with_template("KV codebooks [{bar:30}] {pos}/{len} {elapsed}") {
+        if let Ok(style) =
+            ProgressStyle::with_template("KV codebooks [{bar:30}] {pos}/{len} {elapsed}")
+        {
             pb.set_style(style);
         }
         pb
@@ -101,14 +115,22 @@ pub fn learn_kv_codebooks(
         codebooks.extend_from_slice(&b?);
     }
     check_finite("KV codebooks (fp16 overflow)", &codebooks)?;
-    Ok(KvCodebooks { config: *config, kv_heads, head_dim, codebooks })
+    Ok(KvCodebooks {
+        config: *config,
+        kv_heads,
+        head_dim,
+        codebooks,
+    })
 }
 
 fn check_codebooks(cb: &KvCodebooks) -> Result<()> {
     check_kv_config(&cb.config, cb.head_dim)?;
     let want = cb.kv_heads * cb.groups() * cb.config.entries() * cb.config.v;
     if cb.codebooks.len() != want {
-        return Err(VqError::Shape(format!("KV codebooks have {} values, expected {want}", cb.codebooks.len())));
+        return Err(VqError::Shape(format!(
+            "KV codebooks have {} values, expected {want}",
+            cb.codebooks.len()
+        )));
     }
     Ok(())
 }
@@ -137,20 +159,26 @@ pub fn encode_kv(cb: &KvCodebooks, x: &[f32], tokens: usize) -> Result<Vec<u16>>
     check_codebooks(cb)?;
     let (h, d) = (cb.kv_heads, cb.head_dim);
     if x.len() != tokens * h * d {
-        return Err(VqError::Shape(format!("KV input has {} values, expected {tokens} x {h} x {d}", x.len())));
+        return Err(VqError::Shape(format!(
+            "KV input has {} values, expected {tokens} x {h} x {d}",
+            x.len()
+        )));
     }
     check_finite("KV input", x)?;
     let (v, groups, k) = (cb.config.v, cb.groups(), cb.config.entries());
     let mut codes = vec![0u16; tokens * h * groups];
-    codes.par_chunks_mut(h * groups).zip(x.par_chunks(h * d)).for_each(|(out, xt)| {
-        for head in 0..h {
-            for g in 0..groups {
-                let o = cb.entry_offset(head, g, 0);
-                let xs = &xt[head * d + g * v..head * d + (g + 1) * v];
-                out[head * groups + g] = nearest_kv_entry(&cb.codebooks[o..o + k * v], v, xs);
+    codes
+        .par_chunks_mut(h * groups)
+        .zip(x.par_chunks(h * d))
+        .for_each(|(out, xt)| {
+            for head in 0..h {
+                for g in 0..groups {
+                    let o = cb.entry_offset(head, g, 0);
+                    let xs = &xt[head * d + g * v..head * d + (g + 1) * v];
+                    out[head * groups + g] = nearest_kv_entry(&cb.codebooks[o..o + k * v], v, xs);
+                }
             }
-        }
-    });
+        });
     Ok(codes)
 }
 
@@ -159,18 +187,30 @@ pub fn decode_kv(cb: &KvCodebooks, codes: &[u16], tokens: usize) -> Result<Vec<f
     check_codebooks(cb)?;
     let (h, d, v, groups) = (cb.kv_heads, cb.head_dim, cb.config.v, cb.groups());
     if codes.len() != tokens * h * groups {
-        return Err(VqError::Shape(format!("{} KV codes, expected {tokens} x {h} x {groups}", codes.len())));
+        return Err(VqError::Shape(format!(
+            "{} KV codes, expected {tokens} x {h} x {groups}",
+            codes.len()
+        )));
     }
-    if let Some(p) = codes.iter().position(|&c| c as usize >= cb.config.entries()) {
-        return Err(VqError::Format(format!("KV code {} at {p} exceeds 2^{}", codes[p], cb.config.b)));
+    if let Some(p) = codes
+        .iter()
+        .position(|&c| c as usize >= cb.config.entries())
+    {
+        return Err(VqError::Format(format!(
+            "KV code {} at {p} exceeds 2^{}",
+            codes[p], cb.config.b
+        )));
     }
     let mut out = vec![0.0f32; tokens * h * d];
-    out.par_chunks_mut(d).zip(codes.par_chunks(groups)).enumerate().for_each(|(th, (o, c))| {
-        let head = th % h;
-        for g in 0..groups {
-            let off = cb.entry_offset(head, g, c[g] as usize);
-            o[g * v..(g + 1) * v].copy_from_slice(&cb.codebooks[off..off + v]);
-        }
-    });
+    out.par_chunks_mut(d)
+        .zip(codes.par_chunks(groups))
+        .enumerate()
+        .for_each(|(th, (o, c))| {
+            let head = th % h;
+            for g in 0..groups {
+                let off = cb.entry_offset(head, g, c[g] as usize);
+                o[g * v..(g + 1) * v].copy_from_slice(&cb.codebooks[off..off + v]);
+            }
+        });
     Ok(out)
 }

@@ -41,7 +41,13 @@ pub struct KMeansOptions {
 
 impl Default for KMeansOptions {
     fn default() -> Self {
-        Self { k: 256, iters: 10, seed: 0, max_samples: None, progress: false }
+        Self {
+            k: 256,
+            iters: 10,
+            seed: 0,
+            max_samples: None,
+            progress: false,
+        }
     }
 }
 
@@ -71,7 +77,10 @@ impl<'a> CoordWeights<'a> {
         let Some(w) = w else { return Ok(Self::None) };
         check_finite("coordinate weights", w)?;
         if let Some(i) = w.iter().position(|&x| x < 0.0) {
-            return Err(VqError::InvalidConfig(format!("coordinate weight {} at {i} is negative", w[i])));
+            return Err(VqError::InvalidConfig(format!(
+                "coordinate weight {} at {i} is negative",
+                w[i]
+            )));
         }
         if w.len() == dim {
             Ok(Self::Shared(w))
@@ -102,7 +111,9 @@ impl<'a> CoordWeights<'a> {
             Self::None => OwnedCoordWeights::None,
             Self::Shared(w) => OwnedCoordWeights::Shared(w.to_vec()),
             Self::PerPoint(w) => OwnedCoordWeights::PerPoint(
-                idx.iter().flat_map(|&i| w[i * dim..(i + 1) * dim].iter().copied()).collect(),
+                idx.iter()
+                    .flat_map(|&i| w[i * dim..(i + 1) * dim].iter().copied())
+                    .collect(),
             ),
         }
     }
@@ -147,7 +158,10 @@ pub(crate) fn weighted_sq_dist(x: &[f32], c: &[f32], w: Option<&[f32]>) -> f32 {
 
 /// Squared norm of every centroid, `[k]`, as used by [`nearest`].
 pub fn centroid_norms(centroids: &[f32], dim: usize) -> Vec<f32> {
-    centroids.chunks_exact(dim.max(1)).map(|c| c.iter().map(|x| x * x).sum()).collect()
+    centroids
+        .chunks_exact(dim.max(1))
+        .map(|c| c.iter().map(|x| x * x).sum())
+        .collect()
 }
 
 /// Index of the centroid nearest to `x` (squared Euclidean), ties to the lowest index.
@@ -171,8 +185,17 @@ pub fn nearest(centroids: &[f32], norms: &[f32], dim: usize, x: &[f32]) -> u32 {
 }
 
 /// Nearest centroid of every point of `data` (`[n, dim]`), in parallel; `coord_weights` as in [`kmeans`].
-pub fn assign_all(centroids: &[f32], dim: usize, data: &[f32], coord_weights: Option<&[f32]>) -> Result<Vec<u32>> {
-    if dim == 0 || data.len() % dim != 0 || centroids.len() % dim != 0 || centroids.is_empty() {
+pub fn assign_all(
+    centroids: &[f32],
+    dim: usize,
+    data: &[f32],
+    coord_weights: Option<&[f32]>,
+) -> Result<Vec<u32>> {
+    if dim == 0
+        || !data.len().is_multiple_of(dim)
+        || !centroids.len().is_multiple_of(dim)
+        || centroids.is_empty()
+    {
         return Err(VqError::Shape(format!(
             "assign_all: {} data values and {} centroid values do not split into vectors of {dim}",
             data.len(),
@@ -241,7 +264,14 @@ impl CentroidIndex {
                 }
             }
         }
-        Self { dim, qdim, k, per_point, keys, norms }
+        Self {
+            dim,
+            qdim,
+            k,
+            per_point,
+            keys,
+            norms,
+        }
     }
 
     /// Writes the query of point `x` (with its weights) into `q` (`qdim` values).
@@ -263,7 +293,12 @@ impl CentroidIndex {
     /// Scores of all centroids for query `q` into `out` (`k` values); `out[c] + Σ w x²` is the distance.
     pub(crate) fn scores(&self, q: &[f32], out: &mut [f32]) {
         let qd = self.qdim;
-        for (b, (kb, nb)) in self.keys.chunks_exact(qd * LANES).zip(self.norms.chunks_exact(LANES)).enumerate() {
+        for (b, (kb, nb)) in self
+            .keys
+            .chunks_exact(qd * LANES)
+            .zip(self.norms.chunks_exact(LANES))
+            .enumerate()
+        {
             let mut acc = [0.0f32; LANES];
             acc.copy_from_slice(nb);
             for j in 0..qd {
@@ -293,7 +328,13 @@ impl CentroidIndex {
 
     /// Nearest centroid of every point of `data`, in parallel. When `scores_out` is given it receives the
     /// best score of each point.
-    pub(crate) fn assign(&self, data: &[f32], w: CoordWeights<'_>, out: &mut [u32], scores_out: Option<&mut [f32]>) {
+    pub(crate) fn assign(
+        &self,
+        data: &[f32],
+        w: CoordWeights<'_>,
+        out: &mut [u32],
+        scores_out: Option<&mut [f32]>,
+    ) {
         let dim = self.dim;
         let qdim = self.qdim;
         let work = |(ci, (xs, outs)): (usize, (&[f32], &mut [u32])), sc: Option<&mut [f32]>| {
@@ -301,7 +342,11 @@ impl CentroidIndex {
             let mut q = vec![0.0f32; m * qdim];
             for p in 0..m {
                 let i = ci * CHUNK + p;
-                self.query(&xs[p * dim..(p + 1) * dim], w.of(i, dim), &mut q[p * qdim..(p + 1) * qdim]);
+                self.query(
+                    &xs[p * dim..(p + 1) * dim],
+                    w.of(i, dim),
+                    &mut q[p * qdim..(p + 1) * qdim],
+                );
             }
             let mut res = vec![(0u32, 0.0f32); m];
             self.argmin_many(&q, &mut res);
@@ -333,7 +378,82 @@ impl CentroidIndex {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn argmin_many_avx2(index: &CentroidIndex, queries: &[f32], out: &mut [(u32, f32)]) {
-    argmin_many_impl(index, queries, out)
+    match index.qdim {
+        1 => avx2::argmin::<1>(index, queries, out),
+        2 => avx2::argmin::<2>(index, queries, out),
+        4 => avx2::argmin::<4>(index, queries, out),
+        8 => avx2::argmin::<8>(index, queries, out),
+        16 => avx2::argmin::<16>(index, queries, out),
+        32 => avx2::argmin::<32>(index, queries, out),
+        _ => argmin_dyn(index, queries, out),
+    }
+}
+
+/// Explicit AVX2 search kernel: the same operations in the same order as the portable code (multiply then
+/// add, no FMA; strict `<`), so results are identical on every machine.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{reduce_lanes, CentroidIndex, LANES, QB};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn argmin<const D: usize>(
+        index: &CentroidIndex,
+        queries: &[f32],
+        out: &mut [(u32, f32)],
+    ) {
+        let m = out.len();
+        let blocks = index.norms.len() / LANES;
+        assert!(queries.len() >= m * D && index.keys.len() >= blocks * D * LANES);
+        let keys = index.keys.as_ptr();
+        let norms = index.norms.as_ptr();
+        let mut qi = 0;
+        while qi < m {
+            let nq = (m - qi).min(QB);
+            // Pad missing queries with the first one of the group (results discarded).
+            let qrow: [usize; QB] = std::array::from_fn(|t| qi + if t < nq { t } else { 0 });
+            let qp: [*const f32; QB] = std::array::from_fn(|t| queries[qrow[t] * D..].as_ptr());
+            // SAFETY: every load below reads inside `keys` ([blocks, D, LANES]), `norms` ([blocks * LANES])
+            // or one query row of D values, as asserted above; AVX2 is enabled for this function.
+            unsafe {
+                let inf = _mm256_set1_ps(f32::INFINITY);
+                let mut bestv = [inf; QB];
+                let mut besti = [_mm256_setzero_si256(); QB];
+                let mut idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                let step = _mm256_set1_epi32(LANES as i32);
+                for b in 0..blocks {
+                    let nb = _mm256_loadu_ps(norms.add(b * LANES));
+                    let mut acc = [nb; QB];
+                    let kb = keys.add(b * D * LANES);
+                    for j in 0..D {
+                        let kj = _mm256_loadu_ps(kb.add(j * LANES));
+                        for t in 0..QB {
+                            let qj = _mm256_broadcast_ss(&*qp[t].add(j));
+                            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(qj, kj));
+                        }
+                    }
+                    for t in 0..QB {
+                        let lt = _mm256_cmp_ps::<_CMP_LT_OQ>(acc[t], bestv[t]);
+                        bestv[t] = _mm256_blendv_ps(bestv[t], acc[t], lt);
+                        besti[t] = _mm256_castps_si256(_mm256_blendv_ps(
+                            _mm256_castsi256_ps(besti[t]),
+                            _mm256_castsi256_ps(idx),
+                            lt,
+                        ));
+                    }
+                    idx = _mm256_add_epi32(idx, step);
+                }
+                for t in 0..nq {
+                    let mut v = [0.0f32; LANES];
+                    let mut i = [0u32; LANES];
+                    _mm256_storeu_ps(v.as_mut_ptr(), bestv[t]);
+                    _mm256_storeu_si256(i.as_mut_ptr() as *mut __m256i, besti[t]);
+                    out[qi + t] = reduce_lanes(&v, &i);
+                }
+            }
+            qi += nq;
+        }
+    }
 }
 
 #[inline(always)]
@@ -364,7 +484,12 @@ fn argmin_const<const D: usize>(index: &CentroidIndex, queries: &[f32], out: &mu
         }
         let mut bestv = [[f32::INFINITY; LANES]; QB];
         let mut besti = [[0u32; LANES]; QB];
-        for (b, (kb, nb)) in index.keys.chunks_exact(D * LANES).zip(index.norms.chunks_exact(LANES)).enumerate() {
+        for (b, (kb, nb)) in index
+            .keys
+            .chunks_exact(D * LANES)
+            .zip(index.norms.chunks_exact(LANES))
+            .enumerate()
+        {
             let kb = &kb[..D * LANES];
             for t in 0..QB {
                 let mut acc = [0.0f32; LANES];
@@ -395,7 +520,12 @@ fn argmin_dyn(index: &CentroidIndex, queries: &[f32], out: &mut [(u32, f32)]) {
     for (q, o) in queries.chunks_exact(qd).zip(out.iter_mut()) {
         let mut bestv = [f32::INFINITY; LANES];
         let mut besti = [0u32; LANES];
-        for (b, (kb, nb)) in index.keys.chunks_exact(qd * LANES).zip(index.norms.chunks_exact(LANES)).enumerate() {
+        for (b, (kb, nb)) in index
+            .keys
+            .chunks_exact(qd * LANES)
+            .zip(index.norms.chunks_exact(LANES))
+            .enumerate()
+        {
             let mut acc = [0.0f32; LANES];
             acc.copy_from_slice(nb);
             for (j, &qj) in q.iter().enumerate() {
@@ -471,8 +601,11 @@ pub(crate) fn kmeans_impl(
     opts: &KMeansOptions,
     fp16: bool,
 ) -> Result<KMeans> {
-    if dim == 0 || data.is_empty() || data.len() % dim != 0 {
-        return Err(VqError::Shape(format!("k-means: {} values do not split into vectors of {dim}", data.len())));
+    if dim == 0 || data.is_empty() || !data.len().is_multiple_of(dim) {
+        return Err(VqError::Shape(format!(
+            "k-means: {} values do not split into vectors of {dim}",
+            data.len()
+        )));
     }
     if opts.k == 0 {
         return Err(VqError::InvalidConfig("k-means needs k >= 1".into()));
@@ -482,11 +615,17 @@ pub(crate) fn kmeans_impl(
     let cw = CoordWeights::parse(coord_weights, n, dim)?;
     if let Some(p) = point_weights {
         if p.len() != n {
-            return Err(VqError::Shape(format!("{} point weights for {n} points", p.len())));
+            return Err(VqError::Shape(format!(
+                "{} point weights for {n} points",
+                p.len()
+            )));
         }
         check_finite("point weights", p)?;
         if let Some(i) = p.iter().position(|&x| x < 0.0) {
-            return Err(VqError::InvalidConfig(format!("point weight {} at {i} is negative", p[i])));
+            return Err(VqError::InvalidConfig(format!(
+                "point weight {} at {i} is negative",
+                p[i]
+            )));
         }
     }
     let point_weights = point_weights.filter(|p| p.iter().any(|&x| x > 0.0));
@@ -504,7 +643,10 @@ pub(crate) fn kmeans_impl(
     let (train, tw, tcw_owned);
     match &train_idx {
         Some(idx) => {
-            train = idx.iter().flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied()).collect::<Vec<_>>();
+            train = idx
+                .iter()
+                .flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied())
+                .collect::<Vec<_>>();
             tw = point_weights.map(|p| idx.iter().map(|&i| p[i]).collect::<Vec<_>>());
             tcw_owned = cw.gather(idx, dim);
         }
@@ -528,7 +670,9 @@ pub(crate) fn kmeans_impl(
 
     let bar = if opts.progress {
         let pb = ProgressBar::new(opts.iters as u64 + 1);
-        if let Ok(style) = ProgressStyle::with_template("k-means k={msg} [{bar:30}] {pos}/{len} {elapsed}") {
+        if let Ok(style) =
+            ProgressStyle::with_template("k-means k={msg} [{bar:30}] {pos}/{len} {elapsed}")
+        {
             pb.set_style(style);
         }
         pb.set_message(opts.k.to_string());
@@ -567,7 +711,10 @@ pub(crate) fn kmeans_impl(
     let index = CentroidIndex::new(&centroids, dim, cw);
     let mut assignments = vec![0u32; n];
     index.assign(data, cw, &mut assignments, None);
-    Ok(KMeans { centroids, assignments })
+    Ok(KMeans {
+        centroids,
+        assignments,
+    })
 }
 
 /// k-means++ seeding with D² sampling. Centers are drawn in batches of about 1/8 of those chosen so far
@@ -620,7 +767,9 @@ fn kmeans_pp(
         if new.is_empty() {
             // Overflowed distances (or an unlucky batch): take the costliest untaken point instead, so
             // the seeding always makes progress.
-            let far = (0..n).filter(|&i| !taken[i] && mass[i] > 0.0).max_by(|&a, &b| mass[a].total_cmp(&mass[b]).then(b.cmp(&a)));
+            let far = (0..n)
+                .filter(|&i| !taken[i] && mass[i] > 0.0)
+                .max_by(|&a, &b| mass[a].total_cmp(&mass[b]).then(b.cmp(&a)));
             match far {
                 Some(i) => {
                     taken[i] = true;
@@ -629,13 +778,20 @@ fn kmeans_pp(
                 None => break,
             }
         }
-        let centers: Vec<f32> = new.iter().flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied()).collect();
+        let centers: Vec<f32> = new
+            .iter()
+            .flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied())
+            .collect();
         let index = CentroidIndex::new(&centers, dim, cw);
         let mut near = vec![0u32; n];
         index.assign(data, cw, &mut near, None);
         dist.par_iter_mut().enumerate().for_each(|(i, d)| {
             let c = near[i] as usize;
-            let nd = weighted_sq_dist(&data[i * dim..(i + 1) * dim], &centers[c * dim..(c + 1) * dim], cw.of(i, dim));
+            let nd = weighted_sq_dist(
+                &data[i * dim..(i + 1) * dim],
+                &centers[c * dim..(c + 1) * dim],
+                cw.of(i, dim),
+            );
             if nd < *d {
                 *d = nd;
             }
@@ -728,7 +884,10 @@ pub(crate) fn update_centroids(
         .map(|(i, x)| {
             let a = assign[i] as usize;
             let p = pw.map_or(1.0, |p| p[i] as f64);
-            (p * weighted_sq_dist(x, &centroids[a * dim..(a + 1) * dim], cw.of(i, dim)) as f64, i)
+            (
+                p * weighted_sq_dist(x, &centroids[a * dim..(a + 1) * dim], cw.of(i, dim)) as f64,
+                i,
+            )
         })
         .collect();
     cost.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -747,7 +906,9 @@ mod tests {
 
     fn random_data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..n * dim).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
+        (0..n * dim)
+            .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+            .collect()
     }
 
     fn naive_nearest(c: &[f32], dim: usize, x: &[f32], w: Option<&[f32]>) -> u32 {
@@ -771,7 +932,11 @@ mod tests {
             let a = assign_all(&cents, dim, &data, None).unwrap();
             let norms = centroid_norms(&cents, dim);
             for (i, x) in data.chunks_exact(dim).enumerate() {
-                assert_eq!(a[i], naive_nearest(&cents, dim, x, None), "dim {dim} point {i}");
+                assert_eq!(
+                    a[i],
+                    naive_nearest(&cents, dim, x, None),
+                    "dim {dim} point {i}"
+                );
                 assert_eq!(a[i], nearest(&cents, &norms, dim, x));
             }
         }
@@ -789,7 +954,10 @@ mod tests {
         let b = assign_all(&cents, dim, &data, Some(&per)).unwrap();
         for (i, x) in data.chunks_exact(dim).enumerate() {
             assert_eq!(a[i], naive_nearest(&cents, dim, x, Some(&shared)));
-            assert_eq!(b[i], naive_nearest(&cents, dim, x, Some(&per[i * dim..(i + 1) * dim])));
+            assert_eq!(
+                b[i],
+                naive_nearest(&cents, dim, x, Some(&per[i * dim..(i + 1) * dim]))
+            );
         }
     }
 
@@ -829,7 +997,13 @@ mod tests {
         let dim = 4;
         let data = random_data(400, dim, 7);
         let k = 9;
-        let opts = KMeansOptions { k, iters: 0, seed: 11, max_samples: None, progress: false };
+        let opts = KMeansOptions {
+            k,
+            iters: 0,
+            seed: 11,
+            max_samples: None,
+            progress: false,
+        };
         let init = kmeans(&data, dim, None, None, &opts).unwrap().centroids;
         // Replaying the update with our implementation from the same init must give the naive result.
         let (nc, na) = naive_lloyd(&data, dim, &init, 6);
@@ -849,7 +1023,9 @@ mod tests {
         let err = |c: &[f32], a: &[u32]| -> f64 {
             data.chunks_exact(dim)
                 .zip(a)
-                .map(|(x, &ai)| weighted_sq_dist(x, &c[ai as usize * dim..(ai as usize + 1) * dim], None) as f64)
+                .map(|(x, &ai)| {
+                    weighted_sq_dist(x, &c[ai as usize * dim..(ai as usize + 1) * dim], None) as f64
+                })
                 .sum()
         };
         let init_a = assign_all(&init, dim, &data, None).unwrap();
@@ -859,7 +1035,13 @@ mod tests {
     #[test]
     fn deterministic_and_seed_dependent() {
         let data = random_data(3000, 8, 9);
-        let opts = KMeansOptions { k: 64, iters: 5, seed: 3, max_samples: Some(1000), progress: false };
+        let opts = KMeansOptions {
+            k: 64,
+            iters: 5,
+            seed: 3,
+            max_samples: Some(1000),
+            progress: false,
+        };
         let a = kmeans(&data, 8, None, None, &opts).unwrap();
         let b = kmeans(&data, 8, None, None, &opts).unwrap();
         assert_eq!(a, b);
@@ -871,8 +1053,21 @@ mod tests {
     fn more_centroids_than_distinct_points() {
         // 5 distinct points repeated: k=16 must not panic, and every point is reconstructed exactly.
         let base = random_data(5, 4, 10);
-        let data: Vec<f32> = (0..40).flat_map(|i| base[(i % 5) * 4..(i % 5) * 4 + 4].to_vec()).collect();
-        let km = kmeans(&data, 4, None, None, &KMeansOptions { k: 16, iters: 5, ..Default::default() }).unwrap();
+        let data: Vec<f32> = (0..40)
+            .flat_map(|i| base[(i % 5) * 4..(i % 5) * 4 + 4].to_vec())
+            .collect();
+        let km = kmeans(
+            &data,
+            4,
+            None,
+            None,
+            &KMeansOptions {
+                k: 16,
+                iters: 5,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(km.centroids.len(), 64);
         for (i, x) in data.chunks_exact(4).enumerate() {
             let a = km.assignments[i] as usize;
@@ -880,7 +1075,18 @@ mod tests {
         }
         // Fewer points than centroids.
         let few = random_data(3, 2, 12);
-        let km = kmeans(&few, 2, None, None, &KMeansOptions { k: 8, iters: 3, ..Default::default() }).unwrap();
+        let km = kmeans(
+            &few,
+            2,
+            None,
+            None,
+            &KMeansOptions {
+                k: 8,
+                iters: 3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         for (i, x) in few.chunks_exact(2).enumerate() {
             let a = km.assignments[i] as usize;
             assert_eq!(&km.centroids[a * 2..a * 2 + 2], x);
@@ -891,15 +1097,71 @@ mod tests {
     fn point_weights_pull_centroids() {
         // One cluster, two points: the centroid is the weighted mean.
         let data = vec![0.0f32, 0.0, 4.0, 0.0];
-        let km = kmeans(&data, 2, Some(&[3.0, 1.0]), None, &KMeansOptions { k: 1, iters: 3, ..Default::default() })
-            .unwrap();
+        let km = kmeans(
+            &data,
+            2,
+            Some(&[3.0, 1.0]),
+            None,
+            &KMeansOptions {
+                k: 1,
+                iters: 3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert!((km.centroids[0] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn portable_and_simd_kernels_agree() {
+        for (dim, per_point) in [(2, false), (4, true), (8, false), (8, true), (3, false)] {
+            let n = 301;
+            let data = random_data(n, dim, 20);
+            let cents = random_data(45, dim, 21);
+            let pw = random_data(n, dim, 22)
+                .iter()
+                .map(|x| x.abs())
+                .collect::<Vec<_>>();
+            let cw = if per_point {
+                CoordWeights::PerPoint(&pw)
+            } else {
+                CoordWeights::None
+            };
+            let index = CentroidIndex::new(&cents, dim, cw);
+            let mut q = vec![0.0f32; n * index.qdim];
+            for i in 0..n {
+                index.query(
+                    &data[i * dim..(i + 1) * dim],
+                    cw.of(i, dim),
+                    &mut q[i * index.qdim..(i + 1) * index.qdim],
+                );
+            }
+            let mut a = vec![(0u32, 0.0f32); n];
+            let mut b = vec![(0u32, 0.0f32); n];
+            index.argmin_many(&q, &mut a);
+            argmin_many_impl(&index, &q, &mut b);
+            assert_eq!(a, b, "dim {dim}");
+            let mut c = vec![(0u32, 0.0f32); n];
+            argmin_dyn(&index, &q, &mut c);
+            assert_eq!(a, c, "dim {dim}");
+        }
     }
 
     #[test]
     fn overflowing_distances_terminate() {
         let data = vec![1e30f32, 0.0, -1e30, 0.0, 3e30, 1.0, 0.0, 0.0];
-        let km = kmeans(&data, 2, None, None, &KMeansOptions { k: 3, iters: 3, ..Default::default() }).unwrap();
+        let km = kmeans(
+            &data,
+            2,
+            None,
+            None,
+            &KMeansOptions {
+                k: 3,
+                iters: 3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(km.assignments.len(), 4);
     }
 

@@ -33,7 +33,9 @@ impl CodebookProfile {
     /// Per codebook, the permutation `new index -> old index` that sorts entries by descending count
     /// (stable: equal counts keep index order).
     pub fn permutations(&self) -> Vec<Vec<u32>> {
-        (0..self.codebooks).map(|c| frequency_order(self.counts_of(c))).collect()
+        (0..self.codebooks)
+            .map(|c| frequency_order(self.counts_of(c)))
+            .collect()
     }
 
     /// Fraction of all lookups served by the `n` hottest entries of each codebook (what a cache of the
@@ -64,7 +66,11 @@ impl CodebookProfile {
             used += counts.iter().filter(|&&x| x > 0).count();
             let n = counts.len() as f64;
             let mean = counts.iter().map(|&x| x as f64).sum::<f64>() / n;
-            let var = counts.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+            let var = counts
+                .iter()
+                .map(|&x| (x as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n;
             let threshold = mean + 3.0 * var.sqrt();
             for &x in counts {
                 if x as f64 > threshold {
@@ -85,7 +91,11 @@ impl CodebookProfile {
             accesses: total,
             used_entries: used,
             hot_entries: hot,
-            hot_share: if total > 0 { hot_hits as f64 / total as f64 } else { 0.0 },
+            hot_share: if total > 0 {
+                hot_hits as f64 / total as f64
+            } else {
+                0.0
+            },
             coverage,
         }
     }
@@ -144,13 +154,20 @@ pub fn frequency_order(counts: &[u64]) -> Vec<u32> {
 /// Checks that every permutation is a bijection of `0..entries`, and returns their inverses.
 fn inverses(perms: &[Vec<u32>], codebooks: usize, entries: usize) -> Result<Vec<Vec<u16>>> {
     if perms.len() != codebooks {
-        return Err(VqError::Shape(format!("{} permutations for {codebooks} codebooks", perms.len())));
+        return Err(VqError::Shape(format!(
+            "{} permutations for {codebooks} codebooks",
+            perms.len()
+        )));
     }
     perms
         .iter()
         .enumerate()
         .map(|(c, p)| {
-            let bad = || VqError::InvalidConfig(format!("permutation {c} is not a permutation of 0..{entries}"));
+            let bad = || {
+                VqError::InvalidConfig(format!(
+                    "permutation {c} is not a permutation of 0..{entries}"
+                ))
+            };
             if p.len() != entries {
                 return Err(bad());
             }
@@ -194,7 +211,11 @@ pub fn profile_weight(q: &QuantizedWeight) -> Result<CodebookProfile> {
             }
         }
     }
-    Ok(CodebookProfile { codebooks: q.codebook_sets() * r, entries: e, counts })
+    Ok(CodebookProfile {
+        codebooks: q.codebook_sets() * r,
+        entries: e,
+        counts,
+    })
 }
 
 /// Reorders the entries of every codebook of `q` (`perms[set * r + stage][new] = old`) and rewrites the
@@ -235,15 +256,28 @@ pub fn reorder_weight_by_frequency(q: &mut QuantizedWeight) -> Result<CodebookPr
 
 fn check_kv(cb: &KvCodebooks, codes: &[u16], tokens: usize) -> Result<()> {
     let want_cb = cb.kv_heads * cb.groups() * cb.config.entries() * cb.config.v;
-    if cb.config.v == 0 || cb.head_dim % cb.config.v != 0 || cb.codebooks.len() != want_cb {
-        return Err(VqError::Shape(format!("KV codebooks have {} values, expected {want_cb}", cb.codebooks.len())));
+    if cb.config.v == 0 || !cb.head_dim.is_multiple_of(cb.config.v) || cb.codebooks.len() != want_cb
+    {
+        return Err(VqError::Shape(format!(
+            "KV codebooks have {} values, expected {want_cb}",
+            cb.codebooks.len()
+        )));
     }
     let want = tokens * cb.kv_heads * cb.groups();
     if codes.len() != want {
-        return Err(VqError::Shape(format!("{} KV codes, expected {want} ([tokens, kv_heads, groups])", codes.len())));
+        return Err(VqError::Shape(format!(
+            "{} KV codes, expected {want} ([tokens, kv_heads, groups])",
+            codes.len()
+        )));
     }
-    if let Some(p) = codes.iter().position(|&c| c as usize >= cb.config.entries()) {
-        return Err(VqError::Format(format!("KV code {} at {p} exceeds 2^{}", codes[p], cb.config.b)));
+    if let Some(p) = codes
+        .iter()
+        .position(|&c| c as usize >= cb.config.entries())
+    {
+        return Err(VqError::Format(format!(
+            "KV code {} at {p} exceeds 2^{}",
+            codes[p], cb.config.b
+        )));
     }
     Ok(())
 }
@@ -257,11 +291,20 @@ pub fn profile_kv(cb: &KvCodebooks, codes: &[u16], tokens: usize) -> Result<Code
     for (i, &c) in codes.iter().enumerate() {
         counts[(i % per_token) * e + c as usize] += 1;
     }
-    Ok(CodebookProfile { codebooks: per_token, entries: e, counts })
+    Ok(CodebookProfile {
+        codebooks: per_token,
+        entries: e,
+        counts,
+    })
 }
 
 /// Reorders KV codebooks (`perms[head * groups + group][new] = old`) and rewrites `codes` to match.
-pub fn permute_kv(cb: &mut KvCodebooks, codes: &mut [u16], tokens: usize, perms: &[Vec<u32>]) -> Result<()> {
+pub fn permute_kv(
+    cb: &mut KvCodebooks,
+    codes: &mut [u16],
+    tokens: usize,
+    perms: &[Vec<u32>],
+) -> Result<()> {
     check_kv(cb, codes, tokens)?;
     let per_token = cb.kv_heads * cb.groups();
     let (e, v) = (cb.config.entries(), cb.config.v);
@@ -282,7 +325,11 @@ pub fn permute_kv(cb: &mut KvCodebooks, codes: &mut [u16], tokens: usize, perms:
 
 /// Profiles KV codes, reorders the codebooks by descending use, rewrites the codes and returns the
 /// profile after reordering.
-pub fn reorder_kv_by_frequency(cb: &mut KvCodebooks, codes: &mut [u16], tokens: usize) -> Result<CodebookProfile> {
+pub fn reorder_kv_by_frequency(
+    cb: &mut KvCodebooks,
+    codes: &mut [u16],
+    tokens: usize,
+) -> Result<CodebookProfile> {
     let before = profile_kv(cb, codes, tokens)?;
     permute_kv(cb, codes, tokens, &before.permutations())?;
     profile_kv(cb, codes, tokens)
@@ -302,16 +349,26 @@ mod tests {
         // One codebook of 16 entries: entry 0 used 100 times, the others once.
         let mut counts = vec![1u64; 16];
         counts[0] = 100;
-        let p = CodebookProfile { codebooks: 1, entries: 16, counts };
+        let p = CodebookProfile {
+            codebooks: 1,
+            entries: 16,
+            counts,
+        };
         assert_eq!(p.total(), 115);
         assert!((p.coverage(1) - 100.0 / 115.0).abs() < 1e-12);
         assert!((p.coverage(16) - 1.0).abs() < 1e-12);
         let r = p.report();
         assert_eq!((r.hot_entries, r.used_entries), (1, 16));
         assert!((r.hot_share - 100.0 / 115.0).abs() < 1e-12);
-        assert_eq!(r.coverage.iter().map(|c| c.0).collect::<Vec<_>>(), vec![1, 4]);
+        assert_eq!(
+            r.coverage.iter().map(|c| c.0).collect::<Vec<_>>(),
+            vec![1, 4]
+        );
         let text = r.to_string();
-        assert!(text.contains("hot entries") && text.contains("top-1 87.0%"), "{text}");
+        assert!(
+            text.contains("hot entries") && text.contains("top-1 87.0%"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -68,13 +68,21 @@ impl QuantizeOptions {
 
 /// Damped column weights from importance values (`None` when absent or all zero).
 fn column_weights(importance: Option<&[f32]>, cols: usize) -> Result<Option<Vec<f32>>> {
-    let Some(imp) = importance else { return Ok(None) };
+    let Some(imp) = importance else {
+        return Ok(None);
+    };
     if imp.len() != cols {
-        return Err(VqError::Shape(format!("{} column importance values for {cols} input columns", imp.len())));
+        return Err(VqError::Shape(format!(
+            "{} column importance values for {cols} input columns",
+            imp.len()
+        )));
     }
     check_finite("column importance", imp)?;
     if let Some(i) = imp.iter().position(|&x| x < 0.0) {
-        return Err(VqError::InvalidConfig(format!("column importance {} at {i} is negative", imp[i])));
+        return Err(VqError::InvalidConfig(format!(
+            "column importance {} at {i} is negative",
+            imp[i]
+        )));
     }
     let mean = imp.iter().map(|&x| x as f64).sum::<f64>() / cols as f64;
     if mean <= 0.0 {
@@ -98,12 +106,17 @@ pub fn quantize_weight(
     config.validate()?;
     config.check_weight_shape(rows, cols)?;
     if w.len() != rows * cols {
-        return Err(VqError::Shape(format!("weight has {} values, expected {rows} x {cols}", w.len())));
+        return Err(VqError::Shape(format!(
+            "weight has {} values, expected {rows} x {cols}",
+            w.len()
+        )));
     }
     check_finite("weight", w)?;
     if config.codebook == CodebookKind::E8p {
         // lead wires e8p: `return crate::e8p::quantize_e8p(w, rows, cols, config, opts);`
-        return Err(VqError::InvalidConfig(format!("{config}: the E8P quantizer is not wired into this build")));
+        return Err(VqError::InvalidConfig(format!(
+            "{config}: the E8P quantizer is not wired into this build"
+        )));
     }
     if config.hadamard {
         // lead wires hadamard: apply the RHT to the rows before learning codebooks.
@@ -130,7 +143,11 @@ pub fn quantize_weight(
     let normalized: Vec<f32>;
     let target: &[f32] = match &rms {
         Some(s) => {
-            normalized = w.par_chunks(cols).zip(s.par_iter()).flat_map_iter(|(row, &s)| row.iter().map(move |&x| x / s)).collect();
+            normalized = w
+                .par_chunks(cols)
+                .zip(s.par_iter())
+                .flat_map_iter(|(row, &s)| row.iter().map(move |&x| x / s))
+                .collect();
             &normalized
         }
         None => w,
@@ -138,10 +155,14 @@ pub fn quantize_weight(
 
     // Codebooks hold fp16: values beyond its range cannot be represented (and would overflow distances).
     if let Some(index) = target.iter().position(|x| x.abs() > F16_MAX) {
-        return Err(VqError::NonFinite { what: format!("weight (beyond the fp16 range ±{F16_MAX})"), index });
+        return Err(VqError::NonFinite {
+            what: format!("weight (beyond the fp16 range ±{F16_MAX})"),
+            index,
+        });
     }
     let ropts = opts.residual_options(config.entries(), config.r);
-    let (codebooks, codes) = learn_region_codebooks(target, rows, cols, config, col_w.as_deref(), &ropts)?;
+    let (codebooks, codes) =
+        learn_region_codebooks(target, rows, cols, config, col_w.as_deref(), &ropts)?;
 
     let mut q = QuantizedWeight {
         config: *config,
@@ -157,9 +178,10 @@ pub fn quantize_weight(
         q.scales = Some(refit_scales(&q, w, &rms, col_w.as_deref()));
     }
     q.validate().map_err(|e| match e {
-        VqError::NonFinite { what, index } => {
-            VqError::NonFinite { what: format!("{what} (fp16 overflow: weights too large)"), index }
-        }
+        VqError::NonFinite { what, index } => VqError::NonFinite {
+            what: format!("{what} (fp16 overflow: weights too large)"),
+            index,
+        },
         other => other,
     })?;
     Ok(q)
@@ -198,7 +220,11 @@ fn refit_scales(q: &QuantizedWeight, w: &[f32], rms: &[f32], col_w: Option<&[f32
                 num += h * row[j] as f64 * d[j] as f64;
                 den += h * d[j] as f64 * d[j] as f64;
             }
-            let s = if den > 0.0 { (num / den) as f32 } else { rms[n] };
+            let s = if den > 0.0 {
+                (num / den) as f32
+            } else {
+                rms[n]
+            };
             half::f16::from_f32(s).to_f32()
         })
         .collect()

@@ -11,8 +11,8 @@
 
 use crate::error::{check_finite, Result, VqError};
 use crate::kmeans::{
-    kmeans_impl, mix_seed, round_to_f16, update_centroids, weighted_sq_dist, CentroidIndex, CoordWeights,
-    KMeansOptions,
+    kmeans_impl, mix_seed, round_to_f16, update_centroids, weighted_sq_dist, CentroidIndex,
+    CoordWeights, KMeansOptions,
 };
 use rayon::prelude::*;
 
@@ -90,21 +90,38 @@ impl ResidualCodes {
 
     /// Writes the reconstruction of vector `i` into `out` (sum over stages, in stage order).
     pub fn decode_into(&self, i: usize, out: &mut [f32]) {
-        decode_codes(&self.codebooks, self.k, self.dim, &self.codes[i * self.stages..(i + 1) * self.stages], out);
+        decode_codes(
+            &self.codebooks,
+            self.k,
+            self.dim,
+            &self.codes[i * self.stages..(i + 1) * self.stages],
+            out,
+        );
     }
 
     /// All reconstructions, `[n, dim]`.
     pub fn decode(&self) -> Vec<f32> {
         let mut out = vec![0.0f32; self.len() * self.dim];
-        out.par_chunks_mut(self.dim).enumerate().for_each(|(i, o)| self.decode_into(i, o));
+        out.par_chunks_mut(self.dim)
+            .enumerate()
+            .for_each(|(i, o)| self.decode_into(i, o));
         out
     }
 
     /// Total weighted squared error `Σ_i p_i Σ_j w_ij (x_ij - x̂_ij)²` (deterministic summation order).
-    pub fn error(&self, data: &[f32], point_weights: Option<&[f32]>, coord_weights: Option<&[f32]>) -> Result<f64> {
+    pub fn error(
+        &self,
+        data: &[f32],
+        point_weights: Option<&[f32]>,
+        coord_weights: Option<&[f32]>,
+    ) -> Result<f64> {
         let n = self.len();
         if data.len() != n * self.dim {
-            return Err(VqError::Shape(format!("{} data values for {n} vectors of {}", data.len(), self.dim)));
+            return Err(VqError::Shape(format!(
+                "{} data values for {n} vectors of {}",
+                data.len(),
+                self.dim
+            )));
         }
         let cw = CoordWeights::parse(coord_weights, n, self.dim)?;
         Ok(total_error(self, data, point_weights, cw))
@@ -153,13 +170,22 @@ pub fn residual_kmeans(
     opts: &ResidualOptions,
 ) -> Result<ResidualCodes> {
     if !(1..=MAX_STAGES).contains(&opts.stages) {
-        return Err(VqError::InvalidConfig(format!("residual stages {} must be in 1..={MAX_STAGES}", opts.stages)));
+        return Err(VqError::InvalidConfig(format!(
+            "residual stages {} must be in 1..={MAX_STAGES}",
+            opts.stages
+        )));
     }
     if opts.k == 0 || opts.k > 1 << 16 {
-        return Err(VqError::InvalidConfig(format!("codebook size {} must be in 1..=65536", opts.k)));
+        return Err(VqError::InvalidConfig(format!(
+            "codebook size {} must be in 1..=65536",
+            opts.k
+        )));
     }
-    if dim == 0 || data.is_empty() || data.len() % dim != 0 {
-        return Err(VqError::Shape(format!("{} values do not split into vectors of {dim}", data.len())));
+    if dim == 0 || data.is_empty() || !data.len().is_multiple_of(dim) {
+        return Err(VqError::Shape(format!(
+            "{} values do not split into vectors of {dim}",
+            data.len()
+        )));
     }
     check_finite("residual k-means data", data)?;
     let n = data.len() / dim;
@@ -174,21 +200,48 @@ pub fn residual_kmeans(
             max_samples: opts.max_samples,
             progress: opts.progress,
         };
-        let km = kmeans_impl(&residual, dim, point_weights, coord_weights, &km_opts, opts.fp16)?;
+        let km = kmeans_impl(
+            &residual,
+            dim,
+            point_weights,
+            coord_weights,
+            &km_opts,
+            opts.fp16,
+        )?;
         for (i, &a) in km.assignments.iter().enumerate() {
             codes[i * opts.stages + s] = a as u16;
         }
         let cb = km.centroids;
-        residual.par_chunks_mut(dim).zip(km.assignments.par_iter()).for_each(|(r, &a)| {
-            for (x, &c) in r.iter_mut().zip(&cb[a as usize * dim..(a as usize + 1) * dim]) {
-                *x -= c;
-            }
-        });
+        residual
+            .par_chunks_mut(dim)
+            .zip(km.assignments.par_iter())
+            .for_each(|(r, &a)| {
+                for (x, &c) in r
+                    .iter_mut()
+                    .zip(&cb[a as usize * dim..(a as usize + 1) * dim])
+                {
+                    *x -= c;
+                }
+            });
         codebooks.extend_from_slice(&cb);
     }
-    let mut rc = ResidualCodes { dim, k: opts.k, stages: opts.stages, codebooks, codes };
+    let mut rc = ResidualCodes {
+        dim,
+        k: opts.k,
+        stages: opts.stages,
+        codebooks,
+        codes,
+    };
     if opts.beam_width > 0 || opts.refine_passes > 0 {
-        refine(&mut rc, data, point_weights, coord_weights, opts.beam_width, opts.refine_passes, opts.fp16)?;
+        refine(
+            &mut rc,
+            data,
+            point_weights,
+            coord_weights,
+            opts.beam_width,
+            opts.refine_passes,
+            opts.fp16,
+        )?;
     }
     Ok(rc)
 }
@@ -209,11 +262,17 @@ pub fn refine(
     let n = rc.len();
     let dim = rc.dim;
     if data.len() != n * dim {
-        return Err(VqError::Shape(format!("{} data values for {n} vectors of {dim}", data.len())));
+        return Err(VqError::Shape(format!(
+            "{} data values for {n} vectors of {dim}",
+            data.len()
+        )));
     }
     if let Some(p) = point_weights {
         if p.len() != n {
-            return Err(VqError::Shape(format!("{} point weights for {n} vectors", p.len())));
+            return Err(VqError::Shape(format!(
+                "{} point weights for {n} vectors",
+                p.len()
+            )));
         }
     }
     let cw = CoordWeights::parse(coord_weights, n, dim)?;
@@ -229,7 +288,13 @@ pub fn refine(
 
 fn stage_indexes(rc: &ResidualCodes, cw: CoordWeights<'_>) -> Vec<CentroidIndex> {
     (0..rc.stages)
-        .map(|s| CentroidIndex::new(&rc.codebooks[s * rc.k * rc.dim..(s + 1) * rc.k * rc.dim], rc.dim, cw))
+        .map(|s| {
+            CentroidIndex::new(
+                &rc.codebooks[s * rc.k * rc.dim..(s + 1) * rc.k * rc.dim],
+                rc.dim,
+                cw,
+            )
+        })
         .collect()
 }
 
@@ -237,113 +302,136 @@ fn stage_indexes(rc: &ResidualCodes, cw: CoordWeights<'_>) -> Vec<CentroidIndex>
 fn coordinate_descent_pass(rc: &mut ResidualCodes, data: &[f32], cw: CoordWeights<'_>) {
     let (dim, r, k) = (rc.dim, rc.stages, rc.k);
     let indexes = stage_indexes(rc, cw);
-    let qdim = if matches!(cw, CoordWeights::PerPoint(_)) { 2 * dim } else { dim };
+    let qdim = if matches!(cw, CoordWeights::PerPoint(_)) {
+        2 * dim
+    } else {
+        dim
+    };
     let cbs = &rc.codebooks;
-    rc.codes.par_chunks_mut(CHUNK * r).enumerate().for_each(|(ci, codes)| {
-        let mut t = vec![0.0f32; dim];
-        let mut q = vec![0.0f32; qdim];
-        let mut res = [(0u32, 0.0f32)];
-        for (p, code) in codes.chunks_exact_mut(r).enumerate() {
-            let i = ci * CHUNK + p;
-            let x = &data[i * dim..(i + 1) * dim];
-            let w = cw.of(i, dim);
-            for s in 0..r {
-                // Target of stage s: x minus every other stage.
-                t.copy_from_slice(x);
-                for (u, &c) in code.iter().enumerate() {
-                    if u != s {
-                        let o = (u * k + c as usize) * dim;
-                        for (tv, &e) in t.iter_mut().zip(&cbs[o..o + dim]) {
-                            *tv -= e;
+    rc.codes
+        .par_chunks_mut(CHUNK * r)
+        .enumerate()
+        .for_each(|(ci, codes)| {
+            let mut t = vec![0.0f32; dim];
+            let mut q = vec![0.0f32; qdim];
+            let mut res = [(0u32, 0.0f32)];
+            for (p, code) in codes.chunks_exact_mut(r).enumerate() {
+                let i = ci * CHUNK + p;
+                let x = &data[i * dim..(i + 1) * dim];
+                let w = cw.of(i, dim);
+                for s in 0..r {
+                    // Target of stage s: x minus every other stage.
+                    t.copy_from_slice(x);
+                    for (u, &c) in code.iter().enumerate() {
+                        if u != s {
+                            let o = (u * k + c as usize) * dim;
+                            for (tv, &e) in t.iter_mut().zip(&cbs[o..o + dim]) {
+                                *tv -= e;
+                            }
+                        }
+                    }
+                    indexes[s].query(&t, w, &mut q);
+                    indexes[s].argmin_many(&q, &mut res);
+                    let cand = res[0].0 as usize;
+                    let cur = code[s] as usize;
+                    if cand != cur {
+                        let entry = |e: usize| &cbs[(s * k + e) * dim..(s * k + e + 1) * dim];
+                        if weighted_sq_dist(&t, entry(cand), w)
+                            < weighted_sq_dist(&t, entry(cur), w)
+                        {
+                            code[s] = cand as u16;
                         }
                     }
                 }
-                indexes[s].query(&t, w, &mut q);
-                indexes[s].argmin_many(&q, &mut res);
-                let cand = res[0].0 as usize;
-                let cur = code[s] as usize;
-                if cand != cur {
-                    let entry = |e: usize| &cbs[(s * k + e) * dim..(s * k + e + 1) * dim];
-                    if weighted_sq_dist(&t, entry(cand), w) < weighted_sq_dist(&t, entry(cur), w) {
-                        code[s] = cand as u16;
-                    }
-                }
             }
-        }
-    });
+        });
 }
 
 /// Beam search over code tuples; replaces a vector's codes only when the beam's best is strictly better.
 fn beam_pass(rc: &mut ResidualCodes, data: &[f32], cw: CoordWeights<'_>, beam: usize) {
     let (dim, r, k) = (rc.dim, rc.stages, rc.k);
     let indexes = stage_indexes(rc, cw);
-    let qdim = if matches!(cw, CoordWeights::PerPoint(_)) { 2 * dim } else { dim };
+    let qdim = if matches!(cw, CoordWeights::PerPoint(_)) {
+        2 * dim
+    } else {
+        dim
+    };
     let cbs = &rc.codebooks;
-    rc.codes.par_chunks_mut(CHUNK * r).enumerate().for_each(|(ci, codes)| {
-        let mut q = vec![0.0f32; qdim];
-        let mut scores = vec![0.0f32; k];
-        let mut t = vec![0.0f32; dim];
-        let mut y = vec![0.0f32; dim];
-        for (p, code) in codes.chunks_exact_mut(r).enumerate() {
-            let i = ci * CHUNK + p;
-            let x = &data[i * dim..(i + 1) * dim];
-            let w = cw.of(i, dim);
-            // Each candidate: (approximate error, codes so far, partial reconstruction).
-            let mut cands: Vec<(f32, [u16; MAX_STAGES], Vec<f32>)> = vec![(0.0, [0; MAX_STAGES], vec![0.0; dim])];
-            for (s, index) in indexes.iter().enumerate() {
-                let mut next: Vec<(f32, usize, u16)> = Vec::with_capacity(beam + 1);
-                for (ci2, cand) in cands.iter().enumerate() {
-                    for j in 0..dim {
-                        t[j] = x[j] - cand.2[j];
-                    }
-                    // ‖t‖²_w + score = ‖t - entry‖²_w.
-                    let tn: f32 = match w {
-                        None => t.iter().map(|v| v * v).sum(),
-                        Some(w) => t.iter().zip(w).map(|(v, ww)| ww * v * v).sum(),
-                    };
-                    index.query(&t, w, &mut q);
-                    index.scores(&q, &mut scores);
-                    for (e, &sc) in scores.iter().enumerate() {
-                        let err = tn + sc;
-                        if next.len() < beam || err < next[next.len() - 1].0 {
-                            let pos = next.partition_point(|c| c.0 <= err);
-                            next.insert(pos, (err, ci2, e as u16));
-                            next.truncate(beam);
+    rc.codes
+        .par_chunks_mut(CHUNK * r)
+        .enumerate()
+        .for_each(|(ci, codes)| {
+            let mut q = vec![0.0f32; qdim];
+            let mut scores = vec![0.0f32; k];
+            let mut t = vec![0.0f32; dim];
+            let mut y = vec![0.0f32; dim];
+            for (p, code) in codes.chunks_exact_mut(r).enumerate() {
+                let i = ci * CHUNK + p;
+                let x = &data[i * dim..(i + 1) * dim];
+                let w = cw.of(i, dim);
+                // Each candidate: (approximate error, codes so far, partial reconstruction).
+                let mut cands: Vec<(f32, [u16; MAX_STAGES], Vec<f32>)> =
+                    vec![(0.0, [0; MAX_STAGES], vec![0.0; dim])];
+                for (s, index) in indexes.iter().enumerate() {
+                    let mut next: Vec<(f32, usize, u16)> = Vec::with_capacity(beam + 1);
+                    for (ci2, cand) in cands.iter().enumerate() {
+                        for j in 0..dim {
+                            t[j] = x[j] - cand.2[j];
+                        }
+                        // ‖t‖²_w + score = ‖t - entry‖²_w.
+                        let tn: f32 = match w {
+                            None => t.iter().map(|v| v * v).sum(),
+                            Some(w) => t.iter().zip(w).map(|(v, ww)| ww * v * v).sum(),
+                        };
+                        index.query(&t, w, &mut q);
+                        index.scores(&q, &mut scores);
+                        for (e, &sc) in scores.iter().enumerate() {
+                            let err = tn + sc;
+                            if next.len() < beam || err < next[next.len() - 1].0 {
+                                let pos = next.partition_point(|c| c.0 <= err);
+                                next.insert(pos, (err, ci2, e as u16));
+                                next.truncate(beam);
+                            }
                         }
                     }
+                    cands = next
+                        .iter()
+                        .map(|&(err, from, e)| {
+                            let mut codes = cands[from].1;
+                            codes[s] = e;
+                            let mut partial = cands[from].2.clone();
+                            let o = (s * k + e as usize) * dim;
+                            for (pv, &ev) in partial.iter_mut().zip(&cbs[o..o + dim]) {
+                                *pv += ev;
+                            }
+                            (err, codes, partial)
+                        })
+                        .collect();
                 }
-                cands = next
-                    .iter()
-                    .map(|&(err, from, e)| {
-                        let mut codes = cands[from].1;
-                        codes[s] = e;
-                        let mut partial = cands[from].2.clone();
-                        let o = (s * k + e as usize) * dim;
-                        for (pv, &ev) in partial.iter_mut().zip(&cbs[o..o + dim]) {
-                            *pv += ev;
-                        }
-                        (err, codes, partial)
-                    })
-                    .collect();
-            }
-            // Exact comparison against the current codes.
-            decode_codes(cbs, k, dim, code, &mut y);
-            let mut best_err = weighted_sq_dist(x, &y, w);
-            for cand in &cands {
-                decode_codes(cbs, k, dim, &cand.1[..r], &mut y);
-                let e = weighted_sq_dist(x, &y, w);
-                if e < best_err {
-                    best_err = e;
-                    code.copy_from_slice(&cand.1[..r]);
+                // Exact comparison against the current codes.
+                decode_codes(cbs, k, dim, code, &mut y);
+                let mut best_err = weighted_sq_dist(x, &y, w);
+                for cand in &cands {
+                    decode_codes(cbs, k, dim, &cand.1[..r], &mut y);
+                    let e = weighted_sq_dist(x, &y, w);
+                    if e < best_err {
+                        best_err = e;
+                        code.copy_from_slice(&cand.1[..r]);
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Refits each stage's codebook to its targets (weighted means); keeps a refit only if the total error
 /// does not grow.
-fn refit_codebooks(rc: &mut ResidualCodes, data: &[f32], pw: Option<&[f32]>, cw: CoordWeights<'_>, fp16: bool) {
+fn refit_codebooks(
+    rc: &mut ResidualCodes,
+    data: &[f32],
+    pw: Option<&[f32]>,
+    cw: CoordWeights<'_>,
+    fp16: bool,
+) {
     let (dim, r, k) = (rc.dim, rc.stages, rc.k);
     let n = rc.len();
     let mut err = total_error(rc, data, pw, cw);
@@ -356,7 +444,10 @@ fn refit_codebooks(rc: &mut ResidualCodes, data: &[f32], pw: Option<&[f32]>, cw:
             for (u, &c) in code.iter().enumerate() {
                 if u != s {
                     let o = (u * k + c as usize) * dim;
-                    for (tv, &e) in targets[i * dim..(i + 1) * dim].iter_mut().zip(&rc.codebooks[o..o + dim]) {
+                    for (tv, &e) in targets[i * dim..(i + 1) * dim]
+                        .iter_mut()
+                        .zip(&rc.codebooks[o..o + dim])
+                    {
                         *tv -= e;
                     }
                 }
@@ -387,18 +478,20 @@ mod tests {
 
     fn random_data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..n * dim).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
+        (0..n * dim)
+            .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+            .collect()
     }
 
     fn naive_error(rc: &ResidualCodes, data: &[f32]) -> f64 {
         let mut e = 0.0;
         for (i, x) in data.chunks_exact(rc.dim).enumerate() {
-            for j in 0..rc.dim {
+            for (j, &xj) in x.iter().enumerate() {
                 let mut y = 0.0f32;
                 for s in 0..rc.stages {
                     y += rc.entry(s, rc.codes[i * rc.stages + s] as usize)[j];
                 }
-                e += ((x[j] - y) as f64).powi(2);
+                e += ((xj - y) as f64).powi(2);
             }
         }
         e
@@ -409,8 +502,18 @@ mod tests {
         let data = random_data(2000, 4, 1);
         let mut last = f64::INFINITY;
         for r in 1..=3 {
-            let rc = residual_kmeans(&data, 4, None, None, &ResidualOptions { k: 16, stages: r, ..Default::default() })
-                .unwrap();
+            let rc = residual_kmeans(
+                &data,
+                4,
+                None,
+                None,
+                &ResidualOptions {
+                    k: 16,
+                    stages: r,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             let e = naive_error(&rc, &data);
             assert!((e - rc.error(&data, None, None).unwrap()).abs() < 1e-6 * e.max(1.0));
             assert!(e < last, "r={r}: {e} !< {last}");
@@ -422,19 +525,41 @@ mod tests {
     fn beam_and_refinement_never_worse_than_greedy() {
         for (seed, dim, k, r) in [(2u64, 4usize, 16usize, 2usize), (3, 8, 32, 3), (4, 2, 8, 4)] {
             let data = random_data(1500, dim, seed);
-            let base = ResidualOptions { k, stages: r, seed, ..Default::default() };
+            let base = ResidualOptions {
+                k,
+                stages: r,
+                seed,
+                ..Default::default()
+            };
             let greedy = residual_kmeans(&data, dim, None, None, &base).unwrap();
             let g = naive_error(&greedy, &data);
-            let beam = residual_kmeans(&data, dim, None, None, &ResidualOptions { beam_width: 4, ..base.clone() }).unwrap();
+            let beam = residual_kmeans(
+                &data,
+                dim,
+                None,
+                None,
+                &ResidualOptions {
+                    beam_width: 4,
+                    ..base.clone()
+                },
+            )
+            .unwrap();
             let b = naive_error(&beam, &data);
             assert!(b <= g, "beam {b} > greedy {g}");
-            assert_eq!(beam.codebooks, greedy.codebooks, "beam alone keeps codebooks");
+            assert_eq!(
+                beam.codebooks, greedy.codebooks,
+                "beam alone keeps codebooks"
+            );
             let full = residual_kmeans(
                 &data,
                 dim,
                 None,
                 None,
-                &ResidualOptions { beam_width: 4, refine_passes: 2, ..base.clone() },
+                &ResidualOptions {
+                    beam_width: 4,
+                    refine_passes: 2,
+                    ..base.clone()
+                },
             )
             .unwrap();
             let f = naive_error(&full, &data);
@@ -451,7 +576,11 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(6);
         let cw: Vec<f32> = (0..1000 * dim).map(|_| rng.random::<f32>()).collect();
         let pw: Vec<f32> = (0..1000).map(|_| rng.random::<f32>()).collect();
-        let base = ResidualOptions { k: 8, stages: 2, ..Default::default() };
+        let base = ResidualOptions {
+            k: 8,
+            stages: 2,
+            ..Default::default()
+        };
         let g = residual_kmeans(&data, dim, Some(&pw), Some(&cw), &base).unwrap();
         let mut r = g.clone();
         refine(&mut r, &data, Some(&pw), Some(&cw), 3, 2, true).unwrap();
@@ -463,11 +592,20 @@ mod tests {
     #[test]
     fn deterministic_fp16_codebooks() {
         let data = random_data(800, 8, 7);
-        let o = ResidualOptions { k: 32, stages: 2, beam_width: 2, refine_passes: 1, ..Default::default() };
+        let o = ResidualOptions {
+            k: 32,
+            stages: 2,
+            beam_width: 2,
+            refine_passes: 1,
+            ..Default::default()
+        };
         let a = residual_kmeans(&data, 8, None, None, &o).unwrap();
         let b = residual_kmeans(&data, 8, None, None, &o).unwrap();
         assert_eq!(a, b);
-        assert!(a.codebooks.iter().all(|&v| half::f16::from_f32(v).to_f32() == v));
+        assert!(a
+            .codebooks
+            .iter()
+            .all(|&v| half::f16::from_f32(v).to_f32() == v));
         let c = residual_kmeans(&data, 8, None, None, &ResidualOptions { seed: 1, ..o }).unwrap();
         assert_ne!(a.codebooks, c.codebooks);
     }
@@ -475,8 +613,28 @@ mod tests {
     #[test]
     fn bad_options_are_errors() {
         let d = random_data(10, 4, 1);
-        assert!(residual_kmeans(&d, 4, None, None, &ResidualOptions { stages: 5, ..Default::default() }).is_err());
-        assert!(residual_kmeans(&d, 4, None, None, &ResidualOptions { k: 70000, ..Default::default() }).is_err());
+        assert!(residual_kmeans(
+            &d,
+            4,
+            None,
+            None,
+            &ResidualOptions {
+                stages: 5,
+                ..Default::default()
+            }
+        )
+        .is_err());
+        assert!(residual_kmeans(
+            &d,
+            4,
+            None,
+            None,
+            &ResidualOptions {
+                k: 70000,
+                ..Default::default()
+            }
+        )
+        .is_err());
         assert!(residual_kmeans(&d, 3, None, None, &ResidualOptions::default()).is_err());
     }
 }

@@ -41,7 +41,13 @@ pub fn tile_grid(config: &VqConfig, rows: usize, cols: usize) -> Vec<Tile> {
                 })
                 .collect()
         }
-        _ => vec![Tile { set: 0, row0: 0, row1: rows, col0: 0, col1: cols }],
+        _ => vec![Tile {
+            set: 0,
+            row0: 0,
+            row1: rows,
+            col0: 0,
+            col1: cols,
+        }],
     }
 }
 
@@ -61,11 +67,17 @@ pub fn learn_region_codebooks(
 ) -> Result<(Vec<f32>, Vec<u16>)> {
     config.check_weight_shape(rows, cols)?;
     if w.len() != rows * cols {
-        return Err(VqError::Shape(format!("weight has {} values, expected {rows} x {cols}", w.len())));
+        return Err(VqError::Shape(format!(
+            "weight has {} values, expected {rows} x {cols}",
+            w.len()
+        )));
     }
     if let Some(cw) = column_weights {
         if cw.len() != cols {
-            return Err(VqError::Shape(format!("{} column weights for {cols} columns", cw.len())));
+            return Err(VqError::Shape(format!(
+                "{} column weights for {cols} columns",
+                cw.len()
+            )));
         }
     }
     let v = config.v;
@@ -90,7 +102,9 @@ pub fn learn_region_codebooks(
             }
             let coord: Option<Vec<f32>> = column_weights.map(|cw| {
                 let slice = &cw[t.col0..t.col1];
-                (t.row0..t.row1).flat_map(|_| slice.iter().copied()).collect()
+                (t.row0..t.row1)
+                    .flat_map(|_| slice.iter().copied())
+                    .collect()
             });
             debug_assert_eq!(data.len(), (t.row1 - t.row0) * (g1 - g0) * v);
             let opts = ResidualOptions {

@@ -79,8 +79,21 @@ fn beam_search_is_not_worse_than_greedy() {
     let w = gaussian(rows * cols, 2);
     let cfg: VqConfig = "vq<8,6,2>".parse().unwrap();
     let greedy = quantize_weight(&w, rows, cols, &cfg, &QuantizeOptions::default()).unwrap();
-    let beam = quantize_weight(&w, rows, cols, &cfg, &QuantizeOptions { beam_width: 4, ..Default::default() }).unwrap();
-    let (g, b) = (sq_err(&w, &naive_decode(&greedy, None)), sq_err(&w, &naive_decode(&beam, None)));
+    let beam = quantize_weight(
+        &w,
+        rows,
+        cols,
+        &cfg,
+        &QuantizeOptions {
+            beam_width: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (g, b) = (
+        sq_err(&w, &naive_decode(&greedy, None)),
+        sq_err(&w, &naive_decode(&beam, None)),
+    );
     assert!(b < g, "beam {b} vs greedy {g}");
 }
 
@@ -99,18 +112,32 @@ fn tile_scope_uses_the_right_codebook_per_tile() {
             10.0 * set as f32 + 0.1 * noise[i]
         })
         .collect();
-    let opts = QuantizeOptions { seed: 5, ..Default::default() };
+    let opts = QuantizeOptions {
+        seed: 5,
+        ..Default::default()
+    };
     let q = quantize_weight(&w, rows, cols, &cfg, &opts).unwrap();
     assert_eq!(q.codebook_sets(), 9);
     assert_eq!(q.codebooks.len(), 9 * 16 * 4);
     let d = naive_decode(&q, Some((tr, tc)));
-    let max_abs = w.iter().zip(&d).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let max_abs = w
+        .iter()
+        .zip(&d)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     assert!(max_abs < 1.0, "max error {max_abs}");
     // Each set's codebook equals residual k-means run directly on that tile with the tile's seed.
     for set in 0..9 {
         let (ti, tj) = (set / ntc, set % ntc);
-        let (r0, r1, c0, c1) = (ti * tr, ((ti + 1) * tr).min(rows), tj * tc, ((tj + 1) * tc).min(cols));
-        let data: Vec<f32> = (r0..r1).flat_map(|n| w[n * cols + c0..n * cols + c1].to_vec()).collect();
+        let (r0, r1, c0, c1) = (
+            ti * tr,
+            ((ti + 1) * tr).min(rows),
+            tj * tc,
+            ((tj + 1) * tc).min(cols),
+        );
+        let data: Vec<f32> = (r0..r1)
+            .flat_map(|n| w[n * cols + c0..n * cols + c1].to_vec())
+            .collect();
         let ro = ResidualOptions {
             k: 16,
             stages: 1,
@@ -123,7 +150,11 @@ fn tile_scope_uses_the_right_codebook_per_tile() {
             progress: false,
         };
         let rc = residual_kmeans(&data, 4, None, None, &ro).unwrap();
-        assert_eq!(&q.codebooks[set * 64..(set + 1) * 64], &rc.codebooks[..], "set {set}");
+        assert_eq!(
+            &q.codebooks[set * 64..(set + 1) * 64],
+            &rc.codebooks[..],
+            "set {set}"
+        );
     }
 }
 
@@ -132,7 +163,11 @@ fn per_channel_scales_are_least_squares_and_fp16() {
     let (rows, cols) = (32, 64);
     let base = gaussian(rows * cols, 4);
     // Row magnitudes span 1e-3 .. 1e2.
-    let w: Vec<f32> = base.iter().enumerate().map(|(i, &x)| x * 10f32.powi((i / cols) as i32 % 6 - 3)).collect();
+    let w: Vec<f32> = base
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| x * 10f32.powi((i / cols) as i32 % 6 - 3))
+        .collect();
     let cfg: VqConfig = "vq<8,8,2>:scale".parse().unwrap();
     let q = quantize_weight(&w, rows, cols, &cfg, &QuantizeOptions::default()).unwrap();
     let scales = q.scales.clone().unwrap();
@@ -143,10 +178,16 @@ fn per_channel_scales_are_least_squares_and_fp16() {
         let e = rel_err(row, &d[n * cols..(n + 1) * cols]);
         assert!(e < 0.5, "row {n}: relative error {e}");
         // The scale minimises the row error: nudging it either way is worse.
-        let unscaled: Vec<f32> = d[n * cols..(n + 1) * cols].iter().map(|&x| x / scales[n]).collect();
+        let unscaled: Vec<f32> = d[n * cols..(n + 1) * cols]
+            .iter()
+            .map(|&x| x / scales[n])
+            .collect();
         let err_at = |s: f32| sq_err(row, &unscaled.iter().map(|&x| x * s).collect::<Vec<_>>());
         let e0 = err_at(scales[n]);
-        assert!(e0 <= err_at(scales[n] * 1.01) && e0 <= err_at(scales[n] * 0.99), "row {n}");
+        assert!(
+            e0 <= err_at(scales[n] * 1.01) && e0 <= err_at(scales[n] * 0.99),
+            "row {n}"
+        );
     }
 }
 
@@ -154,17 +195,34 @@ fn per_channel_scales_are_least_squares_and_fp16() {
 fn column_importance_lowers_weighted_error() {
     let (rows, cols) = (64, 64);
     let w = gaussian(rows * cols, 6);
-    let imp: Vec<f32> = (0..cols).map(|c| if c % 8 < 2 { 100.0 } else { 0.1 }).collect();
+    let imp: Vec<f32> = (0..cols)
+        .map(|c| if c % 8 < 2 { 100.0 } else { 0.1 })
+        .collect();
     let cfg: VqConfig = "vq<8,4,1>".parse().unwrap();
     let plain = quantize_weight(&w, rows, cols, &cfg, &QuantizeOptions::default()).unwrap();
-    let weighted =
-        quantize_weight(&w, rows, cols, &cfg, &QuantizeOptions { column_importance: Some(imp.clone()), ..Default::default() })
-            .unwrap();
+    let weighted = quantize_weight(
+        &w,
+        rows,
+        cols,
+        &cfg,
+        &QuantizeOptions {
+            column_importance: Some(imp.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let werr = |q: &QuantizedWeight| -> f64 {
         let d = naive_decode(q, None);
-        (0..rows * cols).map(|i| imp[i % cols] as f64 * ((w[i] - d[i]) as f64).powi(2)).sum()
+        (0..rows * cols)
+            .map(|i| imp[i % cols] as f64 * ((w[i] - d[i]) as f64).powi(2))
+            .sum()
     };
-    assert!(werr(&weighted) < 0.7 * werr(&plain), "{} vs {}", werr(&weighted), werr(&plain));
+    assert!(
+        werr(&weighted) < 0.7 * werr(&plain),
+        "{} vs {}",
+        werr(&weighted),
+        werr(&plain)
+    );
 }
 
 #[test]
@@ -175,7 +233,17 @@ fn deterministic_for_a_seed() {
     let a = quantize_weight(&w, rows, cols, &cfg, &QuantizeOptions::default()).unwrap();
     let b = quantize_weight(&w, rows, cols, &cfg, &QuantizeOptions::default()).unwrap();
     assert_eq!(a, b);
-    let c = quantize_weight(&w, rows, cols, &cfg, &QuantizeOptions { seed: 9, ..Default::default() }).unwrap();
+    let c = quantize_weight(
+        &w,
+        rows,
+        cols,
+        &cfg,
+        &QuantizeOptions {
+            seed: 9,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_ne!(a.codebooks, c.codebooks);
 }
 
@@ -194,18 +262,45 @@ fn bad_inputs_are_typed_errors() {
     let cfg: VqConfig = "vq<4,4,1>".parse().unwrap();
     let o = QuantizeOptions::default();
     let mut w = gaussian(8 * 16, 9);
-    assert!(matches!(quantize_weight(&w, 8, 16, &cfg, &o), Ok(_)));
-    assert!(matches!(quantize_weight(&w[..96], 8, 12, &VqConfig::preset("aqlm3").unwrap(), &o), Err(VqError::Shape(_))));
-    assert!(matches!(quantize_weight(&w, 8, 15, &cfg, &o), Err(VqError::Shape(_))));
-    assert!(matches!(quantize_weight(&w, 0, 16, &cfg, &o), Err(VqError::Shape(_))));
-    assert!(matches!(quantize_weight(&w, 8, 16, &VqConfig::preset("cq2").unwrap(), &o), Err(VqError::InvalidConfig(_))));
-    assert!(matches!(quantize_weight(&w, 8, 16, &VqConfig::preset("quip4").unwrap(), &o), Err(VqError::InvalidConfig(_))));
-    let bad_imp = QuantizeOptions { column_importance: Some(vec![1.0; 3]), ..Default::default() };
-    assert!(matches!(quantize_weight(&w, 8, 16, &cfg, &bad_imp), Err(VqError::Shape(_))));
+    assert!(quantize_weight(&w, 8, 16, &cfg, &o).is_ok());
+    assert!(matches!(
+        quantize_weight(&w[..96], 8, 12, &VqConfig::preset("aqlm3").unwrap(), &o),
+        Err(VqError::Shape(_))
+    ));
+    assert!(matches!(
+        quantize_weight(&w, 8, 15, &cfg, &o),
+        Err(VqError::Shape(_))
+    ));
+    assert!(matches!(
+        quantize_weight(&w, 0, 16, &cfg, &o),
+        Err(VqError::Shape(_))
+    ));
+    assert!(matches!(
+        quantize_weight(&w, 8, 16, &VqConfig::preset("cq2").unwrap(), &o),
+        Err(VqError::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        quantize_weight(&w, 8, 16, &VqConfig::preset("quip4").unwrap(), &o),
+        Err(VqError::InvalidConfig(_))
+    ));
+    let bad_imp = QuantizeOptions {
+        column_importance: Some(vec![1.0; 3]),
+        ..Default::default()
+    };
+    assert!(matches!(
+        quantize_weight(&w, 8, 16, &cfg, &bad_imp),
+        Err(VqError::Shape(_))
+    ));
     w[17] = f32::NAN;
-    assert!(matches!(quantize_weight(&w, 8, 16, &cfg, &o), Err(VqError::NonFinite { index: 17, .. })));
+    assert!(matches!(
+        quantize_weight(&w, 8, 16, &cfg, &o),
+        Err(VqError::NonFinite { index: 17, .. })
+    ));
     w[17] = 1e30;
-    assert!(quantize_weight(&w, 8, 16, &cfg, &o).is_err(), "fp16 overflow must be an error");
+    assert!(
+        quantize_weight(&w, 8, 16, &cfg, &o).is_err(),
+        "fp16 overflow must be an error"
+    );
 }
 
 /// Timing of one SmolLM2-135M MLP tensor (`cargo test --release -p vqllm-vq --test quant_weight -- --ignored --nocapture`).
@@ -218,8 +313,15 @@ fn time_smollm_mlp_tensor() {
         let cfg = VqConfig::preset(preset).unwrap();
         let t = std::time::Instant::now();
         let q = quantize_weight(&w, rows, cols, &cfg, &QuantizeOptions::default()).unwrap();
-        let tile = if preset == "gptvq2" { Some((256, 256)) } else { None };
+        let tile = if preset == "gptvq2" {
+            Some((256, 256))
+        } else {
+            None
+        };
         let e = rel_err(&w, &naive_decode(&q, tile));
-        println!("{preset}: {rows}x{cols} in {:.2?}, relative error {e:.4}", t.elapsed());
+        println!(
+            "{preset}: {rows}x{cols} in {:.2?}, relative error {e:.4}",
+            t.elapsed()
+        );
     }
 }
