@@ -18,7 +18,13 @@ pub use weight::{QuantizedWeight, Rht};
 
 // Lattice codebooks, Hadamard transforms and CPU reference ops (helper "lattice").
 pub mod attention;
+pub mod cq;
 pub mod e8p;
 pub mod hadamard;
 pub mod int4;
+pub mod kmeans;
+pub mod profile;
+pub mod quantize;
 pub mod reference;
+pub mod residual;
+pub mod tile;

@@ -79,7 +79,17 @@ impl VqLinear {
                 plan.config, plan.n, plan.k, q.config, q.rows, q.cols
             )));
         }
-        // TODO(profile): rewrite codes in descending entry frequency when plan.frequency_ordered (vq::profile).
+        // The codebook cache's shared/register tiers hold entries [0, n): put the hottest entries there.
+        let ordered;
+        let q = if plan.frequency_ordered {
+            let mut copy = q.clone();
+            vqllm_vq::profile::reorder_weight_by_frequency(&mut copy)
+                .map_err(|e| CudaError::InvalidArgument(e.to_string()))?;
+            ordered = copy;
+            &ordered
+        } else {
+            q
+        };
         let packed = pack_weight(q);
         let hblock = q
             .rht
