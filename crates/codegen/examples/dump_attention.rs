@@ -16,15 +16,13 @@ fn main() {
         eprintln!("no built-in sm_90 spec");
         std::process::exit(1);
     };
-    let configs = [
-        "cq2",
-        "cq4",
-        "vq<8,8,1>:kv",
-        "vq<4,6,1>:kv",
-        "vq<2,4,1>:kv",
-    ];
+    let configs = ["cq2", "cq4", "vq<8,8,1>:kv", "vq<4,6,1>:kv", "vq<2,4,1>:kv"];
     // (batch, seq, q_heads, kv_heads)
-    let shapes = [(16usize, 4096usize, 32usize, 32usize), (1, 4096, 32, 32), (4, 2048, 32, 8)];
+    let shapes = [
+        (16usize, 4096usize, 32usize, 32usize),
+        (1, 4096, 32, 32),
+        (4, 2048, 32, 8),
+    ];
     for name in configs {
         let c: vqllm_vq::VqConfig = match name.parse() {
             Ok(c) => c,

@@ -228,7 +228,10 @@ fn resident_blocks(gpu: &GpuSpec, threads: u32, smem: u32, regs: u32) -> u32 {
 
 /// Largest divisor of `n` that is at most `cap` (at least 1).
 fn largest_divisor_at_most(n: u32, cap: u32) -> u32 {
-    (1..=cap.max(1)).rev().find(|d| n % d == 0).unwrap_or(1)
+    (1..=cap.max(1))
+        .rev()
+        .find(|&d| n.is_multiple_of(d))
+        .unwrap_or(1)
 }
 
 impl AttentionPlan {
@@ -346,7 +349,7 @@ impl AttentionPlan {
             if v_fusion == VFusion::Register {
                 s = s.max((g * qpb).div_ceil(32).next_power_of_two().min(max_s));
             }
-            let s = (1..=s).rev().find(|x| g % x == 0).unwrap_or(1);
+            let s = (1..=s).rev().find(|&x| g.is_multiple_of(x)).unwrap_or(1);
             let reduce_kb = s as f64 * pairs as f64 * qpb as f64 * seq as f64 * 4.0 / 1024.0;
             (
                 s,
@@ -357,11 +360,14 @@ impl AttentionPlan {
                 ),
             )
         } else {
-            (1, "token split: every block covers all channel groups".into())
+            (
+                1,
+                "token split: every block covers all channel groups".into(),
+            )
         };
         note("group slices", slices.to_string(), slice_why);
         let gs = g / slices;
-        if gs < 4 || gs % 4 != 0 {
+        if gs < 4 || !gs.is_multiple_of(4) {
             return Err(CodegenError::Unsupported(format!(
                 "{config} with head_dim {head_dim}: {gs} groups per slice (needs a multiple of 4)"
             )));
@@ -371,12 +377,10 @@ impl AttentionPlan {
         // Dequantizing levels unroll every group of a token already (GS lookups, each possibly a global load);
         // a second token in flight makes ptxas hoist twice as many loads and spill.
         let unroll: u32 = if lut { 4 } else { 1 };
+        // Registers per thread measured with ptxas (sm_90): LUT 64-80 for G <= 32 (the table build holds EPP
+        // entries), ~118 for G = 64, more per extra q head; dequantizing levels ~80.
         let base_regs: u32 = if lut {
-            if g >= 64 || v == 8 {
-                96
-            } else {
-                72
-            }
+            (if g >= 64 { 120 } else { 80 }) + if v == 8 { 8 } else { 0 } + 24 * (qpb - 1)
         } else {
             80 + 16 * (qpb - 1)
         };
@@ -489,9 +493,11 @@ impl AttentionPlan {
         let mixed_tiers = !lut && n_shared < e && level != Level::Gc;
         let regs_est = base_regs
             + if mixed_tiers { 72 } else { 0 }
-            + if n_reg > 0 { gs.div_ceil(32 / n_reg) * v / 2 } else { 0 }
+            + 32u32
+                .checked_div(n_reg)
+                .map_or(0, |gps| gs.div_ceil(gps) * v / 2)
             + if v_fusion == VFusion::Register {
-                gs * qpb
+                2 * gs * qpb
             } else {
                 0
             };
@@ -517,7 +523,8 @@ impl AttentionPlan {
                     (2 * head_codebook_bytes) as f64,
                     (q_heads as u32 / qpb, batch as u32),
                 );
-                let resident = resident_blocks(gpu, threads, split.launch.smem_bytes, regs_est).max(1);
+                let resident =
+                    resident_blocks(gpu, threads, split.launch.smem_bytes, regs_est).max(1);
                 note(
                     "token split",
                     format!("{} x {} tokens", split.splits, split.chunk),
@@ -532,7 +539,9 @@ impl AttentionPlan {
             }
             AttnDataflow::GroupSplit => {
                 let per_slice = pairs * slices;
-                let ts = target_blocks.div_ceil(per_slice).clamp(1, (seq as u32).div_ceil(512).max(1));
+                let ts = target_blocks
+                    .div_ceil(per_slice)
+                    .clamp(1, (seq as u32).div_ceil(512).max(1));
                 let chunk = (seq as u32).div_ceil(ts).div_ceil(64) * 64;
                 let ts = (seq as u32).div_ceil(chunk);
                 let launch = Launch {
@@ -642,7 +651,8 @@ impl AttentionPlan {
                     * 4
                     / 1024
             ),
-            "f32 partials; every element read is written first in the same step, so no zeroing".into(),
+            "f32 partials; every element read is written first in the same step, so no zeroing"
+                .into(),
         );
         note(
             "grid",
@@ -786,7 +796,7 @@ fn check_shape(
             "head_dim {head_dim} (supported: 64, 128)"
         )));
     }
-    if head_dim % config.v != 0 {
+    if !head_dim.is_multiple_of(config.v) {
         return Err(CodegenError::Invalid(format!(
             "head_dim {head_dim} is not divisible by v={}",
             config.v
@@ -797,7 +807,7 @@ fn check_shape(
             "batch, seq, q_heads and kv_heads must be positive (got {batch}, {seq}, {q_heads}, {kv_heads})"
         )));
     }
-    if q_heads % kv_heads != 0 {
+    if !q_heads.is_multiple_of(kv_heads) {
         return Err(CodegenError::Invalid(format!(
             "q_heads {q_heads} is not a multiple of kv_heads {kv_heads} (GQA)"
         )));
@@ -849,7 +859,7 @@ fn choose_token_split(
                 smem_bytes: smem,
             },
         };
-        if best.as_ref().map_or(true, |(c, _)| cost < *c - 1e-9) {
+        if best.as_ref().is_none_or(|(c, _)| cost < *c - 1e-9) {
             best = Some((cost, cand));
         }
         if chunk == 64 {
@@ -867,14 +877,23 @@ fn choose_token_split(
     })
 }
 
-fn plan_fp16(gpu: &GpuSpec, batch: u32, seq: u32, q_heads: u32, n_rep: u32, dim: u32) -> Result<Fp16Plan> {
+fn plan_fp16(
+    gpu: &GpuSpec,
+    batch: u32,
+    seq: u32,
+    q_heads: u32,
+    n_rep: u32,
+    dim: u32,
+) -> Result<Fp16Plan> {
     let qpb = largest_divisor_at_most(n_rep, 4);
     let warps = WARPS;
     let threads = 32 * warps;
     let fixed = (32 * qpb + warps * qpb * dim) * 4;
     let max_chunk = (gpu.smem_per_block_optin.saturating_sub(fixed) / (4 * qpb)) / 64 * 64;
     if max_chunk < 64 {
-        return Err(CodegenError::DoesNotFit("FP16 baseline scores buffer".into()));
+        return Err(CodegenError::DoesNotFit(
+            "FP16 baseline scores buffer".into(),
+        ));
     }
     let regs = 64 + 16 * (qpb - 1);
     let pairs = batch * (q_heads / qpb);
@@ -896,7 +915,10 @@ fn plan_fp16(gpu: &GpuSpec, batch: u32, seq: u32, q_heads: u32, n_rep: u32, dim:
         qpb,
         warps,
         unroll: 8,
-        min_blocks: resident.min(4).min(gpu.regs_per_sm / (threads * regs)).max(1),
+        min_blocks: resident
+            .min(4)
+            .min(gpu.regs_per_sm / (threads * regs))
+            .max(1),
         split,
     })
 }
@@ -1105,7 +1127,10 @@ mod tests {
                     if let Some(v) = &s.values {
                         assert!(s.source.contains(&format!(" {v}(")));
                     }
-                    assert!(!s.source.contains("#include \""), "templates must be inlined");
+                    assert!(
+                        !s.source.contains("#include \""),
+                        "templates must be inlined"
+                    );
                     assert!(p.split.launch.smem_bytes <= gpu().smem_per_block_optin);
                     assert_eq!(p.split.launch.block, 256);
                 }
@@ -1191,12 +1216,21 @@ mod tests {
     #[test]
     fn splits_cover_the_sequence_and_respect_shared_memory() {
         let g = gpu();
-        for (batch, seq) in [(1usize, 4096usize), (16, 4096), (1, 128), (4, 100_000), (16, 1)] {
+        for (batch, seq) in [
+            (1usize, 4096usize),
+            (16, 4096),
+            (1, 128),
+            (4, 100_000),
+            (16, 1),
+        ] {
             for level in Level::LADDER {
                 let p = AttentionPlan::new(&kv("cq2"), batch, seq, 32, 32, 128, level, &g).unwrap();
                 let s = p.split;
-                assert!(s.chunk % 64 == 0 && s.chunk >= 64);
-                assert!(s.splits as usize * s.chunk as usize >= seq, "{level} {batch} {seq}");
+                assert!(s.chunk.is_multiple_of(64) && s.chunk >= 64);
+                assert!(
+                    s.splits as usize * s.chunk as usize >= seq,
+                    "{level} {batch} {seq}"
+                );
                 assert!((s.splits as usize - 1) * (s.chunk as usize) < seq);
                 assert!(s.launch.smem_bytes <= g.smem_per_block_optin);
                 let f = &p.fp16.split;
@@ -1216,7 +1250,10 @@ mod tests {
         let p = AttentionPlan::new(&kv("cq2"), 16, 4096, 32, 32, 128, Level::Lut, &gpu()).unwrap();
         assert!(p.split.splits <= 2, "{}", p);
         let p1 = AttentionPlan::new(&kv("cq2"), 1, 4096, 32, 32, 128, Level::Lut, &gpu()).unwrap();
-        assert!(p1.split.splits > 1, "batch 1 must split tokens to fill the GPU");
+        assert!(
+            p1.split.splits > 1,
+            "batch 1 must split tokens to fill the GPU"
+        );
     }
 
     #[test]
@@ -1235,8 +1272,245 @@ mod tests {
     fn display_lists_decisions() {
         let p = AttentionPlan::new(&kv("cq4"), 16, 4096, 32, 32, 128, Level::O3, &gpu()).unwrap();
         let s = p.to_string();
-        for key in ["dataflow", "group slices", "n_shared", "workspace", "fp16 baseline"] {
+        for key in [
+            "dataflow",
+            "group slices",
+            "n_shared",
+            "workspace",
+            "fp16 baseline",
+        ] {
             assert!(s.contains(key), "{s}");
+        }
+    }
+
+    // ---- CPU models of the LUT kernel's mapping and numerics (transliterations of attention_vq.cuh) ----
+
+    fn funnelshift_r(lo: u32, hi: u32, s: u32) -> u32 {
+        ((((hi as u64) << 32) | lo as u64) >> (s & 31)) as u32
+    }
+
+    /// `vqa_rotate<SEG>` as written in the template.
+    fn rotate(w: [u32; 4], rot: u32, seg: u32) -> [u32; 4] {
+        let s = (rot & 3) * 8;
+        let [mut a0, mut a1, mut a2, mut a3] = w;
+        if seg == 16 {
+            if rot & 4 != 0 {
+                (a0, a1, a2, a3) = (a1, a2, a3, a0);
+            }
+            if rot & 8 != 0 {
+                (a0, a1, a2, a3) = (a2, a3, a0, a1);
+            }
+            [
+                funnelshift_r(a0, a1, s),
+                funnelshift_r(a1, a2, s),
+                funnelshift_r(a2, a3, s),
+                funnelshift_r(a3, a0, s),
+            ]
+        } else {
+            if rot & 4 != 0 {
+                (a0, a1, a2, a3) = (a1, a0, a3, a2);
+            }
+            [
+                funnelshift_r(a0, a1, s),
+                funnelshift_r(a1, a0, s),
+                funnelshift_r(a2, a3, s),
+                funnelshift_r(a3, a2, s),
+            ]
+        }
+    }
+
+    /// `VqaLutLane`: (rot, slot, c, column of rotated code j).
+    fn lut_lane(g: u32, lane: u32) -> (u32, u32, u32, Vec<u32>) {
+        let seg = g.min(16);
+        let (c, slot, colbase, rot) = if g >= 32 {
+            let cpl = g / 16;
+            let c = lane % cpl;
+            let slot = lane / cpl;
+            (c, slot, 16 * c, (slot * (cpl / 2) + c / 2) & 15)
+        } else {
+            let rep = 32 / g;
+            (0, lane, (lane % rep) * g, lane / rep)
+        };
+        let cols = (0..seg).map(|j| colbase + (j + rot) % seg).collect();
+        (rot, slot, c, cols)
+    }
+
+    #[test]
+    fn lut_lane_mapping_reads_every_code_once_without_bank_conflicts() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for g in [8u32, 16, 32, 64] {
+            let seg = g.min(16);
+            let tpc = if g >= 16 { 1 } else { 16 / g };
+            let row = g.max(32);
+            // One warp step: 512 bytes of codes = rows of g codes starting at token 0.
+            let bytes: Vec<u8> = (0..512).map(|_| rng.random()).collect();
+            let mut seen = vec![0u32; 512];
+            for j in 0..16u32 {
+                let mut banks = std::collections::HashSet::new();
+                for lane in 0..32u32 {
+                    let (rot, slot, c, cols) = lut_lane(g, lane);
+                    let chunk = &bytes[(lane * 16) as usize..(lane * 16 + 16) as usize];
+                    let w: [u32; 4] = std::array::from_fn(|i| {
+                        u32::from_le_bytes(chunk[4 * i..4 * i + 4].try_into().unwrap())
+                    });
+                    let r = rotate(w, rot, seg);
+                    let code = (r[(j / 4) as usize] >> (8 * (j % 4))) & 0xff;
+                    // Which original byte is it, and is the column that byte's group?
+                    let seg_base = (j / seg) * seg;
+                    let orig = lane * 16 + seg_base + (j % seg + rot) % seg;
+                    assert_eq!(code, bytes[orig as usize] as u32, "G={g} lane={lane} j={j}");
+                    seen[orig as usize] += 1;
+                    let token = orig / g;
+                    let group = orig % g;
+                    assert_eq!(token, slot * tpc + j / seg);
+                    assert_eq!(
+                        group,
+                        if g >= 32 {
+                            16 * c + (j + rot) % 16
+                        } else {
+                            (j + rot) % seg
+                        }
+                    );
+                    let col = cols[(j % seg) as usize];
+                    assert_eq!(col % g, group, "column holds the group (or a replica)");
+                    // Address = code * row + col floats: its bank must be unique in this step.
+                    assert!(
+                        banks.insert((code * row + col) % 32),
+                        "G={g} j={j}: bank conflict"
+                    );
+                }
+            }
+            assert!(
+                seen.iter().all(|&n| n == 1),
+                "G={g}: every code exactly once"
+            );
+        }
+    }
+
+    /// The LUT algorithm on the CPU exactly as the kernels run it (f32 table, per-chunk softmax in the log2
+    /// domain, u32 fixed-point histogram scaled by 2^31 / l, combine over chunks) against f64 attention.
+    #[test]
+    fn lut_fixed_point_attention_matches_reference() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+        for (v, d, t, chunk) in [
+            (4usize, 128usize, 1000usize, 384usize),
+            (2, 64, 777, 256),
+            (8, 128, 300, 300),
+        ] {
+            let g = d / v;
+            let e = 256usize;
+            let cb = |rng: &mut rand_chacha::ChaCha8Rng| -> Vec<f32> {
+                (0..g * e * v)
+                    .map(|_| half::f16::from_f32(rng.random_range(-2.0f32..2.0)).to_f32())
+                    .collect()
+            };
+            let (ck, cv) = (cb(&mut rng), cb(&mut rng));
+            let q: Vec<f32> = (0..d)
+                .map(|_| half::f16::from_f32(rng.random_range(-1.5f32..1.5)).to_f32())
+                .collect();
+            let kc: Vec<u8> = (0..t * g).map(|_| rng.random()).collect();
+            let vc: Vec<u8> = (0..t * g).map(|_| rng.random()).collect();
+            let entry = |c: &[f32], grp: usize, ent: usize, i: usize| c[(grp * e + ent) * v + i];
+            // Reference in f64.
+            let sc = 1.0 / (d as f64).sqrt();
+            let s: Vec<f64> = (0..t)
+                .map(|tok| {
+                    (0..g)
+                        .map(|grp| {
+                            (0..v)
+                                .map(|i| {
+                                    q[grp * v + i] as f64
+                                        * entry(&ck, grp, kc[tok * g + grp] as usize, i) as f64
+                                })
+                                .sum::<f64>()
+                        })
+                        .sum::<f64>()
+                        * sc
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::MIN, f64::max);
+            let p: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+            let l: f64 = p.iter().sum();
+            let reference: Vec<f64> = (0..d)
+                .map(|ch| {
+                    (0..t)
+                        .map(|tok| {
+                            p[tok]
+                                * entry(&cv, ch / v, vc[tok * g + ch / v] as usize, ch % v) as f64
+                        })
+                        .sum::<f64>()
+                        / l
+                })
+                .collect();
+            // Kernel model.
+            let sl = scale_log2(d);
+            let table: Vec<f32> = (0..e * g)
+                .map(|i| {
+                    let (ent, grp) = (i / g, i % g);
+                    let mut dot = 0f32;
+                    for i in 0..v {
+                        dot = (q[grp * v + i] * sl).mul_add(entry(&ck, grp, ent, i), dot);
+                    }
+                    dot
+                })
+                .collect();
+            let mut parts = Vec::new(); // (m, l, o[d])
+            for t0 in (0..t).step_by(chunk) {
+                let t1 = (t0 + chunk).min(t);
+                let sco: Vec<f32> = (t0..t1)
+                    .map(|tok| {
+                        (0..g)
+                            .map(|grp| table[kc[tok * g + grp] as usize * g + grp])
+                            .sum()
+                    })
+                    .collect();
+                let mx = sco.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let pk: Vec<f32> = sco.iter().map(|x| (x - mx).exp2()).collect();
+                let lk: f32 = pk.iter().sum();
+                let fs = 2147483648.0f32 / lk;
+                let mut hist = vec![0u32; e * g];
+                for (k, tok) in (t0..t1).enumerate() {
+                    let pfix = (pk[k] * fs).round() as u32;
+                    for grp in 0..g {
+                        let h = &mut hist[vc[tok * g + grp] as usize * g + grp];
+                        *h = h.checked_add(pfix).expect("fixed-point histogram overflow");
+                    }
+                }
+                let o: Vec<f32> = (0..d)
+                    .map(|ch| {
+                        let (grp, i) = (ch / v, ch % v);
+                        let acc: f32 = (0..e)
+                            .map(|ent| hist[ent * g + grp] as f32 * entry(&cv, grp, ent, i))
+                            .sum();
+                        acc * (lk * 4.656_613e-10)
+                    })
+                    .collect();
+                parts.push((mx, lk, o));
+            }
+            let mm = parts.iter().map(|p| p.0).fold(f32::NEG_INFINITY, f32::max);
+            let (mut num, mut den) = (vec![0f32; d], 0f32);
+            for (m, l, o) in &parts {
+                let w = (m - mm).exp2();
+                den += w * l;
+                for (n, x) in num.iter_mut().zip(o) {
+                    *n += w * x;
+                }
+            }
+            let out: Vec<f64> = num.iter().map(|x| (x / den) as f64).collect();
+            let err: f64 = out
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let norm: f64 = reference.iter().map(|b| b * b).sum::<f64>().sqrt();
+            assert!(
+                err / norm < 1e-4,
+                "v={v} d={d}: relative error {}",
+                err / norm
+            );
         }
     }
 }
