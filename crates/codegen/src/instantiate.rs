@@ -24,6 +24,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "hadamard.cuh",
         include_str!("../../../kernels/hadamard.cuh"),
     ),
+    (
+        "attention_fp16.cuh",
+        include_str!("../../../kernels/attention_fp16.cuh"),
+    ),
+    (
+        "attention_vq.cuh",
+        include_str!("../../../kernels/attention_vq.cuh"),
+    ),
+    (
+        "kv_quantize.cuh",
+        include_str!("../../../kernels/kv_quantize.cuh"),
+    ),
 ];
 
 /// Source text of template `name` with its local `#include "..."` lines expanded once.

@@ -1,6 +1,7 @@
 //! vqllm-codegen: GPU description, plans and adaptive heuristics, the kernels' code layout, and instantiation
 //! of the CUDA templates in `kernels/`. No GPU needed.
 
+pub mod attention;
 pub mod error;
 pub mod gpu_spec;
 pub mod instantiate;
