@@ -8,7 +8,7 @@
 // Positions at or beyond `cap` are skipped: nothing is ever written out of bounds (the host checks capacity).
 //
 // Distance, bit-exact with the CPU encoder: d(e) = sum_{i=0}^{V-1} (x_i − c_i)² evaluated in f32 as
-// d = fma(x_i − c_i, x_i − c_i, d) from d = 0 in order i = 0..V−1 (x and c are fp16 values widened to f32);
+// d = d + (x_i − c_i)^2 without FMA contraction, from d = 0 in order i = 0..V−1 (x and c are fp16 values widened to f32);
 // the smallest d wins and ties go to the lowest entry index.
 //
 // Work split: block (blockIdx.x = kv head h and a run of GPB groups, blockIdx.y = a run of `tokens_per_block`
@@ -79,7 +79,7 @@ __device__ __forceinline__ void kv_quantize_body(const __half* __restrict__ k_ro
 #pragma unroll
                 for (int cc = 0; cc < V; ++cc) {
                     const float diff = __fsub_rn(x[cc], __half2float(c[cc]));
-                    d = __fmaf_rn(diff, diff, d);
+                    d = __fadd_rn(d, __fmul_rn(diff, diff));  // no FMA: bit-identical to the CPU encoder (vq::cq)
                 }
                 if (d < best) {  // entries rise with k: the first minimum is the lowest index
                     best = d;

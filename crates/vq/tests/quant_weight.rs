@@ -279,10 +279,9 @@ fn bad_inputs_are_typed_errors() {
         quantize_weight(&w, 8, 16, &VqConfig::preset("cq2").unwrap(), &o),
         Err(VqError::InvalidConfig(_))
     ));
-    assert!(matches!(
-        quantize_weight(&w, 8, 16, &VqConfig::preset("quip4").unwrap(), &o),
-        Err(VqError::InvalidConfig(_))
-    ));
+    // E8P configs go to the lattice quantizer.
+    let q = quantize_weight(&w, 8, 16, &VqConfig::preset("quip4").unwrap(), &o).unwrap();
+    assert_eq!(q.config.codebook, vqllm_vq::CodebookKind::E8p);
     let bad_imp = QuantizeOptions {
         column_importance: Some(vec![1.0; 3]),
         ..Default::default()

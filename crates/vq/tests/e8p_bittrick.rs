@@ -1,0 +1,178 @@
+//! Bit-exact CPU emulation of `vq_decode_e8p_h2` (kernels/e8p_fast.cuh), checked against
+//! `vqllm_vq::e8p::decode_e8p` for all 65,536 codes.
+//!
+//! Every step below mirrors one line of the CUDA function (the CUDA line is quoted in the comment), with
+//! u32 integer ops and fp16 lanes from the `half` crate; HADD2 is emulated per lane as the exact sum
+//! (f64 holds any sum of two fp16 values exactly) rounded to nearest-even fp16.
+
+use half::f16;
+use vqllm_vq::e8p::{decode_e8p, grid_packed_abs};
+
+// Constants of kernels/e8p_fast.cuh (vq_e8p_fast_detail).
+const K_BIAS32: u32 = 0xd078_d078;
+const K_BIAS128: u32 = 0xd81e_d81e;
+const K_BIAS8: u32 = 0xc9e0_c9e0;
+const K_BASE32: u32 = 0x5000_5000;
+const K_BASE128: u32 = 0x5800_5800;
+const K_BASE8: u32 = 0x4800_4800;
+const K_SIGN_TABLE: u32 = 0xeee0_0e00;
+
+/// `__byte_perm(x, y, s)` (PTX `prmt.b32`, default mode): result byte n is byte `s[4n+2:4n]` of
+/// `{y, x}`, replaced by the replicated sign bit of that byte when `s[4n+3]` is set.
+fn byte_perm(x: u32, y: u32, s: u32) -> u32 {
+    let src = ((y as u64) << 32) | x as u64;
+    (0..4).fold(0u32, |acc, n| {
+        let sel = (s >> (4 * n)) & 0xf;
+        let byte = ((src >> (8 * (sel & 7))) & 0xff) as u32;
+        let byte = if sel & 8 != 0 {
+            if byte & 0x80 != 0 {
+                0xff
+            } else {
+                0
+            }
+        } else {
+            byte
+        };
+        acc | (byte << (8 * n))
+    })
+}
+
+/// `__hadd2(a, b)`: lane-wise fp16 add, round to nearest even.
+fn hadd2(a: u32, b: u32) -> u32 {
+    let lane = |x: u32, y: u32| {
+        let sum = f16::from_bits(x as u16).to_f64() + f16::from_bits(y as u16).to_f64();
+        f16::from_f64(sum).to_bits() as u32
+    };
+    lane(a & 0xffff, b & 0xffff) | (lane(a >> 16, b >> 16) << 16)
+}
+
+/// Line-by-line mirror of `vq_decode_e8p_h2`; returns the four half2 words.
+fn decode_e8p_h2(code: u32, abs_table: &[u32; 256]) -> [u32; 4] {
+    // const uint32_t s = code & 0xffu;
+    let s = code & 0xff;
+    // const uint32_t w = abs_table[(code >> 8) & 0xffu];
+    let w = abs_table[((code >> 8) & 0xff) as usize];
+    // const uint32_t fix = (__popc(s) & 1u) * 0x1111111fu;
+    let fix = (s.count_ones() & 1).wrapping_mul(0x1111_111f);
+    // const uint32_t g = (s | (code << 4)) & 0x0f0fu;
+    let g = (s | (code << 4)) & 0x0f0f;
+    // const uint32_t idx = (g | (g << 2)) & 0x3333u;
+    let idx = (g | (g << 2)) & 0x3333;
+    // const uint32_t neg = __byte_perm(kSignTable, 0u, idx);
+    let neg = byte_perm(K_SIGN_TABLE, 0, idx);
+    // const uint32_t v = w ^ neg ^ fix;
+    let v = w ^ neg ^ fix;
+    // const uint32_t hi = v >> 6;
+    let hi = v >> 6;
+    // const uint32_t q0 = ((v << 4) & 0x00f000f0u) | kBase32;
+    let q0 = ((v << 4) & 0x00f0_00f0) | K_BASE32;
+    // const uint32_t q1 = (v & 0x00f000f0u) | kBase32;
+    let q1 = (v & 0x00f0_00f0) | K_BASE32;
+    // const uint32_t q2 = (hi & 0x003c003cu) | kBase128;
+    let q2 = (hi & 0x003c_003c) | K_BASE128;
+    // const uint32_t q3 = (hi & 0x03c003c0u) | kBase8;
+    let q3 = (hi & 0x03c0_03c0) | K_BASE8;
+    // out[0..4] = __hadd2(q_i, bias_i);
+    [
+        hadd2(q0, K_BIAS32),
+        hadd2(q1, K_BIAS32),
+        hadd2(q2, K_BIAS128),
+        hadd2(q3, K_BIAS8),
+    ]
+}
+
+fn both_lanes(x: f32) -> u32 {
+    let h = f16::from_f32(x).to_bits() as u32;
+    h | (h << 16)
+}
+
+#[test]
+fn constants_are_the_documented_fp16_values() {
+    assert_eq!(K_BIAS32, both_lanes(-35.75));
+    assert_eq!(K_BIAS128, both_lanes(-131.75));
+    assert_eq!(K_BIAS8, both_lanes(-11.75));
+    assert_eq!(K_BASE32, both_lanes(32.0));
+    assert_eq!(K_BASE128, both_lanes(128.0));
+    assert_eq!(K_BASE8, both_lanes(8.0));
+    // Nibble at bit k of the base's mantissa weighs 1/2 per unit: ulp(B) * 2^k = 1/2.
+    for (base, k) in [(32.0f32, 4), (128.0, 2), (8.0, 6)] {
+        let ulp = base / 1024.0;
+        assert_eq!(ulp * (1u32 << k) as f32, 0.5);
+    }
+    let table: Vec<u32> = (0..4).map(|i| (K_SIGN_TABLE >> (8 * i)) & 0xff).collect();
+    assert_eq!(table, vec![0x00, 0x0e, 0xe0, 0xee]);
+}
+
+#[test]
+fn byte_perm_emulation_matches_ptx_examples() {
+    // Identity, byte reversal, selection from the second operand and sign replication.
+    assert_eq!(byte_perm(0x4433_2211, 0x8877_6655, 0x3210), 0x4433_2211);
+    assert_eq!(byte_perm(0x4433_2211, 0x8877_6655, 0x0123), 0x1122_3344);
+    assert_eq!(byte_perm(0x4433_2211, 0x8877_6655, 0x7654), 0x8877_6655);
+    assert_eq!(byte_perm(0x0080_7f00, 0, 0x9a98), 0x00ff_0000);
+}
+
+#[test]
+fn hadd2_emulation_rounds_to_nearest_even() {
+    // 2048 + 1 is a tie in fp16 (ulp 2 at 2048): rounds to the even 2048; 2048 + 3 rounds up to 2052.
+    let a = both_lanes(2048.0);
+    let one = f16::from_f32(1.0).to_bits() as u32;
+    let three = f16::from_f32(3.0).to_bits() as u32;
+    let r = hadd2(a, one | (three << 16));
+    assert_eq!(f16::from_bits(r as u16).to_f32(), 2048.0);
+    assert_eq!(f16::from_bits((r >> 16) as u16).to_f32(), 2052.0);
+}
+
+#[test]
+fn fast_decode_equals_reference_for_all_codes() {
+    let table = grid_packed_abs();
+    let mut mismatches = Vec::new();
+    for code in 0..=u16::MAX {
+        let want = decode_e8p(code);
+        let got = decode_e8p_h2(code as u32, table);
+        for (i, &x) in want.iter().enumerate() {
+            // Reference values are exact in fp16.
+            let h = f16::from_f32(x);
+            assert_eq!(h.to_f32(), x, "code {code:#06x}: {x} is not exact in fp16");
+            let lane = (got[i / 2] >> (16 * (i % 2))) & 0xffff;
+            if lane as u16 != h.to_bits() {
+                mismatches.push((code, i, x, f16::from_bits(lane as u16).to_f32()));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches, first: {:?}",
+        mismatches.len(),
+        &mismatches[..mismatches.len().min(8)]
+    );
+}
+
+#[test]
+fn fast_decode_uses_the_code_bits_it_should() {
+    // Upper 16 bits of `code` are ignored; the documented test vectors decode as in notes §1.2.
+    let table = grid_packed_abs();
+    let lanes = |words: [u32; 4]| -> Vec<f32> {
+        words
+            .iter()
+            .flat_map(|w| [*w & 0xffff, *w >> 16])
+            .map(|h| f16::from_bits(h as u16).to_f32())
+            .collect()
+    };
+    assert_eq!(lanes(decode_e8p_h2(0x0000, table)), vec![0.75; 8]);
+    assert_eq!(lanes(decode_e8p_h2(0x0001, table)), vec![0.25; 8]);
+    assert_eq!(
+        lanes(decode_e8p_h2(0x0002, table)),
+        vec![-0.75, 0.25, -0.75, 0.25, 0.25, 0.25, 0.25, 0.25]
+    );
+    assert_eq!(
+        lanes(decode_e8p_h2(0xffff, table)),
+        vec![-1.25, -1.25, -0.25, -0.25, -1.25, -1.25, -1.25, 0.75]
+    );
+    for code in [0x0000u32, 0x1234, 0xabcd, 0xffff] {
+        assert_eq!(
+            decode_e8p_h2(code | 0xdead_0000, table),
+            decode_e8p_h2(code, table)
+        );
+    }
+}

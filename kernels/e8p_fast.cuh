@@ -1,0 +1,72 @@
+// Fast QuIP# E8P (codebook version 1) decode straight to fp16 pairs.
+//
+// Same result as `vq_decode_e8p` in vq_common.cuh (and `decode_e8p` in crates/vq/src/e8p.rs) rounded to
+// fp16; every E8P coordinate is a multiple of 1/4 with |x| <= 3.75, so the fp16 values are exact.
+// Needs <cuda_fp16.h> and uint32_t. The emulation test crates/vq/tests/e8p_bittrick.rs mirrors every line
+// of `vq_decode_e8p_h2` and checks all 65,536 codes; keep the two in sync.
+//
+// Code (16 bits): abs index a = bits 15..8, sign byte s = bits 7..0. Packed abs word w = abs_table[a]:
+// nibble j = 2|v|+8 (odd, 1..15) of coordinate P[j], P = [0,2,4,6,1,3,5,7] (nibble 7 pre-negated for
+// odd-sum rows). With p = parity(s) and s' = s ^ p, coordinate P[j] = +-(n_j-8)/2 (negated when bit j of
+// s' is set) + (p ? -1/4 : +1/4).
+//
+// Steps:
+//  1. Sign mask. Negating an odd nibble is n ^ 0b1110 (= 16-n). Spread the 2-bit groups (s_2k, s_2k+1)
+//     of s into the nibbles of an index word (two shift/LOP3 steps), then one PRMT looks the 4 bytes up in
+//     the 4-entry byte table {0x00, 0x0e, 0xe0, 0xee}: byte k of the mask flips nibbles 2k and 2k+1.
+//  2. Parity. s'_0 = s_0 ^ p flips nibble 0 once more (0x0e), and the +-1/4 shift is folded into the
+//     nibble lsb: with lsb = 1-p the nibble n' = n_signed - p gives n'/2 - 3.75 = (n_signed-8)/2 +- 1/4
+//     for both cosets. Both are one XOR with p * 0x1111111f.
+//  3. fp16. Pair i = (x[2i], x[2i+1]) = nibbles (i, i+4), 16 bits apart. OR the nibble into the mantissa
+//     of a constant B at bit k (weight 1/2 per unit: B = 32 for k=4, 128 for k=2, 8 for k=6), then one
+//     HADD2 with -(B + 3.75) per pair (exact). Pair 1 sits at k=4 in place, pair 0 after << 4, pairs 2 and 3
+//     at k=2 and k=6 after one >> 6.
+//
+// Cost (sm_90, per 8 values, the function inlined with its constants hoisted): LDS + address (~3),
+// POPC/LOP3/IMAD for parity (3), 4 shift/LOP3 + PRMT for the mask (5), 1 LOP3 to apply it, 2 shifts +
+// 4 LOP3 + 4 HADD2 to build the pairs (10): about 22-23 SASS instructions.
+#pragma once
+
+namespace vq_e8p_fast_detail {
+
+__device__ __forceinline__ __half2 u32_as_half2(uint32_t u) {
+    __half2_raw r;
+    r.x = (unsigned short)(u & 0xffffu);
+    r.y = (unsigned short)(u >> 16);
+    return __half2(r);
+}
+
+// fp16 constants of step 3 (both lanes): -(B + 3.75) for B = 32, 128, 8.
+constexpr uint32_t kBias32 = 0xd078d078u;   // -35.75
+constexpr uint32_t kBias128 = 0xd81ed81eu;  // -131.75
+constexpr uint32_t kBias8 = 0xc9e0c9e0u;    // -11.75
+// fp16 bases (both lanes): 32, 128, 8.
+constexpr uint32_t kBase32 = 0x50005000u;
+constexpr uint32_t kBase128 = 0x58005800u;
+constexpr uint32_t kBase8 = 0x48004800u;
+// Byte table for step 1: index (s_2k | s_2k+1 << 1) -> {0x00, 0x0e, 0xe0, 0xee}.
+constexpr uint32_t kSignTable = 0xeee00e00u;
+
+}  // namespace vq_e8p_fast_detail
+
+// Decodes one 16-bit E8P code (low 16 bits of `code`) into out[i] = (x[2i], x[2i+1]), i = 0..3.
+// `abs_table` is the 256-word packed abs table (`grid_packed_abs`), normally in shared memory.
+__device__ __forceinline__ void vq_decode_e8p_h2(uint32_t code, const uint32_t* abs_table, __half2 (&out)[4]) {
+    using namespace vq_e8p_fast_detail;
+    const uint32_t s = code & 0xffu;                              // sign byte
+    const uint32_t w = abs_table[(code >> 8) & 0xffu];            // packed abs word (LDS)
+    const uint32_t fix = (__popc(s) & 1u) * 0x1111111fu;          // p: flip nibble 0, set lsb = 1-p
+    const uint32_t g = (s | (code << 4)) & 0x0f0fu;               // s_0..3 -> bits 0..3, s_4..7 -> 8..11
+    const uint32_t idx = (g | (g << 2)) & 0x3333u;                // (s_2k, s_2k+1) -> bits 4k, 4k+1
+    const uint32_t neg = __byte_perm(kSignTable, 0u, idx);        // byte k: 0x0e*s_2k | 0xe0*s_2k+1
+    const uint32_t v = w ^ neg ^ fix;                             // signed nibbles n' = n_signed - p
+    const uint32_t hi = v >> 6;                                   // pairs 2, 3 at k = 2, 6
+    const uint32_t q0 = ((v << 4) & 0x00f000f0u) | kBase32;       // nibbles 0, 4 at k = 4
+    const uint32_t q1 = (v & 0x00f000f0u) | kBase32;              // nibbles 1, 5 at k = 4
+    const uint32_t q2 = (hi & 0x003c003cu) | kBase128;            // nibbles 2, 6 at k = 2
+    const uint32_t q3 = (hi & 0x03c003c0u) | kBase8;              // nibbles 3, 7 at k = 6
+    out[0] = __hadd2(u32_as_half2(q0), u32_as_half2(kBias32));    // (x0, x1)
+    out[1] = __hadd2(u32_as_half2(q1), u32_as_half2(kBias32));    // (x2, x3)
+    out[2] = __hadd2(u32_as_half2(q2), u32_as_half2(kBias128));   // (x4, x5)
+    out[3] = __hadd2(u32_as_half2(q3), u32_as_half2(kBias8));     // (x6, x7)
+}
