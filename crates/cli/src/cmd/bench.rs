@@ -14,6 +14,8 @@ use vqllm_vq::{synthetic::random_weight, VqConfig};
 pub enum BenchOp {
     Gemv,
     Gemm,
+    /// Decode attention over a VQ KV cache (presets cq2, cq4, vq<v,b,1>:kv) against our FP16 flash-decoding kernel.
+    Attention,
 }
 
 #[derive(Args, Debug)]
@@ -42,6 +44,21 @@ pub struct BenchArgs {
     /// Calls per timed repeat.
     #[arg(long, default_value_t = 50)]
     pub calls: usize,
+    /// Attention: sequences.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Attention: tokens per sequence.
+    #[arg(long, default_value_t = 4096)]
+    pub seq: usize,
+    /// Attention: query heads.
+    #[arg(long, default_value_t = 32)]
+    pub heads: usize,
+    /// Attention: KV heads (GQA when fewer than --heads).
+    #[arg(long, default_value_t = 32)]
+    pub kv_heads: usize,
+    /// Attention: head dimension (64 or 128).
+    #[arg(long, default_value_t = 128)]
+    pub head_dim: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,11 +104,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let op = match a.op {
         BenchOp::Gemv => Op::Gemv,
         BenchOp::Gemm => Op::Gemm,
+        BenchOp::Attention => return super::bench_attention::run(&a),
     };
-    let m = a.m.unwrap_or(match a.op {
-        BenchOp::Gemv => 1,
-        BenchOp::Gemm => 2048,
-    });
+    let m = a.m.unwrap_or(if op == Op::Gemv { 1 } else { 2048 });
     let presets: Vec<String> = if a.preset == "all" {
         vqllm_vq::WEIGHT_PRESETS
             .iter()

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_attention;
 pub mod codegen;
 pub mod plan;
