@@ -22,18 +22,41 @@
 //     HADD2 with -(B + 3.75) per pair (exact). Pair 1 sits at k=4 in place, pair 0 after << 4, pairs 2 and 3
 //     at k=2 and k=6 after one >> 6.
 //
-// Cost (sm_90, per 8 values, the function inlined with its constants hoisted): LDS + address (~3),
-// POPC/LOP3/IMAD for parity (3), 4 shift/LOP3 + PRMT for the mask (5), 1 LOP3 to apply it, 2 shifts +
-// 4 LOP3 + 4 HADD2 to build the pairs (10): about 22-23 SASS instructions.
+// Cost, measured with nvdisasm on NVRTC (CUDA 13) sm_90 output: 23 SASS instructions per code in a
+// straight-line kernel (2 address ops + LDS, LOP3 for s, POPC + LOP3 + IMAD parity, 2 shifts + 2 LOP3
+// + PRMT mask, 1 LOP3 apply, 2 shifts + 4 LOP3 + 4 HADD2 pairs), plus register copies of 4 constants
+// (sign table, three bases) that ptxas re-materializes inside loops; in a 4x-unrolled loop ~26 per code
+// all included (was ~50 for vq_decode_e8p + conversions). The sign-byte spread (5) and parity (3) are
+// what QuIP#'s own kernel avoids: it stores the sign bits pre-spread (bit 4j+q for 4 codes) and folds the
+// parity once per word.
 #pragma once
 
 namespace vq_e8p_fast_detail {
 
-__device__ __forceinline__ __half2 u32_as_half2(uint32_t u) {
-    __half2_raw r;
-    r.x = (unsigned short)(u & 0xffffu);
-    r.y = (unsigned short)(u >> 16);
-    return __half2(r);
+// Inline PTX keeps the intended instruction shape (ptxas otherwise re-associates the masks of step 1 into
+// an extra LOP3, and __byte_perm adds a LOP3 that clears the selector msbs, which are zero here anyway).
+template <int kLut>
+__device__ __forceinline__ uint32_t lop3(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t d;
+    asm("lop3.b32 %0, %1, %2, %3, %4;" : "=r"(d) : "r"(a), "r"(b), "r"(c), "n"(kLut));
+    return d;
+}
+// lop3 truth tables (a = 0xf0, b = 0xcc, c = 0xaa).
+constexpr int kOrAnd = 0xa8;   // (a | b) & c
+constexpr int kAndOr = 0xea;   // (a & b) | c
+constexpr int kXor3 = 0x96;    // a ^ b ^ c
+
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
+    uint32_t d;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+    return d;
+}
+
+// One HADD2 on raw half2 bit patterns.
+__device__ __forceinline__ __half2 hadd2_bits(uint32_t a, uint32_t b) {
+    __half2 h;
+    asm("add.rn.f16x2 %0, %1, %2;" : "=r"(*reinterpret_cast<uint32_t*>(&h)) : "r"(a), "r"(b));
+    return h;
 }
 
 // fp16 constants of step 3 (both lanes): -(B + 3.75) for B = 32, 128, 8.
@@ -56,17 +79,17 @@ __device__ __forceinline__ void vq_decode_e8p_h2(uint32_t code, const uint32_t* 
     const uint32_t s = code & 0xffu;                              // sign byte
     const uint32_t w = abs_table[(code >> 8) & 0xffu];            // packed abs word (LDS)
     const uint32_t fix = (__popc(s) & 1u) * 0x1111111fu;          // p: flip nibble 0, set lsb = 1-p
-    const uint32_t g = (s | (code << 4)) & 0x0f0fu;               // s_0..3 -> bits 0..3, s_4..7 -> 8..11
-    const uint32_t idx = (g | (g << 2)) & 0x3333u;                // (s_2k, s_2k+1) -> bits 4k, 4k+1
-    const uint32_t neg = __byte_perm(kSignTable, 0u, idx);        // byte k: 0x0e*s_2k | 0xe0*s_2k+1
-    const uint32_t v = w ^ neg ^ fix;                             // signed nibbles n' = n_signed - p
+    const uint32_t g = lop3<kOrAnd>(s, code << 4, 0x0f0fu);       // s_0..3 -> bits 0..3, s_4..7 -> 8..11
+    const uint32_t idx = lop3<kOrAnd>(g, g << 2, 0x3333u);        // (s_2k, s_2k+1) -> bits 4k, 4k+1
+    const uint32_t neg = prmt(kSignTable, 0u, idx);               // byte k: 0x0e*s_2k | 0xe0*s_2k+1
+    const uint32_t v = lop3<kXor3>(w, neg, fix);                  // signed nibbles n' = n_signed - p
     const uint32_t hi = v >> 6;                                   // pairs 2, 3 at k = 2, 6
-    const uint32_t q0 = ((v << 4) & 0x00f000f0u) | kBase32;       // nibbles 0, 4 at k = 4
-    const uint32_t q1 = (v & 0x00f000f0u) | kBase32;              // nibbles 1, 5 at k = 4
-    const uint32_t q2 = (hi & 0x003c003cu) | kBase128;            // nibbles 2, 6 at k = 2
-    const uint32_t q3 = (hi & 0x03c003c0u) | kBase8;              // nibbles 3, 7 at k = 6
-    out[0] = __hadd2(u32_as_half2(q0), u32_as_half2(kBias32));    // (x0, x1)
-    out[1] = __hadd2(u32_as_half2(q1), u32_as_half2(kBias32));    // (x2, x3)
-    out[2] = __hadd2(u32_as_half2(q2), u32_as_half2(kBias128));   // (x4, x5)
-    out[3] = __hadd2(u32_as_half2(q3), u32_as_half2(kBias8));     // (x6, x7)
+    const uint32_t q0 = lop3<kAndOr>(v << 4, 0x00f000f0u, kBase32);  // nibbles 0, 4 at k = 4
+    const uint32_t q1 = lop3<kAndOr>(v, 0x00f000f0u, kBase32);       // nibbles 1, 5 at k = 4
+    const uint32_t q2 = lop3<kAndOr>(hi, 0x003c003cu, kBase128);     // nibbles 2, 6 at k = 2
+    const uint32_t q3 = lop3<kAndOr>(hi, 0x03c003c0u, kBase8);       // nibbles 3, 7 at k = 6
+    out[0] = hadd2_bits(q0, kBias32);                             // (x0, x1)
+    out[1] = hadd2_bits(q1, kBias32);                             // (x2, x3)
+    out[2] = hadd2_bits(q2, kBias128);                            // (x4, x5)
+    out[3] = hadd2_bits(q3, kBias8);                              // (x6, x7)
 }

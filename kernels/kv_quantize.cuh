@@ -4,7 +4,9 @@
 //   k_rows, v_rows  [batch, t_new, kv_heads, D] fp16   the new tokens (row i of sequence b goes to position lens[b] + i)
 //   k_cb, v_cb      [kv_heads, G, E, V] fp16           one codebook per (kv head, channel group); G = D / V, E = 2^BITS
 //   k_codes, v_codes [batch, kv_heads, cap, G] u8      the cache
-//   lens            [batch] int32                      tokens already in the cache (not updated here)
+//   lens            [batch] int32                      tokens already in the cache (read only)
+//   lens_next       [batch] int32                      written lens[b] + t_new by block (0,0,0): the host swaps the two
+//                                                      buffers, so the lengths advance without a host-to-device copy
 // Positions at or beyond `cap` are skipped: nothing is ever written out of bounds (the host checks capacity).
 //
 // Distance, bit-exact with the CPU encoder: d(e) = sum_{i=0}^{V-1} (x_i − c_i)² evaluated in f32 as
@@ -26,14 +28,16 @@ template <class Cfg>
 __device__ __forceinline__ void kv_quantize_body(const __half* __restrict__ k_rows, const __half* __restrict__ v_rows,
                                                  const __half* __restrict__ k_cb, const __half* __restrict__ v_cb,
                                                  unsigned char* __restrict__ k_codes, unsigned char* __restrict__ v_codes,
-                                                 const int* __restrict__ lens, int batch, int t_new, int kv_heads, int cap,
-                                                 int tokens_per_block) {
+                                                 const int* __restrict__ lens, int* __restrict__ lens_next, int batch,
+                                                 int t_new, int kv_heads, int cap, int tokens_per_block) {
     constexpr int V = Cfg::V, D = Cfg::D, G = D / V, E = 1 << Cfg::BITS, GPB = Cfg::GPB;
     constexpr int PER_LANE = (E + 31) / 32;
     static_assert(G % GPB == 0, "GPB must divide the number of groups");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     __half* cbs = reinterpret_cast<__half*>(smem_raw);  // [GPB][E][V]
 
+    if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0)
+        for (int b = threadIdx.x; b < batch; b += blockDim.x) lens_next[b] = min(lens[b] + t_new, cap);
     const bool is_v = blockIdx.z != 0;
     const __half* rows = is_v ? v_rows : k_rows;
     const __half* cb = is_v ? v_cb : k_cb;

@@ -128,7 +128,29 @@ __device__ __forceinline__ void vq_lookup(const RegTier<Cfg>& reg, int s, uint32
     }
 }
 
-// QuIP# E8P (version 1) decode of one 16-bit code into 8 floats, from the packed abs table
+#include "e8p_fast.cuh"
+
+// E8P decode of both stages of a vector, scaled and summed in half2: w = d0 * ss0 + d1 * ss1 (pairs in natural
+// coordinate order). ss0 is 1 for QuIP#-style weights, so the first product is skipped.
+template <int R>
+__device__ __forceinline__ void vq_decode_e8p_stages(uint32_t word, const uint32_t* abs_table, float ss0, float ss1, __half2 (&w)[4]) {
+    vq_decode_e8p_h2(word & 0xffffu, abs_table, w);
+    if (ss0 != 1.f) {
+        const __half2 s0 = __float2half2_rn(ss0);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) w[i] = __hmul2(w[i], s0);
+    }
+    if constexpr (R > 1) {
+        __half2 d1[4];
+        vq_decode_e8p_h2(word >> 16, abs_table, d1);
+        const __half2 s1 = __float2half2_rn(ss1);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) w[i] = __hfma2(d1[i], s1, w[i]);
+    }
+}
+
+// Reference-style QuIP# E8P (version 1) decode of one 16-bit code into 8 floats (kept for clarity and tests; the
+// kernels use vq_decode_e8p_h2 from e8p_fast.cuh), from the packed abs table
 // (nibble j holds coordinate P[j] = {0,2,4,6,1,3,5,7}[j] as 2v+8; see notes/vq-formats.md 1.2).
 __device__ __forceinline__ void vq_decode_e8p(uint32_t code, const uint32_t* abs_table, float (&out)[8]) {
     const uint32_t a = code >> 8;

@@ -103,15 +103,14 @@ __device__ __forceinline__ void vq_gemv_body(const uint4* __restrict__ codes, co
                 const int col = vec * V;
                 float w[V];
                 if constexpr (Cfg::E8P) {
-                    float d8[8];
                     // E8P: RB = 32, one word per vector: stage 0 in the low half, stage 1 in the high half.
-                    vq_decode_e8p(chunk[d][j] & 0xffffu, abs_s, d8);
+                    __half2 h[4];
+                    vq_decode_e8p_stages<R>(chunk[d][j], abs_s, ss0, ss1, h);
 #pragma unroll
-                    for (int i = 0; i < 8; ++i) w[i] = d8[i] * ss0;
-                    if constexpr (R > 1) {
-                        vq_decode_e8p(chunk[d][j] >> 16, abs_s, d8);
-#pragma unroll
-                        for (int i = 0; i < 8; ++i) w[i] += d8[i] * ss1;
+                    for (int i = 0; i < 4; ++i) {
+                        const float2 f = __half22float2(h[i]);
+                        w[2 * i] = f.x;
+                        w[2 * i + 1] = f.y;
                     }
                 } else {
                     const __half* cb_set = codebooks;

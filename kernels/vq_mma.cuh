@@ -42,18 +42,10 @@ __device__ __forceinline__ void vq_decode_vec(const uint32_t* chunk, int j, cons
                                               __half2* out) {
     constexpr int V = Cfg::V, R = Cfg::R, B = Cfg::B, RB = R * B;
     if constexpr (Cfg::E8P) {
-        float d0[8], d1[8];
-        vq_decode_e8p(chunk[j] & 0xffffu, abs_s, d0);
-        if constexpr (R > 1) vq_decode_e8p(chunk[j] >> 16, abs_s, d1);
+        __half2 h[4];
+        vq_decode_e8p_stages<R>(chunk[j], abs_s, ss0, ss1, h);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            float a = d0[2 * i] * ss0, b = d0[2 * i + 1] * ss0;
-            if constexpr (R > 1) {
-                a += d1[2 * i] * ss1;
-                b += d1[2 * i + 1] * ss1;
-            }
-            out[i] = __floats2half2_rn(a, b);
-        }
+        for (int i = 0; i < 4; ++i) out[i] = h[i];
     } else {
 #pragma unroll
         for (int s = 0; s < R; ++s) {

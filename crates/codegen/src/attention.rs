@@ -1026,9 +1026,9 @@ pub fn instantiate_attention(plan: &AttentionPlan) -> AttentionSource {
     let _ = write!(
         src,
         "extern \"C\" __global__ void __launch_bounds__({}) {quantize}(const __half* k_rows, const __half* v_rows, \
-         const __half* k_cb, const __half* v_cb, unsigned char* k_codes, unsigned char* v_codes, const int* lens, int batch, \
-         int t_new, int kv_heads, int cap, int tokens_per_block) {{\n  kv_quantize_body<Cfg_{key}>(k_rows, v_rows, k_cb, v_cb, \
-         k_codes, v_codes, lens, batch, t_new, kv_heads, cap, tokens_per_block);\n}}\n",
+         const __half* k_cb, const __half* v_cb, unsigned char* k_codes, unsigned char* v_codes, const int* lens, int* lens_next, \
+         int batch, int t_new, int kv_heads, int cap, int tokens_per_block) {{\n  kv_quantize_body<Cfg_{key}>(k_rows, v_rows, k_cb, \
+         v_cb, k_codes, v_codes, lens, lens_next, batch, t_new, kv_heads, cap, tokens_per_block);\n}}\n",
         32 * plan.quantize_warps
     );
     let (attention, values) = match plan.dataflow {

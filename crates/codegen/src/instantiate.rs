@@ -14,6 +14,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "vq_common.cuh",
         include_str!("../../../kernels/vq_common.cuh"),
     ),
+    (
+        "e8p_fast.cuh",
+        include_str!("../../../kernels/e8p_fast.cuh"),
+    ),
     ("vq_gemv.cuh", include_str!("../../../kernels/vq_gemv.cuh")),
     (
         "vq_lut_gemv.cuh",

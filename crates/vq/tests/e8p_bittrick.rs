@@ -16,8 +16,20 @@ const K_BASE32: u32 = 0x5000_5000;
 const K_BASE128: u32 = 0x5800_5800;
 const K_BASE8: u32 = 0x4800_4800;
 const K_SIGN_TABLE: u32 = 0xeee0_0e00;
+// lop3 truth tables of the header (kOrAnd, kAndOr, kXor3).
+const K_OR_AND: u32 = 0xa8;
+const K_AND_OR: u32 = 0xea;
+const K_XOR3: u32 = 0x96;
 
-/// `__byte_perm(x, y, s)` (PTX `prmt.b32`, default mode): result byte n is byte `s[4n+2:4n]` of
+/// PTX `lop3.b32 d, a, b, c, lut`: bit i of d is bit `(a_i << 2 | b_i << 1 | c_i)` of `lut`.
+fn lop3(a: u32, b: u32, c: u32, lut: u32) -> u32 {
+    (0..32).fold(0u32, |d, i| {
+        let sel = (((a >> i) & 1) << 2) | (((b >> i) & 1) << 1) | ((c >> i) & 1);
+        d | (((lut >> sel) & 1) << i)
+    })
+}
+
+/// PTX `prmt.b32 d, x, y, s` (default mode): result byte n is byte `s[4n+2:4n]` of
 /// `{y, x}`, replaced by the replicated sign bit of that byte when `s[4n+3]` is set.
 fn byte_perm(x: u32, y: u32, s: u32) -> u32 {
     let src = ((y as u64) << 32) | x as u64;
@@ -37,7 +49,7 @@ fn byte_perm(x: u32, y: u32, s: u32) -> u32 {
     })
 }
 
-/// `__hadd2(a, b)`: lane-wise fp16 add, round to nearest even.
+/// PTX `add.rn.f16x2`: lane-wise fp16 add, round to nearest even.
 fn hadd2(a: u32, b: u32) -> u32 {
     let lane = |x: u32, y: u32| {
         let sum = f16::from_bits(x as u16).to_f64() + f16::from_bits(y as u16).to_f64();
@@ -54,25 +66,25 @@ fn decode_e8p_h2(code: u32, abs_table: &[u32; 256]) -> [u32; 4] {
     let w = abs_table[((code >> 8) & 0xff) as usize];
     // const uint32_t fix = (__popc(s) & 1u) * 0x1111111fu;
     let fix = (s.count_ones() & 1).wrapping_mul(0x1111_111f);
-    // const uint32_t g = (s | (code << 4)) & 0x0f0fu;
-    let g = (s | (code << 4)) & 0x0f0f;
-    // const uint32_t idx = (g | (g << 2)) & 0x3333u;
-    let idx = (g | (g << 2)) & 0x3333;
-    // const uint32_t neg = __byte_perm(kSignTable, 0u, idx);
+    // const uint32_t g = lop3<kOrAnd>(s, code << 4, 0x0f0fu);       // (a | b) & c
+    let g = lop3(s, code << 4, 0x0f0f, K_OR_AND);
+    // const uint32_t idx = lop3<kOrAnd>(g, g << 2, 0x3333u);
+    let idx = lop3(g, g << 2, 0x3333, K_OR_AND);
+    // const uint32_t neg = prmt(kSignTable, 0u, idx);
     let neg = byte_perm(K_SIGN_TABLE, 0, idx);
-    // const uint32_t v = w ^ neg ^ fix;
-    let v = w ^ neg ^ fix;
+    // const uint32_t v = lop3<kXor3>(w, neg, fix);                  // a ^ b ^ c
+    let v = lop3(w, neg, fix, K_XOR3);
     // const uint32_t hi = v >> 6;
     let hi = v >> 6;
-    // const uint32_t q0 = ((v << 4) & 0x00f000f0u) | kBase32;
-    let q0 = ((v << 4) & 0x00f0_00f0) | K_BASE32;
-    // const uint32_t q1 = (v & 0x00f000f0u) | kBase32;
-    let q1 = (v & 0x00f0_00f0) | K_BASE32;
-    // const uint32_t q2 = (hi & 0x003c003cu) | kBase128;
-    let q2 = (hi & 0x003c_003c) | K_BASE128;
-    // const uint32_t q3 = (hi & 0x03c003c0u) | kBase8;
-    let q3 = (hi & 0x03c0_03c0) | K_BASE8;
-    // out[0..4] = __hadd2(q_i, bias_i);
+    // const uint32_t q0 = lop3<kAndOr>(v << 4, 0x00f000f0u, kBase32);  // (a & b) | c
+    let q0 = lop3(v << 4, 0x00f0_00f0, K_BASE32, K_AND_OR);
+    // const uint32_t q1 = lop3<kAndOr>(v, 0x00f000f0u, kBase32);
+    let q1 = lop3(v, 0x00f0_00f0, K_BASE32, K_AND_OR);
+    // const uint32_t q2 = lop3<kAndOr>(hi, 0x003c003cu, kBase128);
+    let q2 = lop3(hi, 0x003c_003c, K_BASE128, K_AND_OR);
+    // const uint32_t q3 = lop3<kAndOr>(hi, 0x03c003c0u, kBase8);
+    let q3 = lop3(hi, 0x03c0_03c0, K_BASE8, K_AND_OR);
+    // out[i] = hadd2_bits(q_i, kBias32 / kBias32 / kBias128 / kBias8);   // add.rn.f16x2
     [
         hadd2(q0, K_BIAS32),
         hadd2(q1, K_BIAS32),
@@ -101,6 +113,22 @@ fn constants_are_the_documented_fp16_values() {
     }
     let table: Vec<u32> = (0..4).map(|i| (K_SIGN_TABLE >> (8 * i)) & 0xff).collect();
     assert_eq!(table, vec![0x00, 0x0e, 0xe0, 0xee]);
+}
+
+#[test]
+fn lop3_tables_compute_the_named_functions() {
+    let (a, b, c) = (0xf0f0_f0f0u32, 0xcccc_ccccu32, 0xaaaa_aaaau32);
+    assert_eq!(lop3(a, b, c, K_OR_AND), (a | b) & c);
+    assert_eq!(lop3(a, b, c, K_AND_OR), (a & b) | c);
+    assert_eq!(lop3(a, b, c, K_XOR3), a ^ b ^ c);
+    for (x, y, z) in [
+        (0x1234_5678u32, 0x9abc_def0u32, 0x0f0f_3333u32),
+        (u32::MAX, 0, 0x00f0_00f0),
+    ] {
+        assert_eq!(lop3(x, y, z, K_OR_AND), (x | y) & z);
+        assert_eq!(lop3(x, y, z, K_AND_OR), (x & y) | z);
+        assert_eq!(lop3(x, y, z, K_XOR3), x ^ y ^ z);
+    }
 }
 
 #[test]

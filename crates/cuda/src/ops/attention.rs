@@ -37,6 +37,8 @@ pub struct KvCacheGpu {
     pub k_cb: CudaSlice<f16>,
     pub v_cb: CudaSlice<f16>,
     pub lens: CudaSlice<i32>,
+    /// The other half of the lengths ping-pong: `kv_quantize` writes the advanced lengths here.
+    lens_next: CudaSlice<i32>,
     lens_host: Vec<usize>,
 }
 
@@ -88,6 +90,7 @@ impl KvCacheGpu {
             k_cb: up(k_cb)?,
             v_cb: up(v_cb)?,
             lens: gpu.alloc_zeros(batch)?,
+            lens_next: gpu.alloc_zeros(batch)?,
             lens_host: vec![0; batch],
         })
     }
@@ -236,14 +239,19 @@ impl VqAttention {
             .arg(&mut kv.k_codes)
             .arg(&mut kv.v_codes)
             .arg(&kv.lens)
+            .arg(&mut kv.lens_next)
             .arg(&batch)
             .arg(&t)
             .arg(&h)
             .arg(&cap)
             .arg(&tpb);
         unsafe { b.launch(cfg(&launch)) }?;
-        let lens: Vec<usize> = kv.lens_host.iter().map(|l| l + t_new).collect();
-        kv.set_lens(gpu, &lens)
+        // The kernel wrote lens + t_new into lens_next: swap instead of copying from the host.
+        std::mem::swap(&mut kv.lens, &mut kv.lens_next);
+        for l in kv.lens_host.iter_mut() {
+            *l += t_new;
+        }
+        Ok(())
     }
 
     /// `out = softmax(q·Kᵀ / sqrt(d)) · V` over each sequence's cached tokens (one query token per sequence).
