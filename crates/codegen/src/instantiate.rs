@@ -25,6 +25,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("vq_mma.cuh", include_str!("../../../kernels/vq_mma.cuh")),
     (
+        "vq_dequant.cuh",
+        include_str!("../../../kernels/vq_dequant.cuh"),
+    ),
+    (
         "hadamard.cuh",
         include_str!("../../../kernels/hadamard.cuh"),
     ),
@@ -118,6 +122,7 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         KernelKind::Dequant => ("vq_gemv.cuh", "vq_gemv"),
         KernelKind::Lut => ("vq_lut_gemv.cuh", "vq_lut_gemv"),
         KernelKind::Mma => ("vq_mma.cuh", "vq_mma"),
+        KernelKind::DequantGemm => ("vq_dequant.cuh", "vq_dequant"),
     };
     let mut src = String::new();
     let _ = writeln!(
@@ -140,6 +145,9 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
             "vq_gemv_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, x, y, ws, rows, cols, kb, tiles_per_split, ss0, ss1, ss2, ss3);"
         ),
         KernelKind::Lut => format!("vq_lut_gemv_body<Cfg_{key}>(codes, codebooks, scales, x, y, ws, rows, cols, kb, /* chunks */ tiles_per_split);"),
+        KernelKind::DequantGemm => format!(
+            "vq_dequant_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, y, rows, cols, kb, ss0, ss1); (void)x; (void)ws; (void)tiles_per_split;"
+        ),
         KernelKind::Mma => format!(
             "vq_mma_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, x, y, ws, m_total, rows, cols, kb, tiles_per_split, ss0, ss1);"
         ),

@@ -156,3 +156,38 @@ fn sanitizer_subset() {
     }
     assert!(ran >= 60, "{ran}");
 }
+
+/// Large batches at the auto level take the dequantize-then-cuBLAS path.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn large_batch_gemm_path_matches_reference() {
+    let gpu = Gpu::new(0).expect("GPU");
+    let cache = ModuleCache::memory_only();
+    for (i, c) in configs().into_iter().enumerate() {
+        let plan = Plan::new(
+            &c,
+            Op::Gemm,
+            130,
+            c.v * 8 * 40,
+            203,
+            Level::Auto,
+            gpu.spec(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.kernel, vqllm_codegen::KernelKind::DequantGemm, "{c}");
+        let e = check(
+            &gpu,
+            &cache,
+            &c,
+            Level::Auto,
+            Op::Gemm,
+            130,
+            203,
+            c.v * 8 * 40,
+            1000 + i as u64,
+        )
+        .unwrap();
+        println!("ok  {c:<28} dequant+cuBLAS m=130  rel.err {e:.2e}");
+    }
+}

@@ -61,6 +61,8 @@ pub struct VqLinear {
     hadamard: Option<(CudaFunction, usize)>,
     stage_scales: [f32; 4],
     kb: i32,
+    /// Large-batch GeMM: the dense fp16 weight the dequantize kernel writes, and cuBLAS.
+    dense: Option<(CudaSlice<f16>, crate::cublas::Blas)>,
 }
 
 impl VqLinear {
@@ -141,6 +143,11 @@ impl VqLinear {
             None
         };
         let ws = gpu.alloc_zeros::<f32>(plan.m * plan.n)?;
+        let dense = if plan.kernel == KernelKind::DequantGemm {
+            Some((gpu.alloc_zeros::<f16>(plan.n * plan.k)?, gpu.blas()?))
+        } else {
+            None
+        };
         let mut stage_scales = [1.0f32; 4];
         for (d, s) in stage_scales.iter_mut().zip(&packed.stage_scales) {
             *d = *s;
@@ -161,6 +168,7 @@ impl VqLinear {
             finalize,
             hadamard,
             stage_scales,
+            dense,
         })
     }
 
@@ -212,6 +220,43 @@ impl VqLinear {
             x
         };
         let codes = &self.codes[copy % self.codes.len()];
+        if let Some((w, blas)) = &mut self.dense {
+            // Dequantize into the dense scratch (scales applied), then cuBLAS.
+            let cfg = LaunchConfig {
+                grid_dim: p.grid,
+                block_dim: (p.block, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let [ss0, ss1, ss2, ss3] = self.stage_scales;
+            let mut b = stream.launch_builder(&self.main);
+            b.arg(codes)
+                .arg(&self.codebooks)
+                .arg(&self.scales)
+                .arg(&self.e8p_abs)
+                .arg(xin)
+                .arg(&mut *w)
+                .arg(&mut self.ws)
+                .arg(&m)
+                .arg(&rows)
+                .arg(&cols)
+                .arg(&self.kb)
+                .arg(&tps)
+                .arg(&ss0)
+                .arg(&ss1)
+                .arg(&ss2)
+                .arg(&ss3);
+            unsafe { b.launch(cfg) }?;
+            return blas.hgemm_xwt(
+                crate::cublas::GemmShape {
+                    m: p.m,
+                    n: p.n,
+                    k: p.k,
+                },
+                xin,
+                &*w,
+                y,
+            );
+        }
         let cfg = LaunchConfig {
             grid_dim: p.grid,
             block_dim: (p.block, 1, 1),
