@@ -44,6 +44,7 @@ fn to_f32(x: &[f16]) -> Vec<f32> {
 }
 
 /// One case; None when the planner rejects the level for this shape.
+#[allow(clippy::too_many_arguments)]
 fn check(
     gpu: &Gpu,
     cache: &ModuleCache,

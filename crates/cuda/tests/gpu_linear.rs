@@ -20,6 +20,7 @@ fn rel_err(got: &[f32], want: &[f32]) -> f64 {
 }
 
 /// Runs one (config, level, m) case; returns Ok(None) when the planner rejects the combination.
+#[allow(clippy::too_many_arguments)]
 fn check(
     gpu: &Gpu,
     cache: &ModuleCache,

@@ -59,14 +59,14 @@ impl KvCacheGpu {
             return bad("K and V codebooks disagree on heads, head_dim or config".into());
         }
         let c = &k_cb.config;
-        if !c.is_kv() || c.r != 1 || c.b > 8 || k_cb.head_dim % c.v != 0 {
+        if !c.is_kv() || c.r != 1 || c.b > 8 || !k_cb.head_dim.is_multiple_of(c.v) {
             return bad(format!("{c} with head_dim {} is not a supported KV cache config (v | head_dim, b <= 8, r = 1)", k_cb.head_dim));
         }
         let n_cb = k_cb.kv_heads * k_cb.groups() * c.entries() * c.v;
         if k_cb.codebooks.len() != n_cb || v_cb.codebooks.len() != n_cb {
             return bad(format!("codebooks must hold {n_cb} values"));
         }
-        if batch == 0 || cap == 0 || cap % 2 != 0 {
+        if batch == 0 || cap == 0 || !cap.is_multiple_of(2) {
             return bad(format!(
                 "batch {batch} and capacity {cap} must be positive, capacity even"
             ));
@@ -326,7 +326,7 @@ impl VqAttention {
                 let values = self.values.as_ref().ok_or_else(|| {
                     CudaError::InvalidArgument("group split without a values kernel".into())
                 })?;
-                let launch = p.values_launch.clone().ok_or_else(|| {
+                let launch = p.values_launch.ok_or_else(|| {
                     CudaError::InvalidArgument("group split without a values launch".into())
                 })?;
                 let tile = values_tile() as i32;
@@ -373,6 +373,7 @@ impl VqAttention {
     }
 
     /// The FP16 flash-decoding baseline on fp16 K / V `[batch, kv_heads, cap, head_dim]`.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_fp16(
         &mut self,
         gpu: &Gpu,
