@@ -92,9 +92,12 @@ __device__ __forceinline__ void vq_lut_gemv_body(const uint4* __restrict__ codes
     __syncthreads();
 
     // Lane (g, t) reads group t + 4·((j + g) mod VPC) at step j: one base address per step, computed once.
-    int toff[VPC];  // 32-bit offsets, not pointers: half the registers
+    // 32-bit shared-window byte addresses of this lane's column of the table at each step: a lookup is then
+    // PRMT (byte codes) + LEA + LDS [addr + stage offset as an immediate] + FADD.
+    const uint32_t table_s = (uint32_t)__cvta_generic_to_shared(table);
+    uint32_t toff[VPC];
 #pragma unroll
-    for (int j = 0; j < VPC; ++j) toff[j] = t + 4 * ((j + g) % VPC);
+    for (int j = 0; j < VPC; ++j) toff[j] = table_s + 4u * (t + 4 * ((j + g) % VPC));
 
     auto process = [&](int c, uint32_t (&cur)[RPW][4]) {
 #pragma unroll
@@ -110,9 +113,13 @@ __device__ __forceinline__ void vq_lut_gemv_body(const uint4* __restrict__ codes
                     constexpr int MASK = ENTRIES - 1;
                     const int bit = j * RB + s * B;
                     uint32_t idx;
-                    if ((bit % 32) + B <= 32) idx = (cur[d][bit / 32] >> (bit % 32)) & MASK;
+                    if (B == 8 && bit % 8 == 0) idx = __byte_perm(cur[d][bit / 32], 0u, 0x4440u | ((bit % 32) / 8));
+                    else if ((bit % 32) + B <= 32) idx = (cur[d][bit / 32] >> (bit % 32)) & MASK;
                     else idx = __funnelshift_r(cur[d][bit / 32], cur[d][(bit / 32 + 1) & 3], bit % 32) & MASK;
-                    a += table[toff[j] + (s * ENTRIES + (int)idx) * TG];
+                    float e;
+                    // ptxas folds the stage offset into the LDS immediate.
+                    asm volatile("ld.shared.f32 %0, [%1];" : "=f"(e) : "r"(toff[j] + idx * (TG * 4) + s * ENTRIES * TG * 4));
+                    a += e;
                 }
             }
             a += __shfl_xor_sync(VQ_FULL_MASK, a, 1);
