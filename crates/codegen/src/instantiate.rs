@@ -154,11 +154,11 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
     };
     let _ = write!(
         src,
-        "extern \"C\" __global__ void __launch_bounds__({}, {}) {entry}({args}) {{\n  (void)m_total; (void)ss2; (void)ss3;\n  {call}\n}}\n",
+        "extern \"C\" __global__ void __launch_bounds__({}{}) {entry}({args}) {{\n  (void)m_total; (void)ss2; (void)ss3;\n  {call}\n}}\n",
         plan.block,
-        // Minimum resident blocks: lets ptxas use up to 85 registers for the LUT kernel (3 blocks of 256 per SM)
-        // instead of its default cap, which spills.
-        if plan.kernel == KernelKind::Lut { 3 } else { 1 }
+        // LUT: 3 resident blocks of 256 per SM lets ptxas use up to 85 registers (its default choice spills).
+        // Others: no minimum (a minimum of 1 made ptxas raise the dequant kernel to 106 registers, 30% slower).
+        if plan.kernel == KernelKind::Lut { ", 3" } else { "" }
     );
     let finalize = format!("vq_finalize_{key}");
     let _ = write!(
