@@ -21,6 +21,10 @@ enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Print generated CUDA source, or compile every preset x op x level with NVRTC.
     Codegen(cmd::codegen::CodegenArgs),
+    /// Quantize a GGUF / safetensors model's linear weights with VQ; report errors vs INT4; write .vqst.
+    Quantize(cmd::quantize::QuantizeArgs),
+    /// Describe a GGUF, safetensors or .vqst model file.
+    Info(cmd::info::InfoArgs),
 }
 
 fn main() {
@@ -28,6 +32,8 @@ fn main() {
     let result = match cli.command {
         Command::Plan(a) => cmd::plan::run(a),
         Command::Codegen(a) => cmd::codegen::run(a),
+        Command::Quantize(a) => cmd::quantize::run(a),
+        Command::Info(a) => cmd::info::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
