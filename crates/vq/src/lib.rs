@@ -22,3 +22,11 @@ pub mod e8p;
 pub mod hadamard;
 pub mod int4;
 pub mod reference;
+
+// Quantizers and profiling (helper "quant").
+pub mod kmeans;
+pub mod residual;
+pub mod quantize;
+pub mod tile;
+pub mod cq;
+pub mod profile;
