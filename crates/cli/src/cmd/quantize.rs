@@ -3,6 +3,7 @@
 //! and writes a complete `.vqst` model (quantized linears + dense fp16 norms and embeddings).
 
 use std::collections::HashSet;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -268,6 +269,8 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     }
 
     let bar = progress_bar(targets.len() * methods.len());
+    // Without a terminal the bar is hidden: log one line per tensor instead, for long runs.
+    let interactive = std::io::stderr().is_terminal();
     let mut rep = Report {
         methods: methods
             .iter()
@@ -343,6 +346,14 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
                 out_model.tensors.push((t.name.clone(), q));
             }
             bar.inc(1);
+            if !interactive {
+                eprintln!(
+                    "[{}/{}] {} [{label}] {secs:.2} s",
+                    bar.position(),
+                    bar.length().unwrap_or(0),
+                    t.name
+                );
+            }
         }
         rep.rows.push(row);
     }
