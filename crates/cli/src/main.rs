@@ -23,6 +23,10 @@ enum Command {
     Codegen(cmd::codegen::CodegenArgs),
     /// Time generated VQ kernels against FP16 cuBLAS on the GPU.
     Bench(cmd::bench::BenchArgs),
+    /// Quantize a GGUF / safetensors model's linear weights with VQ; report errors vs INT4; write .vqst.
+    Quantize(cmd::quantize::QuantizeArgs),
+    /// Describe a GGUF, safetensors or .vqst model file.
+    Info(cmd::info::InfoArgs),
 }
 
 fn main() {
@@ -31,6 +35,8 @@ fn main() {
         Command::Plan(a) => cmd::plan::run(a),
         Command::Codegen(a) => cmd::codegen::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Quantize(a) => cmd::quantize::run(a),
+        Command::Info(a) => cmd::info::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
