@@ -21,5 +21,6 @@ vqllm_setup_nvrtc() {
       "nvidia-cuda-nvrtc>=13,<14" "nvidia-cuda-runtime>=13,<14" >&2
   fi
   export VQLLM_CUDA_INCLUDE=$pip_dir/nvidia/cu13/include
+  export VQLLM_CUDA_LIB_DIR=$pip_dir/nvidia/cu13/lib
   export LD_LIBRARY_PATH=$pip_dir/nvidia/cu13/lib:${LD_LIBRARY_PATH:-}
 }
