@@ -220,47 +220,16 @@ impl VqLinear {
             x
         };
         let codes = &self.codes[copy % self.codes.len()];
-        if let Some((w, blas)) = &mut self.dense {
-            // Dequantize into the dense scratch (scales applied), then cuBLAS.
-            let cfg = LaunchConfig {
-                grid_dim: p.grid,
-                block_dim: (p.block, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            let [ss0, ss1, ss2, ss3] = self.stage_scales;
-            let mut b = stream.launch_builder(&self.main);
-            b.arg(codes)
-                .arg(&self.codebooks)
-                .arg(&self.scales)
-                .arg(&self.e8p_abs)
-                .arg(xin)
-                .arg(&mut *w)
-                .arg(&mut self.ws)
-                .arg(&m)
-                .arg(&rows)
-                .arg(&cols)
-                .arg(&self.kb)
-                .arg(&tps)
-                .arg(&ss0)
-                .arg(&ss1)
-                .arg(&ss2)
-                .arg(&ss3);
-            unsafe { b.launch(cfg) }?;
-            return blas.hgemm_xwt(
-                crate::cublas::GemmShape {
-                    m: p.m,
-                    n: p.n,
-                    k: p.k,
-                },
-                xin,
-                &*w,
-                y,
-            );
-        }
+        // The main kernel writes y, or for the large-batch path the dense fp16 weight (scales applied) that
+        // cuBLAS then multiplies.
+        let (target, smem): (&mut CudaSlice<f16>, u32) = match &mut self.dense {
+            Some((w, _)) => (w, 0),
+            None => (&mut *y, p.smem_bytes),
+        };
         let cfg = LaunchConfig {
             grid_dim: p.grid,
             block_dim: (p.block, 1, 1),
-            shared_mem_bytes: p.smem_bytes,
+            shared_mem_bytes: smem,
         };
         let [ss0, ss1, ss2, ss3] = self.stage_scales;
         let mut b = stream.launch_builder(&self.main);
@@ -269,7 +238,7 @@ impl VqLinear {
             .arg(&self.scales)
             .arg(&self.e8p_abs)
             .arg(xin)
-            .arg(&mut *y)
+            .arg(target)
             .arg(&mut self.ws)
             .arg(&m)
             .arg(&rows)
@@ -281,6 +250,18 @@ impl VqLinear {
             .arg(&ss2)
             .arg(&ss3);
         unsafe { b.launch(cfg) }?;
+        if let Some((w, blas)) = &self.dense {
+            return blas.hgemm_xwt(
+                crate::cublas::GemmShape {
+                    m: p.m,
+                    n: p.n,
+                    k: p.k,
+                },
+                xin,
+                w,
+                y,
+            );
+        }
         if p.split > 1 {
             let total = (p.m * p.n) as i32;
             let has_scale = p.config.per_channel_scale as i32;
