@@ -83,6 +83,19 @@ struct Row {
     bytes: usize,
 }
 
+/// `all` (the ablation ladder plus auto) or a comma-separated list of levels.
+pub(super) fn parse_levels(spec: &str) -> Result<Vec<Level>> {
+    if spec == "all" {
+        let mut l = Level::LADDER.to_vec();
+        l.push(Level::Auto);
+        return Ok(l);
+    }
+    Ok(spec
+        .split(',')
+        .map(Level::parse)
+        .collect::<Result<_, _>>()?)
+}
+
 fn shapes(spec: &str) -> Result<Vec<(usize, usize)>> {
     Ok(match spec {
         "paper" => vec![(4096, 4096), (4096, 11008), (8192, 22016)],
@@ -115,16 +128,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     } else {
         a.preset.split(',').map(|s| s.trim().to_string()).collect()
     };
-    let levels: Vec<Level> = if a.level == "all" {
-        let mut l = Level::LADDER.to_vec();
-        l.push(Level::Auto);
-        l
-    } else {
-        a.level
-            .split(',')
-            .map(Level::parse)
-            .collect::<Result<_, _>>()?
-    };
+    let levels = parse_levels(&a.level)?;
     let gpu = Gpu::new(0).context("vqllm bench needs a CUDA GPU (no device or driver found)")?;
     let cache = ModuleCache::with_default_dir();
     let bw = copy_bandwidth(&gpu)?;

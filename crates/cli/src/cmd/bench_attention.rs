@@ -60,16 +60,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         calls: a.calls,
         repeats: a.repeats,
     };
-    let levels: Vec<Level> = if a.level == "all" {
-        let mut l = Level::LADDER.to_vec();
-        l.push(Level::Auto);
-        l
-    } else {
-        a.level
-            .split(',')
-            .map(Level::parse)
-            .collect::<Result<_, _>>()?
-    };
+    let levels = super::bench::parse_levels(&a.level)?;
     let presets: Vec<String> = if a.preset == "all" {
         vec!["cq2".into(), "cq4".into()]
     } else {
