@@ -289,12 +289,17 @@ impl Plan {
         );
 
         // 2. Level actually applied.
+        let auto = level == Level::Auto;
         let level = match (level, kernel) {
             (Level::Auto, KernelKind::Lut) => Level::Lut,
             (Level::Auto, _) => Level::O4,
             (l, _) => l,
         };
         let rank = level.rank();
+        // Auto with the CUDA-core GeMV keeps O3's split but reads codebooks through L1 (GC tier): measured on an
+        // H200 (docs/perf-notes.md), 16-byte entries from a shared tier lose to L1 for every learned preset at
+        // batch <= 4 (bank conflicts, and the staging halves occupancy for large codebooks).
+        let l1_codebooks = auto && kernel == KernelKind::Dequant;
 
         // 3. Block shape.
         let (mut warps, mut rows_per_warp, mut mt, mut wn, m_tile) =
@@ -354,7 +359,13 @@ impl Plan {
             (gpu.smem_per_sm / resident).min(gpu.smem_per_block_optin) - SMEM_RESERVED_PER_BLOCK;
         let (mut n_shared, mut n_reg) = (0u32, 0u32);
         let per_set_bytes = entries * entry_bytes * config.r as u32;
-        if learned && kernel != KernelKind::Lut {
+        if l1_codebooks {
+            note(
+                "codebook tier",
+                "global (L1)".into(),
+                "auto, batch <= 4: L1-cached 16-byte codebook reads beat the shared/register tiers on H200 (perf-notes v0.4)".into(),
+            );
+        } else if learned && kernel != KernelKind::Lut {
             let sets_per_block = if tensor_scope { 1 } else { 2 };
             let tk = (geo.tile_vectors() * config.v) as u32;
             let x_bytes = match kernel {
