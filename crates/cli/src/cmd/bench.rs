@@ -83,6 +83,23 @@ struct Row {
     bytes: usize,
 }
 
+/// The GPU, the kernel cache and the measured device copy bandwidth (bytes/s), with a line describing them.
+pub(super) fn open_device() -> Result<(Gpu, ModuleCache, f64)> {
+    let gpu = Gpu::new(0).context("vqllm bench needs a CUDA GPU (no device or driver found)")?;
+    let cache = ModuleCache::with_default_dir();
+    let bw = copy_bandwidth(&gpu)?;
+    let spec = gpu.spec();
+    println!(
+        "device: {} ({}), {} SMs, L2 {} MB, device copy bandwidth {:.2} TB/s",
+        spec.name,
+        spec.arch(),
+        spec.sm_count,
+        spec.l2_bytes >> 20,
+        bw / 1e12
+    );
+    Ok((gpu, cache, bw))
+}
+
 /// `all` (the ablation ladder plus auto) or a comma-separated list of levels.
 pub(super) fn parse_levels(spec: &str) -> Result<Vec<Level>> {
     if spec == "all" {
@@ -129,18 +146,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         a.preset.split(',').map(|s| s.trim().to_string()).collect()
     };
     let levels = parse_levels(&a.level)?;
-    let gpu = Gpu::new(0).context("vqllm bench needs a CUDA GPU (no device or driver found)")?;
-    let cache = ModuleCache::with_default_dir();
-    let bw = copy_bandwidth(&gpu)?;
+    let (gpu, cache, bw) = open_device()?;
     let spec = gpu.spec().clone();
-    println!(
-        "device: {} ({}), {} SMs, L2 {} MB, device copy bandwidth {:.2} TB/s",
-        spec.name,
-        spec.arch(),
-        spec.sm_count,
-        spec.l2_bytes >> 20,
-        bw / 1e12
-    );
     let opts = BenchOptions {
         warmup: 10,
         calls: a.calls,

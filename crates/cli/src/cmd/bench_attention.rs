@@ -7,9 +7,8 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use vqllm_codegen::attention::AttentionPlan;
 use vqllm_codegen::{CodegenError, Level};
-use vqllm_cuda::bench::{copies_for, copy_bandwidth, random_device_f16, time_calls, BenchOptions};
+use vqllm_cuda::bench::{copies_for, random_device_f16, time_calls, BenchOptions};
 use vqllm_cuda::ops::attention::{KvCacheGpu, VqAttention};
-use vqllm_cuda::{Gpu, ModuleCache};
 use vqllm_vq::{KvCodebooks, VqConfig};
 
 use super::bench::BenchArgs;
@@ -42,18 +41,8 @@ fn random_codebooks(config: VqConfig, kv_heads: usize, head_dim: usize, seed: u6
 
 pub fn run(a: &BenchArgs) -> Result<()> {
     let (b, t, hq, hkv, d) = (a.batch, a.seq, a.heads, a.kv_heads, a.head_dim);
-    let gpu = Gpu::new(0).context("vqllm bench needs a CUDA GPU (no device or driver found)")?;
-    let cache = ModuleCache::with_default_dir();
-    let bw = copy_bandwidth(&gpu)?;
+    let (gpu, cache, _) = super::bench::open_device()?;
     let spec = gpu.spec().clone();
-    println!(
-        "device: {} ({}), {} SMs, L2 {} MB, device copy bandwidth {:.2} TB/s",
-        spec.name,
-        spec.arch(),
-        spec.sm_count,
-        spec.l2_bytes >> 20,
-        bw / 1e12
-    );
     println!("attention decode: batch {b}, {t} tokens, {hq} q heads, {hkv} KV heads, head dim {d}");
     let opts = BenchOptions {
         warmup: 10,
