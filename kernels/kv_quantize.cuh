@@ -50,9 +50,14 @@ __device__ __forceinline__ void kv_quantize_body(const __half* __restrict__ k_ro
     const int row1 = min(total, row0 + tokens_per_block);
 
     // Stage the codebooks of groups [g0, g0 + GPB) of head h: GPB·E·V halves, contiguous in global memory.
-    {
+    // Decode (a token or two per block: each warp encodes at most one group) reads each entry once, so there the
+    // warps read the codebook straight from global memory (coalesced, L2-resident) and skip the staging and the
+    // barrier; the condition is uniform across the block.
+    const bool direct = (row1 - row0) * GPB <= (int)(blockDim.x / 32);
+    const __half* cb_head = cb + ((size_t)h * G + g0) * E * V;
+    if (!direct) {
         constexpr int HALVES = GPB * E * V;
-        const __half* src = cb + ((size_t)h * G + g0) * E * V;
+        const __half* src = cb_head;
         if constexpr (HALVES % 8 == 0) {
             const uint4* s4 = reinterpret_cast<const uint4*>(src);
             uint4* d4 = reinterpret_cast<uint4*>(cbs);
@@ -60,8 +65,9 @@ __device__ __forceinline__ void kv_quantize_body(const __half* __restrict__ k_ro
         } else {
             for (int i = threadIdx.x; i < HALVES; i += blockDim.x) cbs[i] = src[i];
         }
+        __syncthreads();
     }
-    __syncthreads();
+    const __half* cb_read = direct ? cb_head : cbs;
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
     const int pairs = (row1 - row0) * GPB;
@@ -78,7 +84,7 @@ __device__ __forceinline__ void kv_quantize_body(const __half* __restrict__ k_ro
         for (int k = 0; k < PER_LANE; ++k) {
             const int e = lane + 32 * k;
             if (e < E) {
-                const __half* c = cbs + ((size_t)gl * E + e) * V;
+                const __half* c = cb_read + ((size_t)gl * E + e) * V;
                 float d = 0.f;
 #pragma unroll
                 for (int cc = 0; cc < V; ++cc) {
