@@ -86,6 +86,9 @@ struct Row {
 /// The GPU, the kernel cache and the measured device copy bandwidth (bytes/s), with a line describing them.
 pub(super) fn open_device() -> Result<(Gpu, ModuleCache, f64)> {
     let gpu = Gpu::new(0).context("vqllm bench needs a CUDA GPU (no device or driver found)")?;
+    // SAFETY: every buffer the benches create is used on this Gpu's one stream (kernels, copies and cuBLAS), so
+    // cudarc's per-buffer event tracking (host work on every launch, which shows at batch 1) is not needed.
+    unsafe { gpu.disable_event_tracking() };
     let cache = ModuleCache::with_default_dir();
     let bw = copy_bandwidth(&gpu)?;
     let spec = gpu.spec();
