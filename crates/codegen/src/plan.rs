@@ -324,7 +324,15 @@ impl Plan {
                 } else {
                     (m.div_ceil(16) as u32).min(8)
                 };
-                wn = if m >= 128 { 2 } else { 1 };
+                // Small batches: 4 row blocks per warp, so a block's 128 weight rows share one staged activation
+                // tile (with 1, every 32 rows restaged it: ~4x the weight bytes of L2 traffic at m = 16).
+                wn = if m >= 128 {
+                    2
+                } else if m <= 32 {
+                    4
+                } else {
+                    1
+                };
                 if m < 128 {
                     warps = 4;
                 }
