@@ -1,6 +1,6 @@
 // Fast QuIP# E8P (codebook version 1) decode straight to fp16 pairs.
 //
-// Same result as `vq_decode_e8p` in vq_common.cuh (and `decode_e8p` in crates/vq/src/e8p.rs) rounded to
+// Same result as `decode_e8p` in crates/vq/src/e8p.rs (the CPU reference) rounded to
 // fp16; every E8P coordinate is a multiple of 1/4 with |x| <= 3.75, so the fp16 values are exact.
 // Needs <cuda_fp16.h> and uint32_t. The emulation test crates/vq/tests/e8p_bittrick.rs mirrors every line
 // of `vq_decode_e8p_h2` and checks all 65,536 codes; keep the two in sync.
@@ -26,7 +26,7 @@
 // straight-line kernel (2 address ops + LDS, LOP3 for s, POPC + LOP3 + IMAD parity, 2 shifts + 2 LOP3
 // + PRMT mask, 1 LOP3 apply, 2 shifts + 4 LOP3 + 4 HADD2 pairs), plus register copies of 4 constants
 // (sign table, three bases) that ptxas re-materializes inside loops; in a 4x-unrolled loop ~26 per code
-// all included (was ~50 for vq_decode_e8p + conversions). The sign-byte spread (5) and parity (3) are
+// all included (was ~50 for the straightforward fp32 decode + conversions). The sign-byte spread (5) and parity (3) are
 // what QuIP#'s own kernel avoids: it stores the sign bits pre-spread (bit 4j+q for 4 codes) and folds the
 // parity once per word.
 #pragma once

@@ -149,25 +149,6 @@ __device__ __forceinline__ void vq_decode_e8p_stages(uint32_t word, const uint32
     }
 }
 
-// Reference-style QuIP# E8P (version 1) decode of one 16-bit code into 8 floats (kept for clarity and tests; the
-// kernels use vq_decode_e8p_h2 from e8p_fast.cuh), from the packed abs table
-// (nibble j holds coordinate P[j] = {0,2,4,6,1,3,5,7}[j] as 2v+8; see notes/vq-formats.md 1.2).
-__device__ __forceinline__ void vq_decode_e8p(uint32_t code, const uint32_t* abs_table, float (&out)[8]) {
-    const uint32_t a = code >> 8;
-    uint32_t s = code & 0xffu;
-    const uint32_t p = __popc(s) & 1u;
-    s ^= p;
-    const uint32_t w = abs_table[a];
-    const float shift = p ? -0.25f : 0.25f;
-    constexpr int P[8] = {0, 2, 4, 6, 1, 3, 5, 7};
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-        float v = (float)((int)((w >> (4 * j)) & 15u) - 8) * 0.5f;
-        v = ((s >> j) & 1u) ? -v : v;
-        out[P[j]] = v + shift;
-    }
-}
-
 // Index of the codebook set for weight row `row` and input column `col` (tile scopes; 0 otherwise).
 template <class Cfg>
 __device__ __forceinline__ int vq_set_of(int row, int col, int cols) {

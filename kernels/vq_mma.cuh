@@ -9,12 +9,12 @@
 // For V = 2 a k16 step spans two blocks: slots (2t,2t+1) -> block 2σ', (2t+8,2t+9) -> block 2σ'+1.
 // The tile layout (docs/kernel-layout.md) already hands lane (g, t) exactly those vectors, so each lane
 // decodes its vectors once into registers and feeds them to every m16 slice of the block's activations.
-// When Cfg::SMEM_FUSION is set the decoded tile goes through shared memory instead (the paper's fallback path),
-// kept for the ablation.
+// Every level of this kernel uses this fusion (the layout makes it free), so O4 equals O3 here; the paper's
+// shared-memory exchange path is not implemented.
 //
 // Block: WARPS warps; warp w owns WN row blocks (8 weight rows each); all warps share BM activation rows
 // (BM = 16·MT) staged per k tile in shared memory with a padded row stride (conflict-free 8-byte fragment loads).
-// Extra Cfg members: MT, WN, WARPS, SPLIT, SMEM_FUSION.
+// Extra Cfg members: MT, WN, WARPS, SPLIT.
 #pragma once
 #include "vq_common.cuh"
 

@@ -8,8 +8,9 @@
 //! - `O2`:  O1 + register tier: the `n_reg` hottest entries held one per lane, fetched with shuffles;
 //! - `O3`:  O2 + codebook-centric dataflow: the reduction axis is split `s` ways (global reduction) so each block
 //!   loads its codebook set once and the grid fills the GPU;
-//! - `O4`:  O3 + register-level fusion for tensor-core kernels (decoded vectors feed `mma` fragments directly);
-//!   for the CUDA-core GeMV the decoded layout already matches the dot product, so O4 = O3 there;
+//! - `O4`:  O3 + register-level fusion. The tile layout permutes the reduction index so each lane decodes exactly the
+//!   `mma` fragment elements it needs (no shuffles, no shared-memory exchange); the CUDA-core GeMV needs no
+//!   exchange at all. Both kernels use this layout at every level, so O4 = O3 in practice;
 //! - `Lut`: lookup-table GeMV (batch 1, one codebook set per tensor).
 
 use crate::error::{CodegenError, Result};
