@@ -277,9 +277,11 @@ impl AttentionPlan {
             note(
                 "level",
                 pick.to_string(),
-                format!("auto: {tokens} cached tokens x sequences ({}= 8192: the table build is amortised {})",
-                    if tokens >= 8192 { ">" } else { "<" },
-                    if tokens >= 8192 { "-> LUT" } else { "poorly -> SC" }),
+                if tokens >= 8192 {
+                    format!("auto: {tokens} cached tokens x sequences >= 8192: the table build is amortised -> LUT")
+                } else {
+                    format!("auto: {tokens} cached tokens x sequences < 8192: the table build is amortised poorly -> SC")
+                },
             );
             pick
         } else {

@@ -57,7 +57,7 @@ impl KernelArgs {
         match self.op.as_str() {
             "gemv" => Ok(Op::Gemv),
             "gemm" => Ok(Op::Gemm),
-            o => anyhow::bail!("unknown --op `{o}` (gemv, gemm; attention is planned with `--op attention` once available)"),
+            o => anyhow::bail!("unknown --op `{o}` (gemv, gemm, attention)"),
         }
     }
 
@@ -110,10 +110,45 @@ pub struct PlanArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Attention (`--op attention`, presets cq2, cq4, vq<v,b,1>:kv): sequences.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Attention: longest sequence (tokens).
+    #[arg(long, default_value_t = 4096)]
+    pub seq: usize,
+    /// Attention: query heads.
+    #[arg(long, default_value_t = 32)]
+    pub heads: usize,
+    /// Attention: KV heads.
+    #[arg(long, default_value_t = 32)]
+    pub kv_heads: usize,
+    /// Attention: head dimension (64 or 128).
+    #[arg(long, default_value_t = 128)]
+    pub head_dim: usize,
 }
 
 pub fn run(a: PlanArgs) -> Result<()> {
     let gpu = a.kernel.gpu()?;
+    if a.kernel.op == "attention" {
+        let level = Level::parse(&a.kernel.level)?;
+        let plan = vqllm_codegen::attention::AttentionPlan::new(
+            &a.kernel.config()?,
+            a.batch,
+            a.seq,
+            a.heads,
+            a.kv_heads,
+            a.head_dim,
+            level,
+            &gpu,
+        )?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            println!("device: {} ({})", gpu.name, gpu.arch());
+            println!("{plan}");
+        }
+        return Ok(());
+    }
     let plan = a.kernel.plan(&gpu)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
