@@ -107,6 +107,25 @@ __device__ __forceinline__ void attn_write_result(__half* __restrict__ out, floa
     }
 }
 
+// What a flash-decoding block covers: sequence b = blockIdx.y, q heads [hq0, hq0 + qpb) sharing KV head h, and
+// tokens [t0, t1) of token chunk `split` (n = t1 - t0, 0 for chunks past the sequence's length).
+struct AttnBlock {
+    int b, hq0, h, len, t0, t1, n;
+};
+
+__device__ __forceinline__ AttnBlock attn_block(const int* __restrict__ lens, int cap, int q_heads, int kv_heads, int qpb,
+                                                int chunk, int split) {
+    AttnBlock r;
+    r.b = blockIdx.y;
+    r.hq0 = blockIdx.x * qpb;
+    r.h = r.hq0 / (q_heads / kv_heads);
+    r.len = min(lens[r.b], cap);
+    r.t0 = split * chunk;
+    r.t1 = min(r.len, r.t0 + chunk);
+    r.n = max(0, r.t1 - r.t0);
+    return r;
+}
+
 template <class Cfg>
 __device__ __forceinline__ void attn_fp16_body(const __half* __restrict__ q, const __half* __restrict__ k,
                                                const __half* __restrict__ v, const int* __restrict__ lens,
@@ -123,14 +142,7 @@ __device__ __forceinline__ void attn_fp16_body(const __half* __restrict__ q, con
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int sub = lane % LPT, slot = lane / LPT;
-    const int b = blockIdx.y;
-    const int n_rep = q_heads / kv_heads;
-    const int hq0 = blockIdx.x * QPB;
-    const int h = hq0 / n_rep;
-    const int len = min(lens[b], cap);
-    const int t0 = blockIdx.z * chunk;
-    const int t1 = min(len, t0 + chunk);
-    const int n = max(0, t1 - t0);
+    const auto [b, hq0, h, len, t0, t1, n] = attn_block(lens, cap, q_heads, kv_heads, QPB, chunk, blockIdx.z);
 
     // This lane's 8 query channels of each q head, pre-scaled into the log2 domain.
     float qf[QPB][8];

@@ -119,6 +119,22 @@ __device__ __forceinline__ void vqa_load_codes(const unsigned char* p, uint32_t 
     }
 }
 
+// Codes of tokens t, t + 32, ..., t + 32·(U-1) (one lane's tokens of a warp step; row stride G bytes), all loads in
+// flight before use; tokens at or past t1 read as code 0 (never used: their probabilities / scores are masked).
+template <int GS, int U>
+__device__ __forceinline__ void vqa_load_token_codes(const unsigned char* __restrict__ codes, int G, int t, int t1,
+                                                     uint32_t (&w)[U][GS / 4]) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        if (t + 32 * u < t1) {
+            vqa_load_codes<GS>(codes + (size_t)(t + 32 * u) * G, w[u]);
+        } else {
+#pragma unroll
+            for (int i = 0; i < GS / 4; ++i) w[u][i] = 0u;
+        }
+    }
+}
+
 // Code j (compile-time after unrolling) of a row of words.
 template <int N>
 __device__ __forceinline__ uint32_t vqa_byte(const uint32_t (&w)[N], int j) {
@@ -230,16 +246,7 @@ __device__ __forceinline__ void vqa_k_dequant(const unsigned char* __restrict__ 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     for (int tb = t0 + warp * 32 * U; tb < t1; tb += NW * 32 * U) {
         uint32_t w[U][GS / 4];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int t = tb + u * 32 + lane;
-            if (t < t1) {
-                vqa_load_codes<GS>(codes + (size_t)t * G, w[u]);
-            } else {
-#pragma unroll
-                for (int i = 0; i < GS / 4; ++i) w[u][i] = 0u;
-            }
-        }
+        vqa_load_token_codes<GS, U>(codes, G, tb + lane, t1, w);
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int t = tb + u * 32 + lane;
@@ -376,16 +383,7 @@ __device__ __forceinline__ void vqa_v_reg(const unsigned char* __restrict__ code
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     for (int tb = t0 + warp * 32 * U; tb < t1; tb += NW * 32 * U) {
         uint32_t w[U][GS / 4];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int t = tb + u * 32 + lane;
-            if (t < t1) {
-                vqa_load_codes<GS>(codes + (size_t)t * G, w[u]);
-            } else {
-#pragma unroll
-                for (int i = 0; i < GS / 4; ++i) w[u][i] = 0u;
-            }
-        }
+        vqa_load_token_codes<GS, U>(codes, G, tb + lane, t1, w);
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int t = tb + u * 32 + lane;
@@ -688,14 +686,7 @@ __device__ __forceinline__ void vqa_fused_body(const __half* __restrict__ q, con
     float* qs = reinterpret_cast<float*>(smem_raw + Sm::QS);
     float* sc = reinterpret_cast<float*>(smem_raw + Sm::SC);
 
-    const int b = blockIdx.y;
-    const int n_rep = q_heads / kv_heads;
-    const int hq0 = blockIdx.x * QPB;
-    const int h = hq0 / n_rep;
-    const int len = min(lens[b], cap);
-    const int t0 = blockIdx.z * chunk;
-    const int t1 = min(len, t0 + chunk);
-    const int n = max(0, t1 - t0);
+    const auto [b, hq0, h, len, t0, t1, n] = attn_block(lens, cap, q_heads, kv_heads, QPB, chunk, blockIdx.z);
     const size_t head = (size_t)b * kv_heads + h;
     const unsigned char* kc = k_codes + head * cap * G;
     const unsigned char* vc = v_codes + head * cap * G;
@@ -809,13 +800,8 @@ __device__ __forceinline__ void vqa_scores_body(const __half* __restrict__ q, co
     extern __shared__ __align__(16) unsigned char smem_raw[];
     float* qs = reinterpret_cast<float*>(smem_raw + Sm::QS);
     __half* cbs = reinterpret_cast<__half*>(smem_raw + Sm::CBS);
-    const int b = blockIdx.y, s = blockIdx.z % S, ts = blockIdx.z / S;
-    const int n_rep = q_heads / kv_heads;
-    const int hq0 = blockIdx.x * QPB;
-    const int h = hq0 / n_rep;
-    const int len = min(lens[b], cap);
-    const int t0 = ts * chunk;
-    const int t1 = min(len, t0 + chunk);
+    const int s = blockIdx.z % S;
+    const auto [b, hq0, h, len, t0, t1, n] = attn_block(lens, cap, q_heads, kv_heads, QPB, chunk, blockIdx.z / S);
     const size_t head = (size_t)b * kv_heads + h;
     const unsigned char* kc = k_codes + head * cap * G + s * GS;
     const __half* kcb = k_cb + ((size_t)h * G + s * GS) * E * V;

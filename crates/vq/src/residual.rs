@@ -298,15 +298,20 @@ fn stage_indexes(rc: &ResidualCodes, cw: CoordWeights<'_>) -> Vec<CentroidIndex>
         .collect()
 }
 
+/// Length of a search query: per-point coordinate weights travel with the point (`2 * dim` values).
+fn query_dim(cw: CoordWeights<'_>, dim: usize) -> usize {
+    if matches!(cw, CoordWeights::PerPoint(_)) {
+        2 * dim
+    } else {
+        dim
+    }
+}
+
 /// Re-chooses each stage's code given the other stages; a code changes only if the error strictly drops.
 fn coordinate_descent_pass(rc: &mut ResidualCodes, data: &[f32], cw: CoordWeights<'_>) {
     let (dim, r, k) = (rc.dim, rc.stages, rc.k);
     let indexes = stage_indexes(rc, cw);
-    let qdim = if matches!(cw, CoordWeights::PerPoint(_)) {
-        2 * dim
-    } else {
-        dim
-    };
+    let qdim = query_dim(cw, dim);
     let cbs = &rc.codebooks;
     rc.codes
         .par_chunks_mut(CHUNK * r)
@@ -351,11 +356,7 @@ fn coordinate_descent_pass(rc: &mut ResidualCodes, data: &[f32], cw: CoordWeight
 fn beam_pass(rc: &mut ResidualCodes, data: &[f32], cw: CoordWeights<'_>, beam: usize) {
     let (dim, r, k) = (rc.dim, rc.stages, rc.k);
     let indexes = stage_indexes(rc, cw);
-    let qdim = if matches!(cw, CoordWeights::PerPoint(_)) {
-        2 * dim
-    } else {
-        dim
-    };
+    let qdim = query_dim(cw, dim);
     let cbs = &rc.codebooks;
     rc.codes
         .par_chunks_mut(CHUNK * r)

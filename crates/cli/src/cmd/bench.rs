@@ -44,21 +44,8 @@ pub struct BenchArgs {
     /// Calls per timed repeat.
     #[arg(long, default_value_t = 50)]
     pub calls: usize,
-    /// Attention: sequences.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
-    /// Attention: tokens per sequence.
-    #[arg(long, default_value_t = 4096)]
-    pub seq: usize,
-    /// Attention: query heads.
-    #[arg(long, default_value_t = 32)]
-    pub heads: usize,
-    /// Attention: KV heads (GQA when fewer than --heads).
-    #[arg(long, default_value_t = 32)]
-    pub kv_heads: usize,
-    /// Attention: head dimension (64 or 128).
-    #[arg(long, default_value_t = 128)]
-    pub head_dim: usize,
+    #[command(flatten)]
+    pub attention: super::plan::AttentionShape,
 }
 
 #[derive(Debug, Serialize)]

@@ -40,7 +40,8 @@ fn random_codebooks(config: VqConfig, kv_heads: usize, head_dim: usize, seed: u6
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {
-    let (b, t, hq, hkv, d) = (a.batch, a.seq, a.heads, a.kv_heads, a.head_dim);
+    let s = &a.attention;
+    let (b, t, hq, hkv, d) = (s.batch, s.seq, s.heads, s.kv_heads, s.head_dim);
     let (gpu, cache, _) = super::bench::open_device()?;
     let spec = gpu.spec().clone();
     println!("attention decode: batch {b}, {t} tokens, {hq} q heads, {hkv} KV heads, head dim {d}");

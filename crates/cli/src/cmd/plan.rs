@@ -110,16 +110,23 @@ pub struct PlanArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Attention (`--op attention`, presets cq2, cq4, vq<v,b,1>:kv): sequences.
+    #[command(flatten)]
+    pub attention: AttentionShape,
+}
+
+/// The decode-attention shape (`--op attention` / `bench attention`; presets cq2, cq4, vq<v,b,1>:kv).
+#[derive(Args, Clone, Debug)]
+pub struct AttentionShape {
+    /// Attention: sequences.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// Attention: longest sequence (tokens).
+    /// Attention: tokens per sequence (the longest).
     #[arg(long, default_value_t = 4096)]
     pub seq: usize,
     /// Attention: query heads.
     #[arg(long, default_value_t = 32)]
     pub heads: usize,
-    /// Attention: KV heads.
+    /// Attention: KV heads (GQA when fewer than --heads).
     #[arg(long, default_value_t = 32)]
     pub kv_heads: usize,
     /// Attention: head dimension (64 or 128).
@@ -133,11 +140,11 @@ pub fn run(a: PlanArgs) -> Result<()> {
         let level = Level::parse(&a.kernel.level)?;
         let plan = vqllm_codegen::attention::AttentionPlan::new(
             &a.kernel.config()?,
-            a.batch,
-            a.seq,
-            a.heads,
-            a.kv_heads,
-            a.head_dim,
+            a.attention.batch,
+            a.attention.seq,
+            a.attention.heads,
+            a.attention.kv_heads,
+            a.attention.head_dim,
             level,
             &gpu,
         )?;
