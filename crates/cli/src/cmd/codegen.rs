@@ -4,6 +4,7 @@
 use super::plan::KernelArgs;
 use anyhow::{bail, Result};
 use clap::Args;
+use vqllm_codegen::attention::{instantiate_attention, AttentionPlan};
 use vqllm_codegen::{
     instantiate, layout::hadamard_block, CodegenError, GpuSpec, Level, Op, Overrides, Plan,
 };
@@ -47,7 +48,7 @@ pub fn run(a: CodegenArgs) -> Result<()> {
 fn check_all(archs: &str) -> Result<()> {
     let (mut ok, mut failed, mut skipped) = (0, 0, 0);
     println!(
-        "{:<8} {:<10} {:<5} {:<5} {:<8} {:>5} {:>7} {:>6} {:>6}",
+        "{:<8} {:<10} {:<7} {:<5} {:<9} {:>5} {:>7} {:>6} {:>6}",
         "arch", "preset", "op", "level", "kernel", "regs", "smem", "stack", "spill"
     );
     for arch in archs.split(',').map(str::trim) {
@@ -74,30 +75,50 @@ fn check_all(archs: &str) -> Result<()> {
                             Err(e) => return Err(e.into()),
                         };
                     let ks = instantiate(&plan, c.hadamard.then(|| hadamard_block(plan.k)));
-                    match compile_cubin(&ks.entry, &ks.source, &CompileOptions::new(arch)) {
-                        Ok(m) => {
-                            let r = m.kernel(&ks.entry).cloned().unwrap_or_default();
-                            let spill = r.spill_stores + r.spill_loads;
-                            println!(
-                                "{arch:<8} {preset:<10} {:<5} {:<5} {:<8} {:>5} {:>7} {:>6} {:>6}",
-                                format!("{op:?}").to_lowercase(),
-                                level.to_string(),
-                                format!("{:?}", plan.kernel).to_lowercase(),
-                                r.registers,
-                                plan.smem_bytes,
-                                r.stack_frame,
-                                spill
-                            );
-                            if r.stack_frame > 0 || spill > 0 {
-                                println!("  warning: {} uses local memory", ks.entry);
-                            }
-                            ok += 1;
+                    let kind = format!("{:?}", plan.kernel).to_lowercase();
+                    let op = format!("{op:?}").to_lowercase();
+                    let row = Row {
+                        arch,
+                        preset,
+                        op: &op,
+                        level,
+                        kernel: &kind,
+                        smem: plan.smem_bytes,
+                    };
+                    compile_and_report(&row, &ks.entry, &ks.source, &mut ok, &mut failed);
+                }
+            }
+        }
+    }
+    // KV-cache attention: every level for cq2 / cq4 at head dims 64 and 128 (GQA 32:8), all its kernels in one unit.
+    for arch in archs.split(',').map(str::trim) {
+        let Some(gpu) = GpuSpec::for_arch(arch) else {
+            bail!("unknown arch `{arch}`")
+        };
+        for preset in ["cq2", "cq4"] {
+            let c = VqConfig::preset(preset)?;
+            for head_dim in [64, 128] {
+                for level in Level::LADDER {
+                    let plan = match AttentionPlan::new(&c, 16, 4096, 32, 8, head_dim, level, &gpu)
+                    {
+                        Ok(p) => p,
+                        Err(CodegenError::Unsupported(_) | CodegenError::DoesNotFit(_)) => {
+                            skipped += 1;
+                            continue;
                         }
-                        Err(e) => {
-                            println!("{arch:<8} {preset:<10} {op:?} {level}: COMPILE ERROR\n{e}");
-                            failed += 1;
-                        }
-                    }
+                        Err(e) => return Err(e.into()),
+                    };
+                    let src = instantiate_attention(&plan);
+                    let op = format!("attn{head_dim}");
+                    let row = Row {
+                        arch,
+                        preset,
+                        op: &op,
+                        level,
+                        kernel: "attention",
+                        smem: plan.split.launch.smem_bytes,
+                    };
+                    compile_and_report(&row, &src.attention, &src.source, &mut ok, &mut failed);
                 }
             }
         }
@@ -107,4 +128,52 @@ fn check_all(archs: &str) -> Result<()> {
         bail!("{failed} kernels failed to compile");
     }
     Ok(())
+}
+
+/// One line of the `--check-all` table.
+struct Row<'a> {
+    arch: &'a str,
+    preset: &'a str,
+    op: &'a str,
+    level: Level,
+    kernel: &'a str,
+    smem: u32,
+}
+
+/// Compiles one translation unit with NVRTC and prints the resources of its entry point `entry`.
+fn compile_and_report(
+    row: &Row<'_>,
+    entry: &str,
+    source: &str,
+    ok: &mut usize,
+    failed: &mut usize,
+) {
+    let Row {
+        arch,
+        preset,
+        op,
+        level,
+        kernel,
+        smem,
+    } = row;
+    match compile_cubin(entry, source, &CompileOptions::new(*arch)) {
+        Ok(m) => {
+            let r = m.kernel(entry).cloned().unwrap_or_default();
+            let spill = r.spill_stores + r.spill_loads;
+            println!(
+                "{arch:<8} {preset:<10} {op:<7} {:<5} {kernel:<9} {:>5} {smem:>7} {:>6} {spill:>6}",
+                level.to_string(),
+                r.registers,
+                r.stack_frame
+            );
+            if r.stack_frame > 0 || spill > 0 {
+                println!("  warning: {entry} uses local memory");
+            }
+            *ok += 1;
+        }
+        Err(e) => {
+            println!("{arch:<8} {preset:<10} {op} {level}: COMPILE ERROR\n{e}");
+            *failed += 1;
+        }
+    }
 }
