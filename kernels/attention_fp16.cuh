@@ -269,21 +269,31 @@ __device__ __forceinline__ void attn_fp16_body(const __half* __restrict__ q, con
 // Grid (q_heads, batch), block D threads. Empty splits carry m = −inf, l = 0; an empty sequence gives zeros.
 __device__ __forceinline__ void attn_combine_body(const float* __restrict__ ws_o, const float* __restrict__ ws_ml,
                                                   __half* __restrict__ out, int splits, int q_heads, int D) {
-    const int hq = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
-    if (d >= D) return;
+    // Every warp reads the splits' (m, l) pairs 32 at a time, one per lane, so the loads are in flight together
+    // (a per-thread loop over the splits is a chain of dependent L2 round trips: ~4 us at 16 splits). The block
+    // is D threads (a multiple of 32); all lanes take part in the shuffles.
+    const int hq = blockIdx.x, b = blockIdx.y, d = threadIdx.x, lane = threadIdx.x % 32;
     const size_t bh = (size_t)b * q_heads + hq;
     const float* ml = ws_ml + bh * splits * 2;
     float M = VQA_NEG_INF;
-    for (int z = 0; z < splits; ++z) M = fmaxf(M, ml[2 * z]);
+    for (int z = lane; z < splits; z += 32) M = fmaxf(M, ml[2 * z]);
+    M = attn_warp_max(M);
     float o = 0.f, l = 0.f;
     if (M != VQA_NEG_INF) {
-        for (int z = 0; z < splits; ++z) {
-            const float m = ml[2 * z];
-            if (m == VQA_NEG_INF) continue;
-            const float w = exp2f(m - M);
-            o = fmaf(w, ws_o[(bh * splits + z) * D + d], o);
-            l = fmaf(w, ml[2 * z + 1], l);
+        for (int z0 = 0; z0 < splits; z0 += 32) {
+            const int z = z0 + lane;
+            float w = 0.f;
+            if (z < splits) {
+                const float m = ml[2 * z];
+                w = m == VQA_NEG_INF ? 0.f : exp2f(m - M);
+                l = fmaf(w, ml[2 * z + 1], l);
+            }
+            const int nz = min(32, splits - z0);
+            const float* po = ws_o + (bh * splits + z0) * D + d;
+#pragma unroll 8
+            for (int k = 0; k < nz; ++k) o = fmaf(__shfl_sync(VQA_FULL_MASK, w, k), d < D ? po[(size_t)k * D] : 0.f, o);
         }
+        l = attn_warp_sum(l);
     }
-    out[bh * D + d] = __float2half(l > 0.f ? o / l : 0.f);
+    if (d < D) out[bh * D + d] = __float2half(l > 0.f ? o / l : 0.f);
 }

@@ -5,6 +5,9 @@
 //   q                 [batch, q_heads, D] fp16
 //   k_codes, v_codes  [batch, kv_heads, cap, G] u8       G = D / V channel groups, one code per group and token
 //   k_cb, v_cb        [kv_heads, G, E, V] fp16            E = 2^BITS entries per (kv head, group) codebook
+//                     LUT level: entry-major [kv_heads, E, G, V] instead (KvCacheGpu holds both): the table build
+//                     maps lanes to consecutive groups, so one warp load is one contiguous run of G·V halves
+//                     (group-major, every lane hit a different cache line: 32 L1 wavefronts per load).
 //   lens [batch] int32, out [batch, q_heads, D] fp16, scale_log2 = log2(e)/sqrt(D)
 // Codes are masked to BITS bits before any lookup, so stale cache bytes can never index outside a codebook.
 //
@@ -526,7 +529,7 @@ __device__ __forceinline__ void vqa_lut_codebook_pass(const __half* __restrict__
 #pragma unroll
     for (int k = 0; k < EPP; ++k) {
         const int e = min(e0 + k, E - 1);
-        vq_load_entry_global<V>(cb + ((size_t)g * E + e) * V, ent[k]);
+        vq_load_entry_global<V>(cb + ((size_t)e * G + g) * V, ent[k]);  // entry-major: a warp reads one run
     }
     if constexpr (!FINAL) {
 #pragma unroll

@@ -26,6 +26,21 @@ fn cfg(l: &Launch) -> LaunchConfig {
     }
 }
 
+/// `[kv_heads, groups, entries, v]` -> `[kv_heads, entries, groups, v]`.
+fn entry_major(cb: &KvCodebooks) -> Vec<f32> {
+    let (g_n, e_n, v) = (cb.groups(), cb.config.entries(), cb.config.v);
+    let mut out = vec![0f32; cb.codebooks.len()];
+    for (h, head) in cb.codebooks.chunks_exact(g_n * e_n * v).enumerate() {
+        for (g, group) in head.chunks_exact(e_n * v).enumerate() {
+            for (e, entry) in group.chunks_exact(v).enumerate() {
+                let at = ((h * e_n + e) * g_n + g) * v;
+                out[at..at + v].copy_from_slice(entry);
+            }
+        }
+    }
+    out
+}
+
 /// One layer's VQ KV cache on the GPU.
 pub struct KvCacheGpu {
     pub batch: usize,
@@ -36,6 +51,10 @@ pub struct KvCacheGpu {
     pub v_codes: CudaSlice<u8>,
     pub k_cb: CudaSlice<f16>,
     pub v_cb: CudaSlice<f16>,
+    /// The same codebooks entry-major, `[kv_heads, 2^b, head_dim/v, v]`, for the LUT level's table build (a warp
+    /// reads consecutive groups of one entry: one contiguous run instead of one cache line per lane).
+    pub k_cb_entry_major: CudaSlice<f16>,
+    pub v_cb_entry_major: CudaSlice<f16>,
     pub lens: CudaSlice<i32>,
     /// The other half of the lengths ping-pong: `kv_quantize` writes the advanced lengths here.
     lens_next: CudaSlice<i32>,
@@ -72,13 +91,8 @@ impl KvCacheGpu {
             ));
         }
         let n_codes = batch * k_cb.kv_heads * cap * k_cb.groups();
-        let up = |cb: &KvCodebooks| {
-            gpu.htod(
-                &cb.codebooks
-                    .iter()
-                    .map(|&x| f16::from_f32(x))
-                    .collect::<Vec<_>>(),
-            )
+        let up = |values: &[f32]| {
+            gpu.htod(&values.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>())
         };
         Ok(KvCacheGpu {
             batch,
@@ -87,8 +101,10 @@ impl KvCacheGpu {
             cap,
             k_codes: gpu.alloc_zeros(n_codes)?,
             v_codes: gpu.alloc_zeros(n_codes)?,
-            k_cb: up(k_cb)?,
-            v_cb: up(v_cb)?,
+            k_cb: up(&k_cb.codebooks)?,
+            v_cb: up(&v_cb.codebooks)?,
+            k_cb_entry_major: up(&entry_major(k_cb))?,
+            v_cb_entry_major: up(&entry_major(v_cb))?,
             lens: gpu.alloc_zeros(batch)?,
             lens_next: gpu.alloc_zeros(batch)?,
             lens_host: vec![0; batch],
@@ -288,12 +304,17 @@ impl VqAttention {
         let stream = gpu.stream();
         match p.dataflow {
             AttnDataflow::TokenSplit => {
+                let (k_cb, v_cb) = if p.lut {
+                    (&kv.k_cb_entry_major, &kv.v_cb_entry_major)
+                } else {
+                    (&kv.k_cb, &kv.v_cb)
+                };
                 let mut b = stream.launch_builder(&self.attention);
                 b.arg(q)
                     .arg(&kv.k_codes)
                     .arg(&kv.v_codes)
-                    .arg(&kv.k_cb)
-                    .arg(&kv.v_cb)
+                    .arg(k_cb)
+                    .arg(v_cb)
                     .arg(&kv.lens)
                     .arg(&mut *out)
                     .arg(&mut self.ws_o)
