@@ -69,6 +69,7 @@ struct VqaDims {
     // Codebook build / finalize mapping: thread -> (group g = tid % G, part = tid / G) over EPP entries.
     static constexpr int NPART = NT / G;
     static constexpr int EPP = (E + NPART - 1) / NPART;
+    static constexpr bool EXACT = NPART * EPP == E;       // every (part, k) names a valid entry: no bound checks
     // Dequantizing levels: channels per lane in the column phase of the shared-memory fusion.
     static constexpr int CH = (CS + 31) / 32;
     static constexpr int TILE_STRIDE = CS + V;            // halves per row of the per-warp V tile (padded)
@@ -434,6 +435,18 @@ __device__ __forceinline__ void vqa_v_reg_store(float (&acc)[Cfg::QPB][VqaDims<C
 // ---------------------------------------------------------------------------------------------------------------
 // LUT level.
 
+// Asks L2 for [p, p + bytes) (p 16-byte aligned; the size is rounded down to 16). sm_90: one bulk prefetch issued
+// by the calling thread; older GPUs: the block's threads prefetch one 128-byte line each (call from every thread).
+__device__ __forceinline__ void vqa_prefetch_l2(const void* p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (threadIdx.x == 0 && bytes >= 16)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes & ~15u) : "memory");
+#else
+    for (uint32_t off = threadIdx.x * 128u; off < bytes; off += blockDim.x * 128u)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const char*>(p) + off));
+#endif
+}
+
 // Rotates a 16-byte chunk so that byte j becomes original byte (j + rot) mod SEG within each SEG-byte segment.
 template <int SEG>
 __device__ __forceinline__ void vqa_rotate(uint32_t (&w)[4], int rot) {
@@ -486,8 +499,13 @@ template <class Cfg>
 __device__ __forceinline__ uint32_t vqa_lut_addr(const uint32_t (&w)[4], int j, uint32_t off4) {
     using Dm = VqaDims<Cfg>;
     constexpr uint32_t RB = Dm::ROW * 4;  // 128 or 256: a power of two above every column offset
-    const uint32_t code = (w[j / 4] >> (8 * (j % 4))) & Dm::MASK;
-    return (code * RB) | off4;
+    if constexpr (RB == 256 && Cfg::BITS == 8) {
+        // One PRMT: byte 0 = the column offset (< 256), byte 1 = code j, bytes 2-3 = 0, i.e. code·256 + off.
+        return __byte_perm(w[j / 4], off4, 0x7604u | ((uint32_t)(j % 4) << 4));
+    } else {
+        const uint32_t code = (w[j / 4] >> (8 * (j % 4))) & Dm::MASK;
+        return (code * RB) | off4;
+    }
 }
 
 // Loads the chunk of codes of warp step `tb` for this lane (zeros past t1; never reads past token t1 − 1).
@@ -528,7 +546,7 @@ __device__ __forceinline__ void vqa_lut_codebook_pass(const __half* __restrict__
     Entry<V> ent[EPP];
 #pragma unroll
     for (int k = 0; k < EPP; ++k) {
-        const int e = min(e0 + k, E - 1);
+        const int e = Dm::EXACT ? e0 + k : min(e0 + k, E - 1);
         vq_load_entry_global<V>(cb + ((size_t)e * G + g) * V, ent[k]);  // entry-major: a warp reads one run
     }
     if constexpr (!FINAL) {
@@ -540,7 +558,7 @@ __device__ __forceinline__ void vqa_lut_codebook_pass(const __half* __restrict__
 #pragma unroll
             for (int k = 0; k < EPP; ++k) {
                 const int e = e0 + k;
-                if (e < E) {
+                if (Dm::EXACT || e < E) {
                     float dot = 0.f;
 #pragma unroll
                     for (int i = 0; i < V / 2; ++i) {
@@ -565,7 +583,7 @@ __device__ __forceinline__ void vqa_lut_codebook_pass(const __half* __restrict__
 #pragma unroll
             for (int k = 0; k < EPP; ++k) {
                 const int e = e0 + k;
-                if (e < E) {
+                if (Dm::EXACT || e < E) {
                     uint32_t h = 0;
 #pragma unroll
                     for (int c = 0; c < Dm::REP; ++c) h += hist[((size_t)r * E + e) * ROW + c * G + g];
@@ -702,6 +720,12 @@ __device__ __forceinline__ void vqa_fused_body(const __half* __restrict__ q, con
     for (int r = 0; r < QPB; ++r) mx[r] = VQA_NEG_INF;
 
     if constexpr (Cfg::LUT) {
+        if constexpr (Cfg::PREFETCH) {
+            const uint32_t nb = (uint32_t)n * G;  // n = 0 for chunks past the length
+            vqa_prefetch_l2(kc + (size_t)t0 * G, nb);
+            vqa_prefetch_l2(vc + (size_t)t0 * G, nb);
+            vqa_prefetch_l2(vcb, (uint32_t)(G * E * V * 2));
+        }
         float* tbl = reinterpret_cast<float*>(smem_raw + Sm::TBL);
         float* fin = reinterpret_cast<float*>(smem_raw + Sm::FIN);
         __syncthreads();
@@ -711,7 +735,7 @@ __device__ __forceinline__ void vqa_fused_body(const __half* __restrict__ q, con
         __syncthreads();
         attn_chunk_softmax<QPB>(sc, chunk, n, mx, l, red);  // ends with a barrier: the table is free
         uint32_t* hist = reinterpret_cast<uint32_t*>(tbl);
-        for (int i = threadIdx.x; i < QPB * E * Dm::ROW; i += blockDim.x) hist[i] = 0u;
+        for (int i = threadIdx.x; i < QPB * E * Dm::ROW / 4; i += blockDim.x) reinterpret_cast<uint4*>(hist)[i] = make_uint4(0u, 0u, 0u, 0u);
         float fs[QPB];
 #pragma unroll
         for (int r = 0; r < QPB; ++r) fs[r] = l[r] > 0.f ? 2147483648.f / l[r] : 0.f;

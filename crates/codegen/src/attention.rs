@@ -35,6 +35,25 @@ const L2_BYTES_PER_US_PER_SM: f64 = 7.0e6 / 132.0;
 const VALUES_TILE: u32 = 1024;
 /// Threads per block of the kernels (8 warps).
 const WARPS: u32 = 8;
+/// Warps per block of the LUT level for G channel groups. With G <= 32 the table (<= 32 KiB per q head) leaves
+/// room for 2 blocks of 16 warps per SM, and the K / V passes need the warps to hide latency (H200, cq2 B=16
+/// T=4096: 16 warps 63 us, 8 warps 67 us); with G = 64 the 64 KiB table caps the SM at 2 blocks either way and
+/// 16 warps at the 64-register cap ran slower (cq4: 98.7 us against 90.4 us), so 8. Dequantizing levels: 8.
+fn lut_warps(level: Level, g: u32) -> u32 {
+    if level == Level::Lut && g <= 32 {
+        16
+    } else {
+        WARPS
+    }
+}
+/// Auto picks the LUT level from this many cached tokens x sequences (measured down to B=1, T=1024).
+const LUT_MIN_TOKENS: usize = 1024;
+/// LUT token split: split further only while fewer warps than this per SM would stream the codes ...
+const LUT_WARPS_PER_SM: u32 = 12;
+/// ... and never into chunks shorter than this (each block rebuilds the table).
+const LUT_MIN_CHUNK: u32 = 1024;
+/// Longest LUT chunk (4 B of scores per token and q head in shared memory).
+const LUT_MAX_CHUNK: u32 = 8192;
 
 /// How the work of one (sequence, q head) is spread over blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -146,6 +165,10 @@ pub struct AttentionPlan {
     pub n_reg: u32,
     /// The codebooks (and hence the codes) must be stored in descending-frequency order per (head, group).
     pub frequency_ordered: bool,
+    /// LUT: the block asks L2 for its K and V code chunks and V codebook before building the table, so the later
+    /// passes find them in L2 (small caches, where each block's phases are latency-bound).
+    #[serde(default)]
+    pub prefetch: bool,
     /// Channel-group slices S (1 for token split).
     pub group_slices: u32,
     /// Main kernel: token split for `seq` (for group split, `splits` is the token ranges per slice).
@@ -265,11 +288,11 @@ impl AttentionPlan {
         let e = config.entries() as u32;
         let n_rep = (q_heads / kv_heads) as u32;
         // Auto: the LUT kernel builds a table of <q, entry> products per block, which pays off over many tokens;
-        // for small caches the shared-codebook kernel (SC) is faster (H200, B=1 T=1024: SC 24.5 us, LUT 30.0 us;
-        // B=16 T=4096: LUT 120 us, SC 264 us).
+        // for tiny caches the shared-codebook kernel (SC) is the safer choice (H200, B=1 T=1024: LUT 14.4 us,
+        // O3 17.4, SC 24.4; B=16 T=4096: LUT 67-90 us, SC 264-320 us).
         let level = if level == Level::Auto {
             let tokens = batch * seq;
-            let pick = if tokens >= 8192 {
+            let pick = if tokens >= LUT_MIN_TOKENS {
                 Level::Lut
             } else {
                 Level::Sc
@@ -277,17 +300,18 @@ impl AttentionPlan {
             note(
                 "level",
                 pick.to_string(),
-                if tokens >= 8192 {
-                    format!("auto: {tokens} cached tokens x sequences >= 8192: the table build is amortised -> LUT")
+                if tokens >= LUT_MIN_TOKENS {
+                    format!("auto: {tokens} cached tokens x sequences >= {LUT_MIN_TOKENS}: the table build is amortised -> LUT")
                 } else {
-                    format!("auto: {tokens} cached tokens x sequences < 8192: the table build is amortised poorly -> SC")
+                    format!("auto: {tokens} cached tokens x sequences < {LUT_MIN_TOKENS}: the table build is amortised poorly -> SC")
                 },
             );
             pick
         } else {
             level
         };
-        let threads = 32 * WARPS;
+        let warps = lut_warps(level, g);
+        let threads = 32 * warps;
         let entry_bytes = 2 * v;
         let head_codebook_bytes = g * e * entry_bytes; // one of K or V, one kv head
 
@@ -395,10 +419,11 @@ impl AttentionPlan {
         // Dequantizing levels unroll every group of a token already (GS lookups, each possibly a global load);
         // a second token in flight makes ptxas hoist twice as many loads and spill.
         let unroll: u32 = if lut { 4 } else { 1 };
-        // Registers per thread measured with ptxas (sm_90): LUT 64-80 for G <= 32 (the table build holds EPP
-        // entries), ~118 for G = 64, more per extra q head; dequantizing levels ~80.
+        // Registers per thread measured with ptxas (sm_90): LUT at 16 warps 64-71 uncapped (the table build holds
+        // EPP = 2^b·G/512 entries), fits 64 (2 blocks/SM) without spills; at 8 warps 64-80 for G <= 32, ~118 for
+        // G = 64; more per extra q head; dequantizing levels ~80.
         let base_regs: u32 = if lut {
-            (if g >= 64 { 120 } else { 80 }) + if v == 8 { 8 } else { 0 } + 24 * (qpb - 1)
+            (if warps == 16 { 60 } else if g >= 64 { 120 } else { 80 }) + if v == 8 { 8 } else { 0 } + 24 * (qpb - 1)
         } else {
             80 + 16 * (qpb - 1)
         };
@@ -412,7 +437,7 @@ impl AttentionPlan {
             e,
             slices,
             n_shared,
-            warps: WARPS,
+            warps,
         };
         if !lut && level != Level::Gc {
             let per_entry = gs * entry_bytes; // one entry of every codebook of the slice
@@ -527,6 +552,32 @@ impl AttentionPlan {
             )));
         }
         let (split, min_blocks, values_launch) = match dataflow {
+            AttnDataflow::TokenSplit if lut => {
+                let split = choose_lut_split(
+                    gpu,
+                    seq as u32,
+                    pairs,
+                    warps,
+                    smem_fixed + 4 * qpb * 64,
+                    qpb,
+                    max_chunk,
+                    (q_heads as u32 / qpb, batch as u32),
+                );
+                let resident =
+                    resident_blocks(gpu, threads, split.launch.smem_bytes, regs_est).max(1);
+                note(
+                    "token split",
+                    format!("{} x {} tokens", split.splits, split.chunk),
+                    format!(
+                        "{pairs} (sequence, head group) pairs x {warps} warps; more splits only while fewer than \
+                         {LUT_WARPS_PER_SM} warps per SM would stream and each chunk keeps >= {LUT_MIN_CHUNK} tokens: \
+                         every block rebuilds the table ({} KiB of codebooks) and splits add a combine kernel; \
+                         {resident} resident blocks/SM",
+                        2 * head_codebook_bytes / 1024
+                    ),
+                );
+                (split, resident.min(4), None)
+            }
             AttnDataflow::TokenSplit => {
                 let split = choose_token_split(
                     gpu,
@@ -599,6 +650,24 @@ impl AttentionPlan {
                 (gpu.regs_per_sm / (threads * min_blocks)).min(255)
             ),
         );
+        // L2 prefetch (LUT): worth it when the bytes every resident block asks for at once fit a quarter of L2.
+        let prefetch = lut && {
+            let resident = resident_blocks(gpu, threads, split.launch.smem_bytes, regs_est).max(1);
+            let in_flight = (resident * gpu.sm_count).min(pairs * split.splits) as u64;
+            // Code chunks are distinct per block; a KV head's V codebook is shared by its blocks.
+            let codes = in_flight * 2 * split.chunk as u64 * g as u64;
+            let codebooks = (kv_heads as u64).min(in_flight) * head_codebook_bytes as u64;
+            codes + codebooks <= gpu.l2_bytes / 4
+        };
+        if lut {
+            note(
+                "L2 prefetch",
+                if prefetch { "on" } else { "off" }.into(),
+                "each block's K/V code chunks and V codebook requested from L2 up front (bulk prefetch) when all resident \
+                 blocks' bytes fit a quarter of L2: small caches, latency-bound phases"
+                    .into(),
+            );
+        }
         let combine_launch = Launch {
             grid: (q_heads as u32, batch as u32, 1),
             block: dim,
@@ -696,12 +765,13 @@ impl AttentionPlan {
             lut,
             v_fusion,
             qpb,
-            warps: WARPS,
+            warps,
             unroll,
             min_blocks,
             n_shared,
             n_reg,
             frequency_ordered,
+            prefetch,
             group_slices: slices,
             split,
             values_launch,
@@ -712,6 +782,42 @@ impl AttentionPlan {
             workspace,
             decisions: d,
         })
+    }
+
+    /// Overrides the planner's token split of the token-split dataflow with `splits` blocks per (sequence, q-head
+    /// group) (the chunk is rounded up to 64 tokens, so the effective number can be lower). An error for the
+    /// group-split dataflow or when the chunk's scores do not fit the device's shared memory.
+    pub fn with_token_splits(mut self, splits: u32, gpu: &GpuSpec) -> Result<AttentionPlan> {
+        if self.dataflow != AttnDataflow::TokenSplit {
+            return Err(CodegenError::Invalid(format!(
+                "--splits applies to the token-split levels, not {:?}",
+                self.level
+            )));
+        }
+        let seq = self.seq as u32;
+        let chunk = seq.div_ceil(splits.clamp(1, seq)).div_ceil(64) * 64;
+        let splits = seq.div_ceil(chunk);
+        let smem = self.smem_fixed() + 4 * self.qpb * chunk;
+        if smem > gpu.smem_per_block_optin {
+            return Err(CodegenError::DoesNotFit(format!(
+                "{chunk} tokens per block need {smem} B of shared memory; the device allows {} B",
+                gpu.smem_per_block_optin
+            )));
+        }
+        self.split.splits = splits;
+        self.split.chunk = chunk;
+        self.split.launch.grid.2 = splits;
+        self.split.launch.smem_bytes = smem;
+        let bh = self.batch * self.q_heads;
+        let ts = if splits > 1 { splits as usize } else { 0 };
+        self.workspace.partial_o = bh * ts * self.head_dim;
+        self.workspace.partial_ml = bh * ts * 2;
+        self.decisions.push(Decision {
+            what: "token split".into(),
+            value: format!("{splits} x {chunk} tokens"),
+            why: "override (--splits)".into(),
+        });
+        Ok(self)
     }
 
     /// Channel groups per head, `head_dim / v`.
@@ -836,6 +942,40 @@ fn check_shape(
         )));
     }
     Ok(())
+}
+
+/// LUT token split. Each block pays a large fixed cost (building a table from its head's codebooks, applying
+/// the V codebook to the histogram) and any split > 1 adds the combine kernel (~3 us), so: one split unless fewer
+/// than LUT_WARPS_PER_SM warps per SM would stream the codes, and never chunks under LUT_MIN_CHUNK tokens
+/// (H200, cq2 / cq4: B=1 T=1024 best at 1 split, 9.1 / 12.2 us against 11.3 / 12.8 at 2; B=4 T=4096 cq4 best at 2,
+/// 31.4 us against 37.0 at 1; B=16 T=4096 best at 1). Chunks stay <= LUT_MAX_CHUNK tokens (score buffer).
+#[allow(clippy::too_many_arguments)]
+fn choose_lut_split(
+    gpu: &GpuSpec,
+    seq: u32,
+    pairs: u32,
+    warps: u32,
+    smem_base: u32,
+    qpb: u32,
+    max_chunk: u32,
+    grid_xy: (u32, u32),
+) -> TokenSplit {
+    let max_chunk = max_chunk.min(LUT_MAX_CHUNK);
+    let min_splits = seq.div_ceil(max_chunk).max(1);
+    let want = (gpu.sm_count * LUT_WARPS_PER_SM).div_ceil((pairs * warps).max(1));
+    let most = (seq / LUT_MIN_CHUNK).max(1);
+    let splits = want.min(most).max(min_splits);
+    let chunk = seq.div_ceil(splits).div_ceil(64) * 64;
+    let splits = seq.div_ceil(chunk);
+    TokenSplit {
+        splits,
+        chunk,
+        launch: Launch {
+            grid: (grid_xy.0, grid_xy.1, splits),
+            block: 32 * warps,
+            smem_bytes: smem_base + 4 * qpb * (chunk - 64),
+        },
+    }
 }
 
 /// Picks the number of token chunks: minimise an estimate of waves x (fixed per-block cost + streaming time of
@@ -998,7 +1138,7 @@ pub fn instantiate_attention(plan: &AttentionPlan) -> AttentionSource {
     let cfg = format!(
         "  static constexpr int V = {}, BITS = {}, D = {}, QPB = {}, WARPS = {}, UNROLL = {};\n\
          \x20 static constexpr int N_SHARED = {}, N_REG = {}, S = {}, VFUSION = {};\n\
-         \x20 static constexpr bool LUT = {};\n\
+         \x20 static constexpr bool LUT = {}, PREFETCH = {};\n\
          \x20 static constexpr int GPB = {}, QWARPS = {};\n",
         c.v,
         c.b,
@@ -1011,6 +1151,7 @@ pub fn instantiate_attention(plan: &AttentionPlan) -> AttentionSource {
         plan.group_slices,
         plan.v_fusion.code(),
         plan.lut,
+        plan.prefetch,
         plan.quantize_groups_per_block,
         plan.quantize_warps
     );
@@ -1150,7 +1291,7 @@ mod tests {
                         "templates must be inlined"
                     );
                     assert!(p.split.launch.smem_bytes <= gpu().smem_per_block_optin);
-                    assert_eq!(p.split.launch.block, 256);
+                    assert_eq!(p.split.launch.block, 32 * lut_warps(p.level, p.groups()));
                 }
             }
         }
@@ -1174,9 +1315,11 @@ mod tests {
         let lut = p(Level::Lut);
         assert!(lut.lut && lut.v_fusion == VFusion::Histogram);
         assert_eq!(p(Level::Auto).level, Level::Lut);
-        // Small caches: auto picks the shared-codebook kernel.
-        let small = AttentionPlan::new(&c, 1, 1024, 32, 8, 128, Level::Auto, &g).unwrap();
+        // Tiny caches: auto picks the shared-codebook kernel; from LUT_MIN_TOKENS on the LUT kernel.
+        let small = AttentionPlan::new(&c, 1, 512, 32, 8, 128, Level::Auto, &g).unwrap();
         assert_eq!(small.level, Level::Sc);
+        let b1 = AttentionPlan::new(&c, 1, 1024, 32, 8, 128, Level::Auto, &g).unwrap();
+        assert_eq!(b1.level, Level::Lut);
         // GQA: 4 q heads per kv head share code loads.
         assert_eq!(gc.qpb, 4);
         assert_eq!(lut.qpb, 2);

@@ -87,7 +87,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         );
         println!("{:<6} {:>10} {:>9} {:>8}", "level", "us", "GB/s", "xFP16");
         for &level in &levels {
-            let plan = match AttentionPlan::new(&config, b, t, hq, hkv, d, level, &spec) {
+            let plan = match s.plan(&config, level, &spec) {
                 Ok(p) => p,
                 Err(e @ (CodegenError::Unsupported(_) | CodegenError::DoesNotFit(_))) => {
                     println!("{level:<6} skipped: {e}");

@@ -132,22 +132,48 @@ pub struct AttentionShape {
     /// Attention: head dimension (64 or 128).
     #[arg(long, default_value_t = 128)]
     pub head_dim: usize,
+    /// Attention: override the token split (blocks per sequence and q-head group) of the token-split levels.
+    #[arg(long)]
+    pub token_splits: Option<u32>,
+    /// Attention: override the LUT level's L2 prefetch (true / false).
+    #[arg(long)]
+    pub l2_prefetch: Option<bool>,
+}
+
+impl AttentionShape {
+    /// The attention plan for this shape (with the `--token-splits` override applied).
+    pub fn plan(
+        &self,
+        config: &VqConfig,
+        level: Level,
+        gpu: &GpuSpec,
+    ) -> std::result::Result<vqllm_codegen::attention::AttentionPlan, vqllm_codegen::CodegenError> {
+        let plan = vqllm_codegen::attention::AttentionPlan::new(
+            config,
+            self.batch,
+            self.seq,
+            self.heads,
+            self.kv_heads,
+            self.head_dim,
+            level,
+            gpu,
+        )?;
+        let mut plan = match self.token_splits {
+            Some(s) => plan.with_token_splits(s, gpu)?,
+            None => plan,
+        };
+        if let Some(on) = self.l2_prefetch {
+            plan.prefetch = on && plan.lut;
+        }
+        Ok(plan)
+    }
 }
 
 pub fn run(a: PlanArgs) -> Result<()> {
     let gpu = a.kernel.gpu()?;
     if a.kernel.op == "attention" {
         let level = Level::parse(&a.kernel.level)?;
-        let plan = vqllm_codegen::attention::AttentionPlan::new(
-            &a.kernel.config()?,
-            a.attention.batch,
-            a.attention.seq,
-            a.attention.heads,
-            a.attention.kv_heads,
-            a.attention.head_dim,
-            level,
-            &gpu,
-        )?;
+        let plan = a.attention.plan(&a.kernel.config()?, level, &gpu)?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
