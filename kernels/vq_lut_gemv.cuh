@@ -31,12 +31,13 @@ __device__ __forceinline__ void vq_rotate_chunk(uint32_t (&w)[4], int bits) {
     w[3] = __funnelshift_r(a3, a0, r);
 }
 
+// One k tile, row blocks [rb_lo, rb_hi): stage the codebook set and the activation slice, build the table, then
+// stream the codes of the row blocks (CHUNK_ROWS / 8 per step, two steps of codes in flight per warp).
 template <class Cfg>
-__device__ __forceinline__ void vq_lut_gemv_body(const uint4* __restrict__ codes, const __half* __restrict__ codebooks,
-                                                 const __half* __restrict__ scales, const __half* __restrict__ x,
-                                                 __half* __restrict__ y, float* __restrict__ ws, int rows, int cols, int kb,
-                                                 int chunks) {
-    static_assert(Cfg::L == 1 && Cfg::M == 1 && !Cfg::E8P, "LUT GeMV preconditions");
+__device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ codes, const __half* __restrict__ codebooks,
+                                                  const __half* __restrict__ scales, const __half* __restrict__ x,
+                                                  __half* __restrict__ y, float* __restrict__ ws, int rows, int cols, int kb,
+                                                  int tile, int rb_lo, int rb_hi) {
     constexpr int V = Cfg::V, R = Cfg::R, B = Cfg::B, VPC = Cfg::VPC;
     constexpr int TG = 4 * VPC;  // groups (vectors) per k tile
     constexpr int ENTRIES = 1 << B;
@@ -50,25 +51,30 @@ __device__ __forceinline__ void vq_lut_gemv_body(const uint4* __restrict__ codes
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t = lane % 4;
-    const int tile = blockIdx.y;  // one k tile per block: one table, reused by all the block's rows
-    const int row0 = blockIdx.x * chunks * CHUNK_ROWS;
     const int col0 = tile * TG * V;
+    const int chunks = (rb_hi - rb_lo + CHUNK_ROWS / 8 - 1) / (CHUNK_ROWS / 8);
 
-    // Row blocks this warp owns in chunk c: row0/8 + c * CHUNK_ROWS/8 + warp * RPW + d.
-    auto rb_of = [&](int c, int d) { return row0 / 8 + c * (CHUNK_ROWS / 8) + warp * RPW + d; };
+    // Row blocks this warp owns in chunk c: rb_lo + c * CHUNK_ROWS/8 + warp * RPW + d.
+    auto rb_of = [&](int c, int d) { return rb_lo + c * (CHUNK_ROWS / 8) + warp * RPW + d; };
     uint32_t buf[2][RPW][4];
     auto load = [&](int c, uint32_t (&dst)[RPW][4]) {
 #pragma unroll
         for (int d = 0; d < RPW; ++d) {
             const int rb = rb_of(c, d);
-            if (c < chunks && rb * 8 < rows) vq_load_chunk<1>(codes, (size_t)rb * kb + tile, lane, dst[d]);
+            if (c < chunks && rb < rb_hi) vq_load_chunk<1>(codes, (size_t)rb * kb + tile, lane, dst[d]);
         }
     };
     load(0, buf[0]);  // in flight during staging and the table build
 
     const __half* cb_src = codebooks;
-    if constexpr (Cfg::TILE_ROWS > 0) cb_src += (size_t)vq_set_of<Cfg>(min(row0, rows - 1), col0, cols) * R * ENTRIES * V;
-    for (int i = threadIdx.x; i < R * ENTRIES * V; i += blockDim.x) cbs[i] = cb_src[i];
+    if constexpr (Cfg::TILE_ROWS > 0) cb_src += (size_t)vq_set_of<Cfg>(min(rb_lo * 8, rows - 1), col0, cols) * R * ENTRIES * V;
+    __syncthreads();  // the previous range's lookups are done with the table
+    if constexpr ((R * ENTRIES * V) % 8 == 0) {
+        for (int i = threadIdx.x; i < R * ENTRIES * V / 8; i += blockDim.x)
+            reinterpret_cast<uint4*>(cbs)[i] = __ldg(reinterpret_cast<const uint4*>(cb_src) + i);
+    } else {
+        for (int i = threadIdx.x; i < R * ENTRIES * V; i += blockDim.x) cbs[i] = cb_src[i];
+    }
     for (int i = threadIdx.x; i < TG * V; i += blockDim.x) xs[i] = col0 + i < cols ? x[col0 + i] : __float2half(0.f);
     __syncthreads();
     // Table build. Thread -> fixed group grp (its activation vector stays in registers) and entries
@@ -103,7 +109,7 @@ __device__ __forceinline__ void vq_lut_gemv_body(const uint4* __restrict__ codes
 #pragma unroll
         for (int d = 0; d < RPW; ++d) {
             const int rb = rb_of(c, d);
-            if (rb * 8 >= rows) continue;  // (not break: keeps the loop unrolled, cur[] in registers)
+            if (rb >= rb_hi) continue;  // (not break: keeps the loop unrolled, cur[] in registers)
             vq_rotate_chunk<Cfg>(cur[d], (g % VPC) * RB);
             float a = 0.f;
 #pragma unroll
@@ -143,5 +149,34 @@ __device__ __forceinline__ void vq_lut_gemv_body(const uint4* __restrict__ codes
         if (c + 1 >= chunks) break;
         load(c + 2, buf[0]);
         process(c + 1, buf[1]);
+    }
+}
+
+// Work split. chunks > 0: block (x, y) takes k tile y and `chunks` chunks of rows from x · chunks · CHUNK_ROWS (per-tile
+// codebooks need a block's rows inside one codebook row band). chunks == 0 (stream mode): the (k tile, row block)
+// units, k tile major, are cut into gridDim.x equal ranges, so every block gets the same number of row blocks
+// (no partial last wave); a range that crosses a k tile rebuilds the table once.
+template <class Cfg>
+__device__ __forceinline__ void vq_lut_gemv_body(const uint4* __restrict__ codes, const __half* __restrict__ codebooks,
+                                                 const __half* __restrict__ scales, const __half* __restrict__ x,
+                                                 __half* __restrict__ y, float* __restrict__ ws, int rows, int cols, int kb,
+                                                 int chunks) {
+    static_assert(Cfg::L == 1 && Cfg::M == 1 && !Cfg::E8P, "LUT GeMV preconditions");
+    constexpr int CHUNK_ROWS = Cfg::WARPS * Cfg::ROWS_PER_WARP * 8;
+    const int row_blocks = (rows + 7) / 8;
+    if (chunks > 0) {
+        const int rb0 = blockIdx.x * chunks * (CHUNK_ROWS / 8);
+        vq_lut_tile_range<Cfg>(codes, codebooks, scales, x, y, ws, rows, cols, kb, blockIdx.y, rb0,
+                               min(row_blocks, rb0 + chunks * (CHUNK_ROWS / 8)));
+        return;
+    }
+    const long long units = (long long)row_blocks * kb;
+    long long u = units * blockIdx.x / gridDim.x;
+    const long long u1 = units * (blockIdx.x + 1) / gridDim.x;
+    while (u < u1) {
+        const int tile = (int)(u / row_blocks), rb_lo = (int)(u % row_blocks);
+        const int rb_hi = (int)min((long long)row_blocks, rb_lo + (u1 - u));
+        vq_lut_tile_range<Cfg>(codes, codebooks, scales, x, y, ws, rows, cols, kb, tile, rb_lo, rb_hi);
+        u += rb_hi - rb_lo;
     }
 }

@@ -423,7 +423,14 @@ impl AttentionPlan {
         // EPP = 2^b·G/512 entries), fits 64 (2 blocks/SM) without spills; at 8 warps 64-80 for G <= 32, ~118 for
         // G = 64; more per extra q head; dequantizing levels ~80.
         let base_regs: u32 = if lut {
-            (if warps == 16 { 60 } else if g >= 64 { 120 } else { 80 }) + if v == 8 { 8 } else { 0 } + 24 * (qpb - 1)
+            (if warps == 16 {
+                60
+            } else if g >= 64 {
+                120
+            } else {
+                80
+            }) + if v == 8 { 8 } else { 0 }
+                + 24 * (qpb - 1)
         } else {
             80 + 16 * (qpb - 1)
         };

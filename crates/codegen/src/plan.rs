@@ -510,20 +510,32 @@ impl Plan {
             // One k tile per block (one table), reused by `lut_chunks` chunks of 8·warps·rpw rows; enough blocks for
             // three waves of 3 resident blocks per SM, the rest of the rows amortise the table build.
             let row_chunks = row_blocks.div_ceil(warps * rows_per_warp);
-            let target = 3 * gpu.sm_count;
-            lut_chunks = if matches!(config.scope, Scope::Tile { .. }) {
-                1
-            } else {
-                ((row_chunks * tiles) / target).clamp(1, row_chunks)
-            };
-            row_groups = row_chunks.div_ceil(lut_chunks);
-            split = tiles;
+            let slots = 3 * gpu.sm_count;
             tiles_per_split = 1;
-            note("lut chunks", lut_chunks.to_string(), format!(
-                "each block builds one table for one k tile and reuses it for {} rows; {} x {tiles} blocks (one k tile each, \
-                 partial sums reduced with atomics)",
-                lut_chunks * 8 * warps * rows_per_warp, row_groups
-            ));
+            if matches!(config.scope, Scope::Tile { .. }) {
+                // A block's rows must stay inside one codebook row band: one chunk per block, one k tile each.
+                lut_chunks = 1;
+                row_groups = row_chunks;
+                split = tiles;
+                note("lut chunks", "1".into(), format!(
+                    "per-tile codebooks: each block builds one table for one k tile and one chunk of {} rows; {row_groups} x \
+                     {tiles} blocks, partial sums reduced with atomics",
+                    8 * warps * rows_per_warp
+                ));
+            } else {
+                // Stream mode (lut_chunks = 0): the (k tile, row block) units are cut into equal ranges, one per
+                // resident block, so there is no partial last wave (a whole-chunk split left 1.21 waves on
+                // 8192x22016); ranges of at least one chunk of row blocks amortise the table build.
+                lut_chunks = 0;
+                let units = row_blocks * tiles;
+                row_groups = slots.min(units.div_ceil(warps * rows_per_warp)).max(1);
+                split = tiles; // the kernel's SPLIT: partial sums of the k tiles go through the workspace
+                note("lut blocks", row_groups.to_string(), format!(
+                    "stream mode: {units} (k tile, row block) units cut into {row_groups} equal ranges (3 resident blocks per SM, \
+                     >= {} row blocks each); a block builds one table per k tile it touches (1-2), partial sums reduced with atomics",
+                    warps * rows_per_warp
+                ));
+            }
         }
 
         // 6. Shared memory and launch shape (must match the device-side layout in the templates).
@@ -569,7 +581,11 @@ impl Plan {
                 )));
             }
         }
-        let grid = (row_groups, split, m_groups);
+        let grid = if kernel == KernelKind::Lut && lut_chunks == 0 {
+            (row_groups, 1, 1) // stream mode: blockIdx.x picks a range of (k tile, row block) units
+        } else {
+            (row_groups, split, m_groups)
+        };
         note(
             "grid",
             format!("{} x {} x {}", grid.0, grid.1, grid.2),

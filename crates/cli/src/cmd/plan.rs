@@ -147,7 +147,8 @@ impl AttentionShape {
         config: &VqConfig,
         level: Level,
         gpu: &GpuSpec,
-    ) -> std::result::Result<vqllm_codegen::attention::AttentionPlan, vqllm_codegen::CodegenError> {
+    ) -> std::result::Result<vqllm_codegen::attention::AttentionPlan, vqllm_codegen::CodegenError>
+    {
         let plan = vqllm_codegen::attention::AttentionPlan::new(
             config,
             self.batch,
