@@ -572,3 +572,32 @@ fn codebooks_larger_than_the_tensor_reproduce_it() {
     let want = 3.0 + 2.0 * 4096.0 * 8.0 * 16.0 / 8192.0 + 64.0 * 16.0 / 8192.0 + 64.0 / 8192.0;
     assert!((bits - want).abs() < 1e-3, "{line}");
 }
+
+#[test]
+fn plan_attention_overrides_and_rejections() {
+    let base = [
+        "plan",
+        "--op",
+        "attention",
+        "--preset",
+        "cq2",
+        "--batch",
+        "16",
+        "--seq",
+        "4096",
+    ];
+    let auto = ok(&base);
+    assert!(auto.contains("level            LUT"), "{auto}");
+    assert!(auto.contains("1 x 4096 tokens"), "{auto}");
+    let mut args = base.to_vec();
+    args.extend(["--token-splits", "3", "--l2-prefetch", "true"]);
+    let over = ok(&args);
+    assert!(
+        over.contains("3 x 1408 tokens") && over.contains("override (--token-splits)"),
+        "{over}"
+    );
+    assert!(over.contains("override (--l2-prefetch)"), "{over}");
+    let mut o3 = base.to_vec();
+    o3.extend(["--level", "o3", "--token-splits", "2"]);
+    fails(&o3, "token-split levels");
+}

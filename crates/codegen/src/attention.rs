@@ -822,9 +822,20 @@ impl AttentionPlan {
         self.decisions.push(Decision {
             what: "token split".into(),
             value: format!("{splits} x {chunk} tokens"),
-            why: "override (--splits)".into(),
+            why: "override (--token-splits)".into(),
         });
         Ok(self)
+    }
+
+    /// Overrides the LUT level's L2 prefetch decision (ignored by the other levels, which do not prefetch).
+    pub fn with_prefetch(mut self, on: bool) -> AttentionPlan {
+        self.prefetch = on && self.lut;
+        self.decisions.push(Decision {
+            what: "L2 prefetch".into(),
+            value: if self.prefetch { "on" } else { "off" }.into(),
+            why: "override (--l2-prefetch)".into(),
+        });
+        self
     }
 
     /// Channel groups per head, `head_dim / v`.
@@ -1334,6 +1345,46 @@ mod tests {
         let c8: VqConfig = "vq<8,8,1>:kv".parse().unwrap();
         let o4 = AttentionPlan::new(&c8, 4, 2048, 32, 32, 128, Level::O4, &g).unwrap();
         assert_eq!(o4.v_fusion, VFusion::SharedMemory);
+    }
+
+    #[test]
+    fn lut_split_rule_and_override() {
+        let g = gpu();
+        let plan = |name: &str, b, t| {
+            AttentionPlan::new(&kv(name), b, t, 32, 32, 128, Level::Lut, &g).unwrap()
+        };
+        // Busy SMs: one split (no combine); few pairs x 8 warps: split while chunks stay >= 1024 tokens.
+        assert_eq!(plan("cq2", 16, 4096).split.splits, 1);
+        assert_eq!(plan("cq4", 16, 4096).split.splits, 1);
+        assert_eq!(plan("cq2", 1, 1024).split.splits, 1);
+        assert_eq!(plan("cq4", 4, 4096).split.splits, 2);
+        assert_eq!(plan("cq2", 1, 4096).split.splits, 4);
+        // Chunks never exceed LUT_MAX_CHUNK tokens.
+        let long = plan("cq4", 1, 40_000);
+        assert!(
+            long.split.chunk <= LUT_MAX_CHUNK && long.split.splits * long.split.chunk >= 40_000
+        );
+        assert_eq!(plan("cq2", 16, 4096).split.launch.block, 512);
+        assert_eq!(plan("cq4", 16, 4096).split.launch.block, 256);
+        // Prefetch only where the resident blocks' bytes fit a quarter of L2.
+        assert!(plan("cq4", 1, 1024).prefetch);
+        assert!(!plan("cq2", 16, 4096).prefetch);
+
+        // Override: chunk rounded to 64, workspace sized for the partials, shared memory for the scores.
+        let p = plan("cq2", 16, 4096).with_token_splits(3, &g).unwrap();
+        assert_eq!((p.split.splits, p.split.chunk), (3, 1408));
+        assert_eq!(p.split.launch.grid.2, 3);
+        assert_eq!(p.workspace.partial_o, 16 * 32 * 3 * 128);
+        assert_eq!(p.split.launch.smem_bytes, p.smem_fixed() + 4 * 1408);
+        assert_eq!(p.split_for(4096).splits, 3);
+        let one = plan("cq2", 16, 4096).with_token_splits(1, &g).unwrap();
+        assert_eq!((one.split.splits, one.workspace.partial_o), (1, 0));
+        // Group-split levels have no token split to override.
+        let o3 = AttentionPlan::new(&kv("cq2"), 16, 4096, 32, 32, 128, Level::O3, &g).unwrap();
+        assert!(matches!(
+            o3.with_token_splits(2, &g),
+            Err(CodegenError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl AttentionShape {
             None => plan,
         };
         if let Some(on) = self.l2_prefetch {
-            plan.prefetch = on && plan.lut;
+            plan = plan.with_prefetch(on);
         }
         Ok(plan)
     }

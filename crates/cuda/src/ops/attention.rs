@@ -441,3 +441,40 @@ impl VqAttention {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::entry_major;
+    use vqllm_vq::{KvCodebooks, VqConfig};
+
+    #[test]
+    fn entry_major_transposes_groups_and_entries() {
+        let config: VqConfig = "cq2".parse().unwrap();
+        let (heads, head_dim) = (3usize, 64usize);
+        let (g_n, e_n, v) = (head_dim / config.v, config.entries(), config.v);
+        let n = heads * g_n * e_n * v;
+        // Distinct values (a hash of the index) so that any misplaced element shows.
+        let codebooks: Vec<f32> = (0..n)
+            .map(|i| ((i * 2_654_435_761) % 1_000_003) as f32)
+            .collect();
+        let cb = KvCodebooks {
+            config,
+            kv_heads: heads,
+            head_dim,
+            codebooks,
+        };
+        let em = entry_major(&cb);
+        assert_eq!(em.len(), n);
+        for h in 0..heads {
+            for g in 0..g_n {
+                for e in 0..e_n {
+                    for i in 0..v {
+                        let src = ((h * g_n + g) * e_n + e) * v + i;
+                        let dst = ((h * e_n + e) * g_n + g) * v + i;
+                        assert_eq!(em[dst], cb.codebooks[src], "h {h} g {g} e {e} i {i}");
+                    }
+                }
+            }
+        }
+    }
+}
