@@ -559,57 +559,54 @@ impl AttentionPlan {
             )));
         }
         let (split, min_blocks, values_launch) = match dataflow {
-            AttnDataflow::TokenSplit if lut => {
-                let split = choose_lut_split(
-                    gpu,
-                    seq as u32,
-                    pairs,
-                    warps,
-                    smem_fixed + 4 * qpb * 64,
-                    qpb,
-                    max_chunk,
-                    (q_heads as u32 / qpb, batch as u32),
-                );
+            AttnDataflow::TokenSplit => {
+                let split = if lut {
+                    choose_lut_split(
+                        gpu,
+                        seq as u32,
+                        pairs,
+                        warps,
+                        smem_fixed + 4 * qpb * 64,
+                        qpb,
+                        max_chunk,
+                        (q_heads as u32 / qpb, batch as u32),
+                    )
+                } else {
+                    choose_token_split(
+                        gpu,
+                        seq as u32,
+                        pairs,
+                        threads,
+                        smem_fixed,
+                        qpb,
+                        max_chunk,
+                        regs_est,
+                        (2 * g) as f64, // code bytes per token (K + V), loaded once for the qpb heads
+                        (2 * head_codebook_bytes) as f64,
+                        (q_heads as u32 / qpb, batch as u32),
+                    )
+                };
                 let resident =
                     resident_blocks(gpu, threads, split.launch.smem_bytes, regs_est).max(1);
-                note(
-                    "token split",
-                    format!("{} x {} tokens", split.splits, split.chunk),
+                let cb_kib = 2 * head_codebook_bytes / 1024;
+                let why = if lut {
                     format!(
                         "{pairs} (sequence, head group) pairs x {warps} warps; more splits only while fewer than \
                          {LUT_WARPS_PER_SM} warps per SM would stream and each chunk keeps >= {LUT_MIN_CHUNK} tokens: \
-                         every block rebuilds the table ({} KiB of codebooks) and splits add a combine kernel; \
-                         {resident} resident blocks/SM",
-                        2 * head_codebook_bytes / 1024
-                    ),
-                );
-                (split, resident.min(4), None)
-            }
-            AttnDataflow::TokenSplit => {
-                let split = choose_token_split(
-                    gpu,
-                    seq as u32,
-                    pairs,
-                    threads,
-                    smem_fixed,
-                    qpb,
-                    max_chunk,
-                    regs_est,
-                    (2 * g) as f64, // code bytes per token (K + V), loaded once for the qpb heads
-                    (2 * head_codebook_bytes) as f64,
-                    (q_heads as u32 / qpb, batch as u32),
-                );
-                let resident =
-                    resident_blocks(gpu, threads, split.launch.smem_bytes, regs_est).max(1);
+                         every block rebuilds the table ({cb_kib} KiB of codebooks) and splits add a combine kernel; \
+                         {resident} resident blocks/SM"
+                    )
+                } else {
+                    format!(
+                        "{pairs} (sequence, head group) pairs, {resident} resident blocks/SM; per block a fixed cost of {cb_kib} KiB of \
+                         codebooks (L2) against {} B of codes per token; scores of a chunk stay in shared memory (<= {max_chunk} tokens)",
+                        2 * g
+                    )
+                };
                 note(
                     "token split",
                     format!("{} x {} tokens", split.splits, split.chunk),
-                    format!(
-                        "{pairs} (sequence, head group) pairs, {resident} resident blocks/SM; per block a fixed cost of {} KiB of \
-                         codebooks (L2) against {} B of codes per token; scores of a chunk stay in shared memory (<= {max_chunk} tokens)",
-                        2 * head_codebook_bytes / 1024,
-                        2 * g
-                    ),
+                    why,
                 );
                 (split, resident.min(4), None)
             }
