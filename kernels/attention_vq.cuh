@@ -44,8 +44,8 @@
 //   Fixed point: P_t = round(p_t · 2^31 / l) with l = sum_t p_t of the chunk, so a group's counts sum to at most
 //   2^31 + T/2 < 2^32 (no overflow) at a resolution of 2^-31 · l.
 //   Lane mapping: each lane loads one 16-byte chunk of codes (16 groups of one token, or 2 tokens of 8 groups);
-//   the table rows are ROW = max(G, 32) floats, G < 32 keeps REP = 32/G replicas side by side, and every lane
-//   walks its 16 codes in a rotated order so that at each step the 32 lanes hit 32 different banks (the rotation
+//   the table rows are ROW = max(G, 32) floats (64 for 8-bit codes and G = 32, see VqaDims), G < 32 keeps
+//   REP = 32/G replicas side by side, and every lane walks its 16 codes in a rotated order so that at each step the 32 lanes hit 32 different banks (the rotation
 //   is applied once per chunk with funnel shifts, so byte offsets stay compile-time constants).
 //
 // Cfg members: V, BITS, D, QPB (q heads per block, divides q_heads/kv_heads), WARPS, UNROLL (code loads in flight
@@ -60,7 +60,11 @@ struct VqaDims {
     static constexpr int QPB = Cfg::QPB, NW = Cfg::WARPS, NT = 32 * NW;
     static constexpr uint32_t MASK = (uint32_t)E - 1u;
     // LUT geometry.
-    static constexpr int ROW = G >= 32 ? G : 32;          // table row (floats) per entry
+    // Table row stride (floats) per entry. 8-bit codes with G = 32 and one q head per block pad the row to 64 floats
+    // (the upper half unused):
+    // with 256-byte rows one PRMT forms the lookup address code·256 + column (vqa_lut_addr), a third fewer
+    // instructions per K lookup and V histogram add; the table grows from 32 to 64 KiB per q head.
+    static constexpr int ROW = (G == 32 && Cfg::BITS == 8 && QPB == 1) ? 64 : (G >= 32 ? G : 32);
     static constexpr int REP = G >= 32 ? 1 : 32 / G;      // replicas of the G columns in a row
     static constexpr int SEG = G >= 16 ? 16 : G;          // codes of one token in a 16-byte chunk
     static constexpr int CPL = G >= 16 ? G / 16 : 1;      // chunks (lanes) per token
@@ -471,11 +475,17 @@ __device__ __forceinline__ void vqa_rotate(uint32_t (&w)[4], int rot) {
 }
 
 // Per-lane constants of the LUT mapping: byte offsets (within a table row) of the column for rotated code j.
+// PACKED (256-byte rows, every offset < 128, i.e. G = 32 padded): the 16 offsets are kept as bytes of 4 registers,
+// rotated like the codes, so that one PRMT builds the address from the code word and the offset word (the zero
+// upper bytes come from sign-replicating an offset byte, whose top bit is clear). Otherwise one register per
+// offset (under a tight register cap ptxas rematerialised those every step: ~50 instructions per warp step).
 template <class Cfg>
 struct VqaLutLane {
     using Dm = VqaDims<Cfg>;
+    static constexpr bool PACKED = Dm::ROW == 64 && Dm::G == 32 && Cfg::BITS == 8;
     int rot, slot, c;
-    uint32_t off4[Dm::SEG];
+    uint32_t off4[PACKED ? 1 : Dm::SEG];
+    uint32_t offp[4];
     __device__ __forceinline__ VqaLutLane(int lane) {
         int colbase;
         if constexpr (Dm::G >= 32) {
@@ -489,24 +499,43 @@ struct VqaLutLane {
             colbase = (lane % Dm::REP) * Dm::G;
             rot = lane / Dm::REP;
         }
+        if constexpr (PACKED) {
+            static_assert(Dm::SEG == 16, "packed offsets rotate 16-byte chunks");
 #pragma unroll
-        for (int j = 0; j < Dm::SEG; ++j) off4[j] = 4u * (uint32_t)(colbase + ((j + rot) % Dm::SEG));
+            for (int i = 0; i < 4; ++i) {
+                const uint32_t b0 = 4u * (uint32_t)(colbase + 4 * i);  // <= 4 · (16 + 12) = 112: top bit clear
+                offp[i] = b0 | (b0 + 4u) << 8 | (b0 + 8u) << 16 | (b0 + 12u) << 24;
+            }
+            vqa_rotate<16>(offp, rot);
+            off4[0] = 0u;
+        } else {
+#pragma unroll
+            for (int j = 0; j < Dm::SEG; ++j) off4[j] = 4u * (uint32_t)(colbase + ((j + rot) % Dm::SEG));
+#pragma unroll
+            for (int i = 0; i < 4; ++i) offp[i] = 0u;
+        }
+    }
+
+    // Byte offset of code j (compile-time) of the rotated chunk inside a [E][ROW] float table: code·ROW·4 + column.
+    __device__ __forceinline__ uint32_t addr(const uint32_t (&w)[4], int j) const {
+        constexpr uint32_t RB = Dm::ROW * 4;  // 128 or 256: a power of two above every column offset
+        const uint32_t k = (uint32_t)(j % 4);
+        if constexpr (PACKED) {
+            // byte 0 = offset byte k, byte 1 = code byte k, bytes 2-3 = sign of the offset byte (0).
+            // (PTX prmt, not __byte_perm: the intrinsic keeps only 3 bits of each selector nibble, dropping the
+            // sign-replicate bit.)
+            uint32_t a;
+            asm("prmt.b32 %0, %1, %2, %3;" : "=r"(a) : "r"(w[j / 4]), "r"(offp[j / 4]), "r"((0xCu + k) << 12 | (0xCu + k) << 8 | k << 4 | (4u + k)));
+            return a;
+        } else if constexpr (RB == 256 && Cfg::BITS == 8) {
+            // byte 0 = the column offset (< 256), byte 1 = code j, bytes 2-3 = 0 (upper bytes of the offset).
+            return __byte_perm(w[j / 4], off4[j % Dm::SEG], 0x7604u | k << 4);
+        } else {
+            const uint32_t code = (w[j / 4] >> (8 * k)) & Dm::MASK;
+            return (code * RB) | off4[j % Dm::SEG];
+        }
     }
 };
-
-// Byte offset of code j (compile-time) of the rotated chunk inside a [E][ROW] float table: code·ROW·4 | off.
-template <class Cfg>
-__device__ __forceinline__ uint32_t vqa_lut_addr(const uint32_t (&w)[4], int j, uint32_t off4) {
-    using Dm = VqaDims<Cfg>;
-    constexpr uint32_t RB = Dm::ROW * 4;  // 128 or 256: a power of two above every column offset
-    if constexpr (RB == 256 && Cfg::BITS == 8) {
-        // One PRMT: byte 0 = the column offset (< 256), byte 1 = code j, bytes 2-3 = 0, i.e. code·256 + off.
-        return __byte_perm(w[j / 4], off4, 0x7604u | ((uint32_t)(j % 4) << 4));
-    } else {
-        const uint32_t code = (w[j / 4] >> (8 * (j % 4))) & Dm::MASK;
-        return (code * RB) | off4;
-    }
-}
 
 // Loads the chunk of codes of warp step `tb` for this lane (zeros past t1; never reads past token t1 − 1).
 template <class Cfg>
@@ -626,7 +655,7 @@ __device__ __forceinline__ void vqa_lut_k(const unsigned char* __restrict__ code
                 for (int r = 0; r < QPB; ++r) s[k][r] = 0.f;
 #pragma unroll
             for (int j = 0; j < 16; ++j) {
-                const uint32_t a = vqa_lut_addr<Cfg>(w[u], j, L.off4[j % SEG]);
+                const uint32_t a = L.addr(w[u], j);
 #pragma unroll
                 for (int r = 0; r < QPB; ++r) s[j / SEG][r] += *reinterpret_cast<const float*>(tb_bytes + r * TBL_R + a);
             }
@@ -679,7 +708,7 @@ __device__ __forceinline__ void vqa_lut_v(const unsigned char* __restrict__ code
                 for (int r = 0; r < QPB; ++r) P[k][r] = tl + k < t1 ? __float2uint_rn(p[r * stride + tl + k - t0] * fs[r]) : 0u;
 #pragma unroll
             for (int j = 0; j < 16; ++j) {
-                const uint32_t a = vqa_lut_addr<Cfg>(w[u], j, L.off4[j % SEG]);
+                const uint32_t a = L.addr(w[u], j);
 #pragma unroll
                 for (int r = 0; r < QPB; ++r) atomicAdd(reinterpret_cast<uint32_t*>(hb + r * TBL_R + a), P[j / SEG][r]);
             }

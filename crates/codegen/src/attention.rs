@@ -35,6 +35,18 @@ const L2_BYTES_PER_US_PER_SM: f64 = 7.0e6 / 132.0;
 const VALUES_TILE: u32 = 1024;
 /// Threads per block of the kernels (8 warps).
 const WARPS: u32 = 8;
+/// LUT table row stride in floats for G groups and E entries (kernels/attention_vq.cuh `VqaDims::ROW`): one float
+/// per group, at least 32 (a row spans the banks); 8-bit codes with 32 groups pad to 64 floats so that one PRMT
+/// forms the lookup address code·256 + column (one q head per block only: GQA blocks keep their tables small and
+/// share the code loads instead).
+fn lut_row(g: u32, e: u32, qpb: u32) -> u32 {
+    if g == 32 && e == 256 && qpb == 1 {
+        64
+    } else {
+        g.max(32)
+    }
+}
+
 /// Warps per block of the LUT level for G channel groups. With G <= 32 the table (<= 32 KiB per q head) leaves
 /// room for 2 blocks of 16 warps per SM, and the K / V passes need the warps to hide latency (H200, cq2 B=16
 /// T=4096: 16 warps 63 us, 8 warps 67 us); with G = 64 the 64 KiB table caps the SM at 2 blocks either way and
@@ -212,7 +224,7 @@ impl VqaSmem {
     /// Mirrors `VqaSmem<Cfg>` in `kernels/attention_vq.cuh` exactly.
     fn of(i: &SmemInputs) -> VqaSmem {
         let g = i.d / i.v;
-        let row = g.max(32);
+        let row = lut_row(g, i.e, i.qpb);
         let cs = i.d / i.slices;
         let gs = g / i.slices;
         let nt = 32 * i.warps;
@@ -361,7 +373,7 @@ impl AttentionPlan {
 
         // 2. q heads per block (GQA: they share every code load).
         let qpb = if lut {
-            let table = e * g.max(32) * 4;
+            let table = e * g.max(32) * 4; // unpadded rows: q heads sharing code loads come first
             largest_divisor_at_most(n_rep, (64 * 1024 / table).max(1))
         } else {
             largest_divisor_at_most(n_rep, 4)
@@ -1414,7 +1426,8 @@ mod tests {
 
     #[test]
     fn smem_layout_matches_the_template_formula() {
-        // cq2, head_dim 128, LUT, one q head: red 128 + q 512 + table 256*32*4 + fin 8*128*4.
+        // cq2, head_dim 128, LUT, one q head: red 128 + q 512 + table 256*64*4 (rows padded to 64 floats for the
+        // one-PRMT address) + fin 8*128*4.
         let i = SmemInputs {
             lut: true,
             v_fusion: VFusion::Histogram,
@@ -1426,7 +1439,10 @@ mod tests {
             n_shared: 0,
             warps: 8,
         };
-        assert_eq!(VqaSmem::of(&i).fixed, 128 + 512 + 32768 + 4096);
+        assert_eq!(VqaSmem::of(&i).fixed, 128 + 512 + 65536 + 4096);
+        // Two q heads (GQA) keep unpadded 32-float rows: 2 tables of 32 KiB.
+        let i2 = SmemInputs { qpb: 2, ..i };
+        assert_eq!(VqaSmem::of(&i2).fixed, 256 + 1024 + 65536 + 8192);
         // cq4 (G = 64): table rows of 64 floats, 4 parts.
         let i = SmemInputs { v: 2, ..i };
         assert_eq!(VqaSmem::of(&i).fixed, 128 + 512 + 65536 + 2048);
@@ -1561,7 +1577,7 @@ mod tests {
         for g in [8u32, 16, 32, 64] {
             let seg = g.min(16);
             let tpc = if g >= 16 { 1 } else { 16 / g };
-            let row = g.max(32);
+            let row = lut_row(g, 256, 1);
             // One warp step: 512 bytes of codes = rows of g codes starting at token 0.
             let bytes: Vec<u8> = (0..512).map(|_| rng.random()).collect();
             let mut seen = vec![0u32; 512];

@@ -54,11 +54,16 @@ fn check(
     hkv: usize,
     d: usize,
     seed: u64,
+    token_splits: Option<u32>,
 ) -> Option<(f64, f64)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (batch, cap, t_new) = (3usize, 320usize, 50usize);
     let lens0 = [0usize, 37, 190];
-    let plan = match AttentionPlan::new(&config, batch, cap, hq, hkv, d, level, gpu.spec()) {
+    let plan = match AttentionPlan::new(&config, batch, cap, hq, hkv, d, level, gpu.spec())
+        .and_then(|p| match token_splits {
+            Some(s) => p.with_token_splits(s, gpu.spec()),
+            None => Ok(p),
+        }) {
         Ok(p) => p,
         Err(CodegenError::Unsupported(_) | CodegenError::DoesNotFit(_)) => return None,
         Err(e) => panic!("{config} {level}: {e}"),
@@ -222,15 +227,32 @@ fn kv_quantize_and_every_attention_level_match_the_cpu() {
     ];
     for (i, c) in configs.into_iter().enumerate() {
         for level in Level::LADDER {
-            for (hq, hkv, d) in [(8, 2, 128), (4, 4, 64)] {
-                if let Some((e, e16)) =
-                    check(&gpu, &cache, c, level, hq, hkv, d, 17 * i as u64 + d as u64)
-                {
-                    println!("ok  {c:<14} {level:<4} hq={hq} hkv={hkv} d={d}  vq rel.err {e:.2e}  fp16 rel.err {e16:.2e}");
-                    ran += 1;
+            // GQA (several q heads per block), MHA with d = 128 (one q head per block: the LUT's padded rows for
+            // cq2) and d = 64; the LUT level also with 3 token splits (combine path; its planner keeps 1 here).
+            let splits: &[Option<u32>] = if level == Level::Lut {
+                &[None, Some(3)]
+            } else {
+                &[None]
+            };
+            for (hq, hkv, d) in [(8, 2, 128), (2, 2, 128), (4, 4, 64)] {
+                for &ts in splits {
+                    if let Some((e, e16)) = check(
+                        &gpu,
+                        &cache,
+                        c,
+                        level,
+                        hq,
+                        hkv,
+                        d,
+                        17 * i as u64 + d as u64,
+                        ts,
+                    ) {
+                        println!("ok  {c:<14} {level:<4} hq={hq} hkv={hkv} d={d} splits={ts:?}  vq rel.err {e:.2e}  fp16 rel.err {e16:.2e}");
+                        ran += 1;
+                    }
                 }
             }
         }
     }
-    assert!(ran >= 30, "only {ran} cases ran");
+    assert!(ran >= 50, "only {ran} cases ran");
 }
