@@ -484,7 +484,11 @@ struct VqaLutLane {
     using Dm = VqaDims<Cfg>;
     static constexpr bool PACKED = Dm::ROW == 64 && Dm::G == 32 && Cfg::BITS == 8;
     int rot, slot, c;
-    uint32_t off4[PACKED ? 1 : Dm::SEG];
+    // PAIRED (256-byte rows, offsets up to 252): two offsets per register (bytes 0 and 2, bytes 1 and 3 zero), half
+    // the registers of one per offset, still one PRMT per lookup.
+    static constexpr bool PAIRED = !PACKED && Dm::ROW == 64 && Cfg::BITS == 8 && Dm::SEG == 16;
+    uint32_t off4[(PACKED || PAIRED) ? 1 : Dm::SEG];
+    uint32_t offq[PAIRED ? 8 : 1];
     uint32_t offp[4];
     __device__ __forceinline__ VqaLutLane(int lane) {
         int colbase;
@@ -508,11 +512,20 @@ struct VqaLutLane {
             }
             vqa_rotate<16>(offp, rot);
             off4[0] = 0u;
+            offq[0] = 0u;
+        } else if constexpr (PAIRED) {
+#pragma unroll
+            for (int i = 0; i < 8; ++i)
+                offq[i] = 4u * (uint32_t)(colbase + ((2 * i + rot) % 16)) | (4u * (uint32_t)(colbase + ((2 * i + 1 + rot) % 16))) << 16;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) offp[i] = 0u;
+            off4[0] = 0u;
         } else {
 #pragma unroll
             for (int j = 0; j < Dm::SEG; ++j) off4[j] = 4u * (uint32_t)(colbase + ((j + rot) % Dm::SEG));
 #pragma unroll
             for (int i = 0; i < 4; ++i) offp[i] = 0u;
+            offq[0] = 0u;
         }
     }
 
@@ -527,6 +540,9 @@ struct VqaLutLane {
             uint32_t a;
             asm("prmt.b32 %0, %1, %2, %3;" : "=r"(a) : "r"(w[j / 4]), "r"(offp[j / 4]), "r"((0xCu + k) << 12 | (0xCu + k) << 8 | k << 4 | (4u + k)));
             return a;
+        } else if constexpr (PAIRED) {
+            // byte 0 = offset (low byte of half j % 2), byte 1 = code byte k, bytes 2-3 = 0 (the pair's zero bytes).
+            return __byte_perm(w[j / 4], offq[j / 2], 0x7500u | k << 4 | (j % 2 ? 6u : 4u));
         } else if constexpr (RB == 256 && Cfg::BITS == 8) {
             // byte 0 = the column offset (< 256), byte 1 = code j, bytes 2-3 = 0 (upper bytes of the offset).
             return __byte_perm(w[j / 4], off4[j % Dm::SEG], 0x7604u | k << 4);
