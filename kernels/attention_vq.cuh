@@ -474,6 +474,10 @@ __device__ __forceinline__ void vqa_rotate(uint32_t (&w)[4], int rot) {
     }
 }
 
+// Makes x opaque to the optimiser: ptxas otherwise rematerialises the per-lane offsets inside the hot loops under
+// the 64-register cap of 16-warp blocks (~100 extra instructions per warp step, seen in the SASS).
+__device__ __forceinline__ void vqa_pin(uint32_t& x) { asm volatile("mov.b32 %0, %0;" : "+r"(x)); }
+
 // Per-lane constants of the LUT mapping: byte offsets (within a table row) of the column for rotated code j.
 // PACKED (256-byte rows, every offset < 128, i.e. G = 32 padded): the 16 offsets are kept as bytes of 4 registers,
 // rotated like the codes, so that one PRMT builds the address from the code word and the offset word (the zero
@@ -511,12 +515,16 @@ struct VqaLutLane {
                 offp[i] = b0 | (b0 + 4u) << 8 | (b0 + 8u) << 16 | (b0 + 12u) << 24;
             }
             vqa_rotate<16>(offp, rot);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) vqa_pin(offp[i]);
             off4[0] = 0u;
             offq[0] = 0u;
         } else if constexpr (PAIRED) {
 #pragma unroll
-            for (int i = 0; i < 8; ++i)
+            for (int i = 0; i < 8; ++i) {
                 offq[i] = 4u * (uint32_t)(colbase + ((2 * i + rot) % 16)) | (4u * (uint32_t)(colbase + ((2 * i + 1 + rot) % 16))) << 16;
+                vqa_pin(offq[i]);
+            }
 #pragma unroll
             for (int i = 0; i < 4; ++i) offp[i] = 0u;
             off4[0] = 0u;

@@ -47,12 +47,12 @@ fn lut_row(g: u32, e: u32, qpb: u32) -> u32 {
     }
 }
 
-/// Warps per block of the LUT level for G channel groups. With G <= 32 the table (<= 32 KiB per q head) leaves
-/// room for 2 blocks of 16 warps per SM, and the K / V passes need the warps to hide latency (H200, cq2 B=16
-/// T=4096: 16 warps 63 us, 8 warps 67 us); with G = 64 the 64 KiB table caps the SM at 2 blocks either way and
-/// 16 warps at the 64-register cap ran slower (cq4: 98.7 us against 90.4 us), so 8. Dequantizing levels: 8.
-fn lut_warps(level: Level, g: u32) -> u32 {
-    if level == Level::Lut && g <= 32 {
+/// Warps per block of the LUT level: its shared-memory table caps the SM at 2 blocks, and the K / V passes need
+/// the warps to hide latency (H200, B=16 T=4096: cq2 63 us at 16 warps against 67 at 8; cq4 78.5 against 88.0,
+/// once the per-lane offsets were pinned in registers, see `vqa_pin`). 16 warps cap registers at 64. Dequantizing
+/// levels: 8.
+fn lut_warps(level: Level) -> u32 {
+    if level == Level::Lut {
         16
     } else {
         WARPS
@@ -322,7 +322,7 @@ impl AttentionPlan {
         } else {
             level
         };
-        let warps = lut_warps(level, g);
+        let warps = lut_warps(level);
         let threads = 32 * warps;
         let entry_bytes = 2 * v;
         let head_codebook_bytes = g * e * entry_bytes; // one of K or V, one kv head
@@ -973,9 +973,10 @@ fn check_shape(
 
 /// LUT token split. Each block pays a large fixed cost (building a table from its head's codebooks, applying
 /// the V codebook to the histogram) and any split > 1 adds the combine kernel (~3 us), so: one split unless fewer
-/// than LUT_WARPS_PER_SM warps per SM would stream the codes, and never chunks under LUT_MIN_CHUNK tokens
-/// (H200, cq2 / cq4: B=1 T=1024 best at 1 split, 9.1 / 12.2 us against 11.3 / 12.8 at 2; B=4 T=4096 cq4 best at 2,
-/// 31.4 us against 37.0 at 1; B=16 T=4096 best at 1). Chunks stay <= LUT_MAX_CHUNK tokens (score buffer).
+/// than LUT_WARPS_PER_SM warps per SM would stream the codes, and never chunks under LUT_MIN_CHUNK tokens. Measured
+/// on an H200 with `--token-splits`: B=1 T=1024 best at 1 split (cq2 9.1 / cq4 12.2 us against 11.3 / 12.8 at 2);
+/// B=16 T=4096 cq2 63.1 us at 1, 74.3 at 2; with 8-warp blocks B=4 T=4096 cq4 was best at 2 (31.4 against 37.0
+/// us), the case this rule splits. Chunks stay <= LUT_MAX_CHUNK tokens (score buffer).
 #[allow(clippy::too_many_arguments)]
 fn choose_lut_split(
     gpu: &GpuSpec,
@@ -1318,7 +1319,7 @@ mod tests {
                         "templates must be inlined"
                     );
                     assert!(p.split.launch.smem_bytes <= gpu().smem_per_block_optin);
-                    assert_eq!(p.split.launch.block, 32 * lut_warps(p.level, p.groups()));
+                    assert_eq!(p.split.launch.block, 32 * lut_warps(p.level));
                 }
             }
         }
@@ -1366,7 +1367,8 @@ mod tests {
         assert_eq!(plan("cq2", 16, 4096).split.splits, 1);
         assert_eq!(plan("cq4", 16, 4096).split.splits, 1);
         assert_eq!(plan("cq2", 1, 1024).split.splits, 1);
-        assert_eq!(plan("cq4", 4, 4096).split.splits, 2);
+        assert_eq!(plan("cq4", 4, 4096).split.splits, 1);
+        assert_eq!(plan("cq4", 2, 4096).split.splits, 2);
         assert_eq!(plan("cq2", 1, 4096).split.splits, 4);
         // Chunks never exceed LUT_MAX_CHUNK tokens.
         let long = plan("cq4", 1, 40_000);
@@ -1374,7 +1376,7 @@ mod tests {
             long.split.chunk <= LUT_MAX_CHUNK && long.split.splits * long.split.chunk >= 40_000
         );
         assert_eq!(plan("cq2", 16, 4096).split.launch.block, 512);
-        assert_eq!(plan("cq4", 16, 4096).split.launch.block, 256);
+        assert_eq!(plan("cq4", 16, 4096).split.launch.block, 512);
         // Prefetch only where the resident blocks' bytes fit a quarter of L2.
         assert!(plan("cq4", 1, 1024).prefetch);
         assert!(!plan("cq2", 16, 4096).prefetch);
