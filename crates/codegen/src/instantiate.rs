@@ -156,9 +156,9 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         src,
         "extern \"C\" __global__ void __launch_bounds__({}{}) {entry}({args}) {{\n  (void)m_total; (void)ss2; (void)ss3;\n  {call}\n}}\n",
         plan.block,
-        // LUT: 3 resident blocks of 256 per SM lets ptxas use up to 85 registers (its default choice spills).
+        // LUT: 3 resident blocks of 256 (<= 85 registers) or 2 of 512 (<= 64) per SM (ptxas's default choice spills).
         // Others: no minimum (a minimum of 1 made ptxas raise the dequant kernel to 106 registers, 30% slower).
-        if plan.kernel == KernelKind::Lut { ", 3" } else { "" }
+        if plan.kernel == KernelKind::Lut { format!(", {}", crate::plan::lut_min_blocks(plan.warps)) } else { String::new() }
     );
     let finalize = format!("vq_finalize_{key}");
     let _ = write!(

@@ -28,6 +28,19 @@ pub enum Op {
     Gemm,
 }
 
+/// Warps per block of the LUT GeMV in stream mode (learned codebooks per tensor).
+pub const LUT_STREAM_WARPS: u32 = 16;
+
+/// `__launch_bounds__` minimum blocks per SM of the LUT GeMV: 3 blocks of 8 warps (<= 85 registers) or 2 of 16
+/// (<= 64 registers); the 64 KiB table allows no more.
+pub fn lut_min_blocks(warps: u32) -> u32 {
+    if warps >= 16 {
+        2
+    } else {
+        3
+    }
+}
+
 /// Optimisation level (paper Table IV, plus `Lut`). `Auto` lets the heuristics choose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -308,16 +321,28 @@ impl Plan {
         match kernel {
             KernelKind::Dequant | KernelKind::DequantGemm => {}
             KernelKind::Lut => {
-                rows_per_warp = lut_rpw.unwrap_or(8);
-                note(
-                    "rows_per_warp",
-                    rows_per_warp.to_string(),
-                    format!(
-                        "a chunk is 8 warps x {rows_per_warp} row blocks = {} rows (inside one codebook row band); two chunks of codes in \
-                         flight per warp at ~80 registers keep 3 blocks per SM",
-                        64 * rows_per_warp
-                    ),
-                );
+                if matches!(config.scope, Scope::Tile { .. }) {
+                    rows_per_warp = lut_rpw.unwrap_or(8);
+                    note(
+                        "rows_per_warp",
+                        rows_per_warp.to_string(),
+                        format!(
+                            "a chunk is 8 warps x {rows_per_warp} row blocks = {} rows (inside one codebook row band); two chunks of codes in \
+                             flight per warp at ~80 registers keep 3 blocks per SM",
+                            64 * rows_per_warp
+                        ),
+                    );
+                } else {
+                    warps = LUT_STREAM_WARPS;
+                    rows_per_warp = 2;
+                    note(
+                        "warps",
+                        format!("{warps} x {rows_per_warp} row blocks"),
+                        "stream mode: the 64 KiB table allows 2-3 blocks per SM, so 16-warp blocks (2 per SM, <= 64 \
+                         registers with 2 row blocks per warp in flight twice) hide more latency than 8-warp ones"
+                            .into(),
+                    );
+                }
             }
             KernelKind::Mma => {
                 mt = if m >= 128 {
@@ -510,7 +535,7 @@ impl Plan {
             // One k tile per block (one table), reused by `lut_chunks` chunks of 8·warps·rpw rows; enough blocks for
             // three waves of 3 resident blocks per SM, the rest of the rows amortise the table build.
             let row_chunks = row_blocks.div_ceil(warps * rows_per_warp);
-            let slots = 3 * gpu.sm_count;
+            let slots = lut_min_blocks(warps) * gpu.sm_count;
             tiles_per_split = 1;
             if matches!(config.scope, Scope::Tile { .. }) {
                 // A block's rows must stay inside one codebook row band: one chunk per block, one k tile each.
@@ -531,8 +556,9 @@ impl Plan {
                 row_groups = slots.min(units.div_ceil(warps * rows_per_warp)).max(1);
                 split = tiles; // the kernel's SPLIT: partial sums of the k tiles go through the workspace
                 note("lut blocks", row_groups.to_string(), format!(
-                    "stream mode: {units} (k tile, row block) units cut into {row_groups} equal ranges (3 resident blocks per SM, \
+                    "stream mode: {units} (k tile, row block) units cut into {row_groups} equal ranges ({} resident blocks per SM, \
                      >= {} row blocks each); a block builds one table per k tile it touches (1-2), partial sums reduced with atomics",
+                    lut_min_blocks(warps),
                     warps * rows_per_warp
                 ));
             }
