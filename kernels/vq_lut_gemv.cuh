@@ -19,6 +19,14 @@
 #pragma once
 #include "vq_common.cuh"
 
+// Table row (floats) of the LUT GeMV: TG groups, padded to 64 for 8-bit codes with TG = 32 outside per-tile
+// codebooks (256-byte rows make the one-PRMT address possible; crates/codegen/src/plan.rs `lut_row_floats`).
+template <class Cfg>
+__host__ __device__ constexpr int vq_lut_row() {
+    constexpr int TG = 4 * Cfg::VPC;
+    return (Cfg::B == 8 && (TG == 64 || (TG == 32 && Cfg::TILE_ROWS == 0))) ? 64 : TG;
+}
+
 template <class Cfg>
 __device__ __forceinline__ void vq_rotate_chunk(uint32_t (&w)[4], int bits) {
     const int q = bits >> 5, r = bits & 31;
@@ -40,13 +48,15 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
                                                   int tile, int rb_lo, int rb_hi) {
     constexpr int V = Cfg::V, R = Cfg::R, B = Cfg::B, VPC = Cfg::VPC;
     constexpr int TG = 4 * VPC;  // groups (vectors) per k tile
+    constexpr int ROWP = vq_lut_row<Cfg>();  // floats per table row (>= TG)
+    constexpr bool FAST = ROWP == 64 && B == 8;
     constexpr int ENTRIES = 1 << B;
     constexpr int RB = R * B;
     constexpr int RPW = Cfg::ROWS_PER_WARP;
     constexpr int CHUNK_ROWS = Cfg::WARPS * RPW * 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    float* table = reinterpret_cast<float*>(smem_raw);                      // [R][ENTRIES][TG]
-    __half* cbs = reinterpret_cast<__half*>(table + R * ENTRIES * TG);       // [R][ENTRIES][V]
+    float* table = reinterpret_cast<float*>(smem_raw);                      // [R][ENTRIES][ROWP], TG used
+    __half* cbs = reinterpret_cast<__half*>(table + R * ENTRIES * ROWP);     // [R][ENTRIES][V]
     __half* xs = cbs + R * ENTRIES * V;                                      // [TG * V]
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -92,7 +102,7 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
             __half2 p = __hmul2(xv[0], cv[0]);
 #pragma unroll
             for (int k = 1; k < V / 2; ++k) p = __hfma2(xv[k], cv[k], p);
-            table[se * TG + grp] = __low2float(p) + __high2float(p);
+            table[se * ROWP + grp] = __low2float(p) + __high2float(p);
         }
     }
     __syncthreads();
@@ -101,9 +111,25 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
     // 32-bit shared-window byte addresses of this lane's column of the table at each step: a lookup is then
     // PRMT (byte codes) + LEA + LDS [addr + stage offset as an immediate] + FADD.
     const uint32_t table_s = (uint32_t)__cvta_generic_to_shared(table);
-    uint32_t toff[VPC];
+    uint32_t toff[FAST ? 1 : VPC];
+    // FAST (256-byte rows, 8-bit codes): the column offsets of steps 2i and 2i+1 in bytes 0 and 2 of offq[i] (bytes 1
+    // and 3 zero), so one PRMT of (code word, offset word) gives code·256 + column, and the table base is folded
+    // into the LDS as a uniform register: PRMT + LDS + FADD per lookup.
+    uint32_t offq[FAST ? VPC / 2 : 1];
+    if constexpr (FAST) {
+        static_assert(VPC % 2 == 0, "pairs of steps");
 #pragma unroll
-    for (int j = 0; j < VPC; ++j) toff[j] = table_s + 4u * (t + 4 * ((j + g) % VPC));
+        for (int i = 0; i < VPC / 2; ++i) {
+            offq[i] = 4u * (t + 4 * ((2 * i + g) % VPC)) | (4u * (t + 4 * ((2 * i + 1 + g) % VPC))) << 16;
+            asm volatile("mov.b32 %0, %0;" : "+r"(offq[i]));  // keep in registers (no rematerialisation in the loop)
+        }
+        toff[0] = 0u;
+    } else {
+#pragma unroll
+        for (int j = 0; j < VPC; ++j) toff[j] = table_s + 4u * (t + 4 * ((j + g) % VPC));
+        offq[0] = 0u;
+    }
+    const unsigned char* tbl_bytes = reinterpret_cast<const unsigned char*>(table);
 
     auto process = [&](int c, uint32_t (&cur)[RPW][4]) {
 #pragma unroll
@@ -118,13 +144,19 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
                 for (int s = 0; s < R; ++s) {
                     constexpr int MASK = ENTRIES - 1;
                     const int bit = j * RB + s * B;
+                    if constexpr (FAST) {
+                        const uint32_t k = (uint32_t)((bit % 32) / 8);
+                        const uint32_t addr = __byte_perm(cur[d][bit / 32], offq[j / 2], 0x7500u | k << 4 | (j % 2 ? 6u : 4u));
+                        a += *reinterpret_cast<const float*>(tbl_bytes + addr + s * ENTRIES * ROWP * 4);
+                        continue;
+                    }
                     uint32_t idx;
                     if (B == 8 && bit % 8 == 0) idx = __byte_perm(cur[d][bit / 32], 0u, 0x4440u | ((bit % 32) / 8));
                     else if ((bit % 32) + B <= 32) idx = (cur[d][bit / 32] >> (bit % 32)) & MASK;
                     else idx = __funnelshift_r(cur[d][bit / 32], cur[d][(bit / 32 + 1) & 3], bit % 32) & MASK;
                     float e;
                     // ptxas folds the stage offset into the LDS immediate.
-                    asm volatile("ld.shared.f32 %0, [%1];" : "=f"(e) : "r"(toff[j] + idx * (TG * 4) + s * ENTRIES * TG * 4));
+                    asm volatile("ld.shared.f32 %0, [%1];" : "=f"(e) : "r"(toff[j] + idx * (ROWP * 4) + s * ENTRIES * ROWP * 4));
                     a += e;
                 }
             }

@@ -28,16 +28,23 @@ pub enum Op {
     Gemm,
 }
 
-/// Warps per block of the LUT GeMV in stream mode (learned codebooks per tensor).
-pub const LUT_STREAM_WARPS: u32 = 16;
-
-/// `__launch_bounds__` minimum blocks per SM of the LUT GeMV: 3 blocks of 8 warps (<= 85 registers) or 2 of 16
-/// (<= 64 registers); the 64 KiB table allows no more.
+/// `__launch_bounds__` minimum blocks per SM of the LUT GeMV: 3 blocks of 8 warps (<= 85 registers), 2 of 16 or
+/// 1 of 32 (<= 64 registers); its 64-128 KiB table allows no more.
 pub fn lut_min_blocks(warps: u32) -> u32 {
-    if warps >= 16 {
-        2
+    match warps {
+        32.. => 1,
+        16.. => 2,
+        _ => 3,
+    }
+}
+
+/// Floats per row of the LUT GeMV table for k tiles of `tg` groups (kernels/vq_lut_gemv.cuh `vq_lut_row`): 8-bit
+/// codes with 32 groups outside per-tile codebooks pad the row to 64 floats, so one PRMT forms the lookup address.
+pub fn lut_row_floats(tg: u32, bits: u32, tile_scope: bool) -> u32 {
+    if bits == 8 && (tg == 64 || (tg == 32 && !tile_scope)) {
+        64
     } else {
-        3
+        tg
     }
 }
 
@@ -333,13 +340,16 @@ impl Plan {
                         ),
                     );
                 } else {
-                    warps = LUT_STREAM_WARPS;
+                    // 16 warps with 2 blocks per SM, or 32 warps where the (padded) table leaves room for one.
+                    let row = lut_row_floats(4 * geo.vpc as u32, config.b as u32, false);
+                    let smem = config.r as u32 * entries * row * 4 + config.r as u32 * entries * entry_bytes;
+                    warps = if 2 * (smem + 1024) + 1024 > gpu.smem_per_sm { 32 } else { 16 };
                     rows_per_warp = 2;
                     note(
                         "warps",
                         format!("{warps} x {rows_per_warp} row blocks"),
-                        "stream mode: the 64 KiB table allows 2-3 blocks per SM, so 16-warp blocks (2 per SM, <= 64 \
-                         registers with 2 row blocks per warp in flight twice) hide more latency than 8-warp ones"
+                        "stream mode: the table allows 1-2 blocks per SM, so blocks of 16 warps (2 per SM) or 32 (1 per SM), \
+                         <= 64 registers with 2 row blocks per warp in flight twice, hide more latency than 8-warp ones"
                             .into(),
                     );
                 }
@@ -583,7 +593,14 @@ impl Plan {
                 m_tile * tiles_per_split * tk * 2 + cb_stage(sets) + e8p_bytes
             }
             KernelKind::Lut => {
-                config.r as u32 * entries * 4 * geo.vpc * 4
+                config.r as u32
+                    * entries
+                    * 4
+                    * lut_row_floats(
+                        4 * geo.vpc as u32,
+                        config.b as u32,
+                        matches!(config.scope, Scope::Tile { .. }),
+                    )
                     + config.r as u32 * entries * entry_bytes
                     + 4 * geo.vpc * config.v as u32 * 2
             }
