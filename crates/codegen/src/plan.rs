@@ -342,8 +342,13 @@ impl Plan {
                 } else {
                     // 16 warps with 2 blocks per SM, or 32 warps where the (padded) table leaves room for one.
                     let row = lut_row_floats(4 * geo.vpc as u32, config.b as u32, false);
-                    let smem = config.r as u32 * entries * row * 4 + config.r as u32 * entries * entry_bytes;
-                    warps = if 2 * (smem + 1024) + 1024 > gpu.smem_per_sm { 32 } else { 16 };
+                    let smem = config.r as u32 * entries * row * 4
+                        + config.r as u32 * entries * entry_bytes;
+                    warps = if 2 * (smem + 1024) + 1024 > gpu.smem_per_sm {
+                        32
+                    } else {
+                        16
+                    };
                     rows_per_warp = 2;
                     note(
                         "warps",

@@ -266,7 +266,7 @@ impl VqLinear {
             let total = (p.m * p.n) as i32;
             let has_scale = p.config.per_channel_scale as i32;
             let cfg = LaunchConfig {
-                grid_dim: ((total as u32).div_ceil(256), 1, 1),
+                grid_dim: ((total as u32).div_ceil(4 * 256), 1, 1), // 4 elements per thread
                 block_dim: (256, 1, 1),
                 shared_mem_bytes: 0,
             };
