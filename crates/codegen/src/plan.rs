@@ -341,7 +341,7 @@ impl Plan {
                     );
                 } else {
                     // 16 warps with 2 blocks per SM, or 32 warps where the (padded) table leaves room for one.
-                    let row = lut_row_floats(4 * geo.vpc as u32, config.b as u32, false);
+                    let row = lut_row_floats(4 * geo.vpc, config.b, false);
                     let smem = config.r as u32 * entries * row * 4
                         + config.r as u32 * entries * entry_bytes;
                     warps = if 2 * (smem + 1024) + 1024 > gpu.smem_per_sm {
@@ -602,8 +602,8 @@ impl Plan {
                     * entries
                     * 4
                     * lut_row_floats(
-                        4 * geo.vpc as u32,
-                        config.b as u32,
+                        4 * geo.vpc,
+                        config.b,
                         matches!(config.scope, Scope::Tile { .. }),
                     )
                     + config.r as u32 * entries * entry_bytes
