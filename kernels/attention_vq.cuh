@@ -672,17 +672,22 @@ __device__ __forceinline__ void vqa_lut_k(const unsigned char* __restrict__ code
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             vqa_rotate<SEG>(w[u], L.rot);
-            float s[TPC][QPB];
+            // Two chains of adds per score (even / odd codes): half the dependent-add latency per step.
+            float s2[2][TPC][QPB], s[TPC][QPB];
 #pragma unroll
             for (int k = 0; k < TPC; ++k)
 #pragma unroll
-                for (int r = 0; r < QPB; ++r) s[k][r] = 0.f;
+                for (int r = 0; r < QPB; ++r) s2[0][k][r] = s2[1][k][r] = 0.f;
 #pragma unroll
             for (int j = 0; j < 16; ++j) {
                 const uint32_t a = L.addr(w[u], j);
 #pragma unroll
-                for (int r = 0; r < QPB; ++r) s[j / SEG][r] += *reinterpret_cast<const float*>(tb_bytes + r * TBL_R + a);
+                for (int r = 0; r < QPB; ++r) s2[j % 2][j / SEG][r] += *reinterpret_cast<const float*>(tb_bytes + r * TBL_R + a);
             }
+#pragma unroll
+            for (int k = 0; k < TPC; ++k)
+#pragma unroll
+                for (int r = 0; r < QPB; ++r) s[k][r] = s2[0][k][r] + s2[1][k][r];
             if constexpr (Dm::CPL > 1) {
 #pragma unroll
                 for (int r = 0; r < QPB; ++r)

@@ -137,7 +137,7 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
             const int rb = rb_of(c, d);
             if (rb >= rb_hi) continue;  // (not break: keeps the loop unrolled, cur[] in registers)
             vq_rotate_chunk<Cfg>(cur[d], (g % VPC) * RB);
-            float a = 0.f;
+            float acc[2] = {0.f, 0.f};  // two chains of adds (even / odd steps): half the dependent-add latency
 #pragma unroll
             for (int j = 0; j < VPC; ++j) {
 #pragma unroll
@@ -147,7 +147,7 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
                     if constexpr (FAST) {
                         const uint32_t k = (uint32_t)((bit % 32) / 8);
                         const uint32_t addr = __byte_perm(cur[d][bit / 32], offq[j / 2], 0x7500u | k << 4 | (j % 2 ? 6u : 4u));
-                        a += *reinterpret_cast<const float*>(tbl_bytes + addr + s * ENTRIES * ROWP * 4);
+                        acc[j % 2] += *reinterpret_cast<const float*>(tbl_bytes + addr + s * ENTRIES * ROWP * 4);
                         continue;
                     }
                     uint32_t idx;
@@ -157,9 +157,10 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
                     float e;
                     // ptxas folds the stage offset into the LDS immediate.
                     asm volatile("ld.shared.f32 %0, [%1];" : "=f"(e) : "r"(toff[j] + idx * (ROWP * 4) + s * ENTRIES * ROWP * 4));
-                    a += e;
+                    acc[j % 2] += e;
                 }
             }
+            float a = acc[0] + acc[1];
             a += __shfl_xor_sync(VQ_FULL_MASK, a, 1);
             a += __shfl_xor_sync(VQ_FULL_MASK, a, 2);
             const int row = rb * 8 + g;
