@@ -601,3 +601,47 @@ fn plan_attention_overrides_and_rejections() {
     o3.extend(["--level", "o3", "--token-splits", "2"]);
     fails(&o3, "token-split levels");
 }
+
+#[test]
+fn codegen_emits_attention_kernels() {
+    let src = ok(&[
+        "codegen",
+        "--op",
+        "attention",
+        "--preset",
+        "cq4",
+        "--level",
+        "lut",
+        "--batch",
+        "1",
+        "--seq",
+        "1024",
+        "--emit",
+    ]);
+    assert!(
+        src.contains("extern \"C\" __global__") && src.contains("vqa_attn_"),
+        "no attention entry point"
+    );
+    assert!(
+        src.contains("PREFETCH = true"),
+        "small caches get the L2 prefetch"
+    );
+    assert!(!src.contains("#include \""), "templates must be inlined");
+    let summary = ok(&[
+        "codegen",
+        "--op",
+        "attention",
+        "--preset",
+        "cq2",
+        "--level",
+        "o3",
+    ]);
+    assert!(
+        summary.contains("vqa_scores_") && summary.contains("vqa_values_"),
+        "{summary}"
+    );
+    fails(
+        &["codegen", "--op", "attention", "--preset", "aqlm-2x8"],
+        "kv",
+    );
+}

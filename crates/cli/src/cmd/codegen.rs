@@ -1,7 +1,7 @@
 //! `vqllm codegen`: print the generated source of one kernel, or compile every preset x op x level with NVRTC
 //! (no GPU needed) and report registers, shared memory and spills.
 
-use super::plan::KernelArgs;
+use super::plan::{AttentionShape, KernelArgs};
 use anyhow::{bail, Result};
 use clap::Args;
 use vqllm_codegen::attention::{instantiate_attention, AttentionPlan};
@@ -21,6 +21,8 @@ pub struct CodegenArgs {
     /// Compile every weight preset x op x level with NVRTC for the `--arch` list and print the resource report.
     #[arg(long)]
     pub check_all: bool,
+    #[command(flatten)]
+    pub attention: AttentionShape,
 }
 
 pub fn run(a: CodegenArgs) -> Result<()> {
@@ -28,6 +30,25 @@ pub fn run(a: CodegenArgs) -> Result<()> {
         return check_all(&a.kernel.arch);
     }
     let gpu = a.kernel.gpu()?;
+    if a.kernel.op == "attention" {
+        let level = Level::parse(&a.kernel.level)?;
+        let plan = a.attention.plan(&a.kernel.config()?, level, &gpu)?;
+        let src = instantiate_attention(&plan);
+        if a.emit {
+            println!("{}", src.source);
+        } else {
+            println!("{plan}");
+            println!(
+                "entry points: {} {} {}{} (FP16 baseline: {})",
+                src.quantize,
+                src.attention,
+                src.combine,
+                src.values.map(|v| format!(" {v}")).unwrap_or_default(),
+                src.fp16
+            );
+        }
+        return Ok(());
+    }
     let plan = a.kernel.plan(&gpu)?;
     let c = plan.config;
     let ks = instantiate(&plan, c.hadamard.then(|| hadamard_block(plan.k)));

@@ -11,7 +11,7 @@ pub struct KernelArgs {
     /// Preset name (quip4, aqlm3, gptvq2, aqlm-2x8, aqlm-1x16) or `vq<v,b,r>[:tile=RxC][:scale]`.
     #[arg(long, default_value = "aqlm-2x8")]
     pub preset: String,
-    /// gemv or gemm.
+    /// gemv, gemm or attention (decode attention over a VQ KV cache: presets cq2, cq4, vq<v,b,1>:kv).
     #[arg(long, default_value = "gemv")]
     pub op: String,
     /// Batch rows of the activations.
