@@ -604,20 +604,8 @@ fn plan_attention_overrides_and_rejections() {
 
 #[test]
 fn codegen_emits_attention_kernels() {
-    let src = ok(&[
-        "codegen",
-        "--op",
-        "attention",
-        "--preset",
-        "cq4",
-        "--level",
-        "lut",
-        "--batch",
-        "1",
-        "--seq",
-        "1024",
-        "--emit",
-    ]);
+    let run = |cmd: &str| ok(&cmd.split_whitespace().collect::<Vec<_>>());
+    let src = run("codegen --op attention --preset cq4 --level lut --batch 1 --seq 1024 --emit");
     assert!(
         src.contains("extern \"C\" __global__") && src.contains("vqa_attn_"),
         "no attention entry point"
@@ -627,15 +615,7 @@ fn codegen_emits_attention_kernels() {
         "small caches get the L2 prefetch"
     );
     assert!(!src.contains("#include \""), "templates must be inlined");
-    let summary = ok(&[
-        "codegen",
-        "--op",
-        "attention",
-        "--preset",
-        "cq2",
-        "--level",
-        "o3",
-    ]);
+    let summary = run("codegen --op attention --preset cq2 --level o3");
     assert!(
         summary.contains("vqa_scores_") && summary.contains("vqa_values_"),
         "{summary}"

@@ -34,36 +34,44 @@ pub fn run(a: CodegenArgs) -> Result<()> {
         let level = Level::parse(&a.kernel.level)?;
         let plan = a.attention.plan(&a.kernel.config()?, level, &gpu)?;
         let src = instantiate_attention(&plan);
-        if a.emit {
-            println!("{}", src.source);
-        } else {
-            println!("{plan}");
-            println!(
-                "entry points: {} {} {}{} (FP16 baseline: {})",
-                src.quantize,
-                src.attention,
-                src.combine,
-                src.values.map(|v| format!(" {v}")).unwrap_or_default(),
-                src.fp16
-            );
-        }
+        let entries = format!(
+            "{} {} {}{} (FP16 baseline: {})",
+            src.quantize,
+            src.attention,
+            src.combine,
+            src.values
+                .as_ref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default(),
+            src.fp16
+        );
+        report(a.emit, &src.source, &plan, &entries);
         return Ok(());
     }
     let plan = a.kernel.plan(&gpu)?;
     let c = plan.config;
     let ks = instantiate(&plan, c.hadamard.then(|| hadamard_block(plan.k)));
-    if a.emit {
-        println!("{}", ks.source);
+    let entries = format!(
+        "{} {}{}",
+        ks.entry,
+        ks.finalize,
+        ks.hadamard
+            .as_ref()
+            .map(|h| format!(" {h}"))
+            .unwrap_or_default()
+    );
+    report(a.emit, &ks.source, &plan, &entries);
+    Ok(())
+}
+
+/// `--emit`: the translation unit; otherwise the plan and the kernels' entry points.
+fn report(emit: bool, source: &str, plan: &dyn std::fmt::Display, entries: &str) {
+    if emit {
+        println!("{source}");
     } else {
         println!("{plan}");
-        println!(
-            "entry points: {} {}{}",
-            ks.entry,
-            ks.finalize,
-            ks.hadamard.map(|h| format!(" {h}")).unwrap_or_default()
-        );
+        println!("entry points: {entries}");
     }
-    Ok(())
 }
 
 fn check_all(archs: &str) -> Result<()> {
