@@ -128,6 +128,24 @@ fn write_model(dir: &Path, file: &str, tensors: &[Tensor]) -> PathBuf {
     path
 }
 
+/// A temporary directory holding a synthetic model (`model_tensors(seed, down_in)`) as `model.safetensors`.
+struct Fixture {
+    dir: tempfile::TempDir,
+    tensors: Vec<Tensor>,
+    input: PathBuf,
+}
+
+fn fixture(seed: u64, down_in: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let tensors = model_tensors(seed, down_in);
+    let input = write_model(dir.path(), "model.safetensors", &tensors);
+    Fixture {
+        dir,
+        tensors,
+        input,
+    }
+}
+
 fn vqllm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vqllm"))
         .args(args)
@@ -189,9 +207,11 @@ fn linear_names(tensors: &[Tensor]) -> Vec<&str> {
 
 #[test]
 fn quantize_writes_a_complete_model_matching_its_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let tensors = model_tensors(1, FFN);
-    let input = write_model(dir.path(), "model.safetensors", &tensors);
+    let Fixture {
+        dir,
+        tensors,
+        input,
+    } = fixture(1, FFN);
     let out = dir.path().join("m.vqst");
     let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
     let stdout = ok(&[
@@ -272,9 +292,11 @@ fn quantize_writes_a_complete_model_matching_its_report() {
 
 #[test]
 fn quip4_is_close_and_seeded_runs_are_identical() {
-    let dir = tempfile::tempdir().unwrap();
-    let tensors = model_tensors(2, FFN);
-    let input = write_model(dir.path(), "model.safetensors", &tensors);
+    let Fixture {
+        dir,
+        tensors,
+        input,
+    } = fixture(2, FFN);
     let i = input.to_str().unwrap();
     let mut models = Vec::new();
     for (file, seed) in [("a.vqst", "7"), ("b.vqst", "7"), ("c.vqst", "8")] {
@@ -306,9 +328,7 @@ fn quip4_is_close_and_seeded_runs_are_identical() {
 
 #[test]
 fn several_presets_side_by_side() {
-    let dir = tempfile::tempdir().unwrap();
-    let tensors = model_tensors(3, FFN);
-    let input = write_model(dir.path(), "model.safetensors", &tensors);
+    let Fixture { dir, input, .. } = fixture(3, FFN);
     let i = input.to_str().unwrap();
     let name = "model.layers.0.mlp.down_proj.weight";
     let stdout = ok(&[
@@ -362,10 +382,8 @@ fn several_presets_side_by_side() {
 
 #[test]
 fn undivisible_shapes_are_skipped_in_whole_model_mode_and_errors_with_tensor() {
-    let dir = tempfile::tempdir().unwrap();
     // 36 input columns: divisible by v=4 (gptvq2) but not by v=8 (aqlm-2x8).
-    let tensors = model_tensors(4, 36);
-    let input = write_model(dir.path(), "model.safetensors", &tensors);
+    let Fixture { dir, input, .. } = fixture(4, 36);
     let i = input.to_str().unwrap();
     let bad = "model.layers.1.mlp.down_proj.weight";
     let out = dir.path().join("m.vqst");
@@ -407,9 +425,11 @@ fn undivisible_shapes_are_skipped_in_whole_model_mode_and_errors_with_tensor() {
 
 #[test]
 fn info_on_a_safetensors_model() {
-    let dir = tempfile::tempdir().unwrap();
-    let tensors = model_tensors(5, FFN);
-    let input = write_model(dir.path(), "model.safetensors", &tensors);
+    let Fixture {
+        dir: _dir,
+        tensors,
+        input,
+    } = fixture(5, FFN);
     let info = ok(&["info", input.to_str().unwrap(), "--tensors"]);
     assert!(info.contains("architecture:  llama"), "{info}");
     assert!(
@@ -427,9 +447,7 @@ fn info_on_a_safetensors_model() {
 
 #[test]
 fn bad_inputs_fail_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let tensors = model_tensors(6, FFN);
-    let input = write_model(dir.path(), "model.safetensors", &tensors);
+    let Fixture { dir, input, .. } = fixture(6, FFN);
     let i = input.to_str().unwrap();
     let missing = dir.path().join("nope.safetensors");
     let m = missing.to_str().unwrap();
@@ -539,9 +557,7 @@ fn bad_inputs_fail_cleanly() {
 fn codebooks_larger_than_the_tensor_reproduce_it() {
     // k_proj [64, 128] has 1024 vectors of 8: fewer than aqlm3's 4096 entries, so the codebook can hold
     // every vector and the error is only fp16 rounding; the codebook overhead dominates the bits.
-    let dir = tempfile::tempdir().unwrap();
-    let tensors = model_tensors(7, FFN);
-    let input = write_model(dir.path(), "model.safetensors", &tensors);
+    let Fixture { dir, input, .. } = fixture(7, FFN);
     let name = "model.layers.0.self_attn.k_proj.weight";
     let out = dir.path().join("k.vqst");
     let stdout = ok(&[
