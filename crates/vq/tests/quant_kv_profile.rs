@@ -52,16 +52,14 @@ fn kv_codebooks_encode_decode_match_naive() {
     let (tokens, heads, hd) = (600, 2, 16);
     let cfg = VqConfig::preset("cq2").unwrap();
     let calib = random(tokens * heads * hd, 1);
-    let cb = learn_kv_codebooks(
-        &calib,
-        tokens,
-        heads,
-        hd,
-        &cfg,
-        None,
-        &QuantizeOptions::default(),
-    )
-    .unwrap();
+    let learn = |seed: u64| {
+        let opts = QuantizeOptions {
+            seed,
+            ..Default::default()
+        };
+        learn_kv_codebooks(&calib, tokens, heads, hd, &cfg, None, &opts).unwrap()
+    };
+    let cb = learn(QuantizeOptions::default().seed);
     assert_eq!(cb.codebooks.len(), heads * (hd / 4) * 256 * 4);
     assert!(cb
         .codebooks
@@ -84,30 +82,9 @@ fn kv_codebooks_encode_decode_match_naive() {
     .sqrt();
     assert!(rel < 0.2, "calibration relative error {rel}");
     // Deterministic; another seed differs.
-    let again = learn_kv_codebooks(
-        &calib,
-        tokens,
-        heads,
-        hd,
-        &cfg,
-        None,
-        &QuantizeOptions::default(),
-    )
-    .unwrap();
+    let again = learn(QuantizeOptions::default().seed);
     assert_eq!(cb, again);
-    let other = learn_kv_codebooks(
-        &calib,
-        tokens,
-        heads,
-        hd,
-        &cfg,
-        None,
-        &QuantizeOptions {
-            seed: 3,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let other = learn(3);
     assert_ne!(cb.codebooks, other.codebooks);
 }
 
