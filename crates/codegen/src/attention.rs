@@ -578,7 +578,7 @@ impl AttentionPlan {
                         seq as u32,
                         pairs,
                         warps,
-                        smem_fixed + 4 * qpb * 64,
+                        smem_fixed,
                         qpb,
                         max_chunk,
                         (q_heads as u32 / qpb, batch as u32),
@@ -806,24 +806,24 @@ impl AttentionPlan {
     pub fn with_token_splits(mut self, splits: u32, gpu: &GpuSpec) -> Result<AttentionPlan> {
         if self.dataflow != AttnDataflow::TokenSplit {
             return Err(CodegenError::Invalid(format!(
-                "--splits applies to the token-split levels, not {:?}",
+                "--token-splits applies to the token-split levels, not {:?}",
                 self.level
             )));
         }
         let seq = self.seq as u32;
-        let chunk = seq.div_ceil(splits.clamp(1, seq)).div_ceil(64) * 64;
-        let splits = seq.div_ceil(chunk);
-        let smem = self.smem_fixed() + 4 * self.qpb * chunk;
+        self.split.chunk = seq.div_ceil(splits.clamp(1, seq)).div_ceil(64) * 64;
+        self.split = self.split_for(self.seq);
+        let (splits, chunk, smem) = (
+            self.split.splits,
+            self.split.chunk,
+            self.split.launch.smem_bytes,
+        );
         if smem > gpu.smem_per_block_optin {
             return Err(CodegenError::DoesNotFit(format!(
                 "{chunk} tokens per block need {smem} B of shared memory; the device allows {} B",
                 gpu.smem_per_block_optin
             )));
         }
-        self.split.splits = splits;
-        self.split.chunk = chunk;
-        self.split.launch.grid.2 = splits;
-        self.split.launch.smem_bytes = smem;
         let bh = self.batch * self.q_heads;
         let ts = if splits > 1 { splits as usize } else { 0 };
         self.workspace.partial_o = bh * ts * self.head_dim;
@@ -983,7 +983,7 @@ fn choose_lut_split(
     seq: u32,
     pairs: u32,
     warps: u32,
-    smem_base: u32,
+    smem_fixed: u32,
     qpb: u32,
     max_chunk: u32,
     grid_xy: (u32, u32),
@@ -1001,7 +1001,7 @@ fn choose_lut_split(
         launch: Launch {
             grid: (grid_xy.0, grid_xy.1, splits),
             block: 32 * warps,
-            smem_bytes: smem_base + 4 * qpb * (chunk - 64),
+            smem_bytes: smem_fixed + 4 * qpb * chunk,
         },
     }
 }

@@ -240,6 +240,13 @@ impl Plan {
 
         // 1. Kernel.
         let lut_table_bytes = (config.r as u32) * entries * (4 * geo.vpc) * 4;
+        // Shared memory of the LUT GeMV (kernels/vq_lut_gemv.cuh): the table with rows padded per `lut_row_floats`,
+        // the staged codebook set and the k tile's activations.
+        let tile_scope = matches!(config.scope, Scope::Tile { .. });
+        let lut_smem =
+            config.r as u32 * entries * 4 * lut_row_floats(4 * geo.vpc, config.b, tile_scope)
+                + config.r as u32 * entries * entry_bytes
+                + 4 * geo.vpc * config.v as u32 * 2;
         // Tile scopes: a block's rows (8 warps x lut_rpw row blocks x 8) must lie in one codebook row band and a
         // k tile in one column span, so one table serves the whole block.
         let lut_rpw: Option<u32> = match config.scope {
@@ -328,7 +335,7 @@ impl Plan {
         match kernel {
             KernelKind::Dequant | KernelKind::DequantGemm => {}
             KernelKind::Lut => {
-                if matches!(config.scope, Scope::Tile { .. }) {
+                if tile_scope {
                     rows_per_warp = lut_rpw.unwrap_or(8);
                     note(
                         "rows_per_warp",
@@ -341,10 +348,7 @@ impl Plan {
                     );
                 } else {
                     // 16 warps with 2 blocks per SM, or 32 warps where the (padded) table leaves room for one.
-                    let row = lut_row_floats(4 * geo.vpc, config.b, false);
-                    let smem = config.r as u32 * entries * row * 4
-                        + config.r as u32 * entries * entry_bytes;
-                    warps = if 2 * (smem + 1024) + 1024 > gpu.smem_per_sm {
+                    warps = if 2 * (lut_smem + 1024) + 1024 > gpu.smem_per_sm {
                         32
                     } else {
                         16
@@ -552,7 +556,7 @@ impl Plan {
             let row_chunks = row_blocks.div_ceil(warps * rows_per_warp);
             let slots = lut_min_blocks(warps) * gpu.sm_count;
             tiles_per_split = 1;
-            if matches!(config.scope, Scope::Tile { .. }) {
+            if tile_scope {
                 // A block's rows must stay inside one codebook row band: one chunk per block, one k tile each.
                 lut_chunks = 1;
                 row_groups = row_chunks;
@@ -597,18 +601,7 @@ impl Plan {
                 };
                 m_tile * tiles_per_split * tk * 2 + cb_stage(sets) + e8p_bytes
             }
-            KernelKind::Lut => {
-                config.r as u32
-                    * entries
-                    * 4
-                    * lut_row_floats(
-                        4 * geo.vpc,
-                        config.b,
-                        matches!(config.scope, Scope::Tile { .. }),
-                    )
-                    + config.r as u32 * entries * entry_bytes
-                    + 4 * geo.vpc * config.v as u32 * 2
-            }
+            KernelKind::Lut => lut_smem,
             KernelKind::Mma => 16 * mt * (tk + 16) * 2 + cb_stage(1) + e8p_bytes,
             KernelKind::DequantGemm => 0,
         };
