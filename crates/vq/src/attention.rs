@@ -166,12 +166,7 @@ fn check_vq_cache(
             cb.groups()
         )));
     }
-    if let Some(pos) = codes.iter().position(|&x| (x as usize) >= c.entries()) {
-        return Err(VqError::Format(format!(
-            "{what} code {} at {pos} exceeds 2^{}",
-            codes[pos], c.b
-        )));
-    }
+    cb.check_code_range(what, codes)?;
     Ok(c.v)
 }
 

@@ -192,15 +192,7 @@ pub fn decode_kv(cb: &KvCodebooks, codes: &[u16], tokens: usize) -> Result<Vec<f
             codes.len()
         )));
     }
-    if let Some(p) = codes
-        .iter()
-        .position(|&c| c as usize >= cb.config.entries())
-    {
-        return Err(VqError::Format(format!(
-            "KV code {} at {p} exceeds 2^{}",
-            codes[p], cb.config.b
-        )));
-    }
+    cb.check_code_range("KV", codes)?;
     let mut out = vec![0.0f32; tokens * h * d];
     out.par_chunks_mut(d)
         .zip(codes.par_chunks(groups))

@@ -5,6 +5,7 @@
 //! - codes: `[batch, kv_heads, capacity, head_dim / v]` u16 on the CPU (u8 on the GPU when b <= 8).
 
 use crate::config::VqConfig;
+use crate::error::{Result, VqError};
 use serde::{Deserialize, Serialize};
 
 /// Codebooks of one layer's K or V cache (CQ style: one codebook per KV head and channel group).
@@ -27,5 +28,20 @@ impl KvCodebooks {
     /// Offset of entry `e` of the codebook for `(head, group)` in [`Self::codebooks`].
     pub fn entry_offset(&self, head: usize, group: usize, e: usize) -> usize {
         ((head * self.groups() + group) * self.config.entries() + e) * self.config.v
+    }
+
+    /// Errors ([`VqError::Format`]) at the first code that names no entry of a `2^b`-entry codebook; `what` names
+    /// the codes in the message (`"KV"`, `"K"`, `"V"`).
+    pub fn check_code_range(&self, what: &str, codes: &[u16]) -> Result<()> {
+        match codes
+            .iter()
+            .position(|&c| c as usize >= self.config.entries())
+        {
+            Some(p) => Err(VqError::Format(format!(
+                "{what} code {} at {p} exceeds 2^{}",
+                codes[p], self.config.b
+            ))),
+            None => Ok(()),
+        }
     }
 }

@@ -270,16 +270,7 @@ fn check_kv(cb: &KvCodebooks, codes: &[u16], tokens: usize) -> Result<()> {
             codes.len()
         )));
     }
-    if let Some(p) = codes
-        .iter()
-        .position(|&c| c as usize >= cb.config.entries())
-    {
-        return Err(VqError::Format(format!(
-            "KV code {} at {p} exceeds 2^{}",
-            codes[p], cb.config.b
-        )));
-    }
-    Ok(())
+    cb.check_code_range("KV", codes)
 }
 
 /// Entry-use counts of KV codes `[tokens, kv_heads, head_dim / v]`, codebook `head * groups + group`.
