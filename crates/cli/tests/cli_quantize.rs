@@ -49,53 +49,20 @@ fn model_tensors(seed: u64, down_in: usize) -> Vec<Tensor> {
         &mut rng,
     );
     for l in 0..LAYERS {
-        let p = format!("model.layers.{l}");
-        push(
-            format!("{p}.input_layernorm.weight"),
-            vec![HIDDEN],
-            &mut rng,
-        );
-        push(
-            format!("{p}.self_attn.q_proj.weight"),
-            vec![HIDDEN, HIDDEN],
-            &mut rng,
-        );
-        push(
-            format!("{p}.self_attn.k_proj.weight"),
-            vec![KV, HIDDEN],
-            &mut rng,
-        );
-        push(
-            format!("{p}.self_attn.v_proj.weight"),
-            vec![KV, HIDDEN],
-            &mut rng,
-        );
-        push(
-            format!("{p}.self_attn.o_proj.weight"),
-            vec![HIDDEN, HIDDEN],
-            &mut rng,
-        );
-        push(
-            format!("{p}.post_attention_layernorm.weight"),
-            vec![HIDDEN],
-            &mut rng,
-        );
-        push(
-            format!("{p}.mlp.gate_proj.weight"),
-            vec![FFN, HIDDEN],
-            &mut rng,
-        );
-        push(
-            format!("{p}.mlp.up_proj.weight"),
-            vec![FFN, HIDDEN],
-            &mut rng,
-        );
         let din = if l == 1 { down_in } else { FFN };
-        push(
-            format!("{p}.mlp.down_proj.weight"),
-            vec![HIDDEN, din],
-            &mut rng,
-        );
+        for (name, shape) in [
+            ("input_layernorm", vec![HIDDEN]),
+            ("self_attn.q_proj", vec![HIDDEN, HIDDEN]),
+            ("self_attn.k_proj", vec![KV, HIDDEN]),
+            ("self_attn.v_proj", vec![KV, HIDDEN]),
+            ("self_attn.o_proj", vec![HIDDEN, HIDDEN]),
+            ("post_attention_layernorm", vec![HIDDEN]),
+            ("mlp.gate_proj", vec![FFN, HIDDEN]),
+            ("mlp.up_proj", vec![FFN, HIDDEN]),
+            ("mlp.down_proj", vec![HIDDEN, din]),
+        ] {
+            push(format!("model.layers.{l}.{name}.weight"), shape, &mut rng);
+        }
     }
     push("model.norm.weight".into(), vec![HIDDEN], &mut rng);
     t
