@@ -198,7 +198,7 @@ impl VqLinear {
         }
         let stream = gpu.stream();
         let (m, rows, cols) = (p.m as i32, p.n as i32, p.k as i32);
-        // The LUT kernel takes its rows-per-block chunk count in this slot.
+        // The LUT kernel takes its rows-per-block chunk count in this slot (0: stream mode, equal unit ranges).
         let tps = if p.kernel == KernelKind::Lut {
             p.lut_chunks
         } else {
