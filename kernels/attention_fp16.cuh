@@ -107,6 +107,30 @@ __device__ __forceinline__ void attn_write_result(__half* __restrict__ out, floa
     }
 }
 
+// Writes the block's result for its QPB q heads [hq0, hq0 + QPB): channel d of head r is scale[r] times the sum of the
+// NP partial accumulators parts[(p · QPB + r) · D + d] (one per warp, or per codebook part for the LUT level).
+template <int QPB, int NP>
+__device__ __forceinline__ void attn_write_block(const float* parts, const float (&scale)[QPB], const float (&mx)[QPB],
+                                                 const float (&l)[QPB], __half* __restrict__ out, float* __restrict__ ws_o,
+                                                 float* __restrict__ ws_ml, int b, int hq0, int q_heads, int D) {
+    for (int i = threadIdx.x; i < QPB * D; i += blockDim.x) {
+        const int r = i / D, d = i % D;
+        float o = 0.f;
+#pragma unroll
+        for (int p = 0; p < NP; ++p) o += parts[(p * QPB + r) * D + d];
+        // Row r's values without dynamic register indexing.
+        float sr = scale[0], mr = mx[0], lr = l[0];
+#pragma unroll
+        for (int rr = 1; rr < QPB; ++rr)
+            if (rr == r) {
+                sr = scale[rr];
+                mr = mx[rr];
+                lr = l[rr];
+            }
+        attn_write_result(out, ws_o, ws_ml, b, hq0 + r, q_heads, D, d, o * sr, mr, lr);
+    }
+}
+
 // What a flash-decoding block covers: sequence b = blockIdx.y, q heads [hq0, hq0 + qpb) sharing KV head h, and
 // tokens [t0, t1) of token chunk `split` (n = t1 - t0, 0 for chunks past the sequence's length).
 struct AttnBlock {
@@ -249,20 +273,10 @@ __device__ __forceinline__ void attn_fp16_body(const __half* __restrict__ q, con
             for (int i = 0; i < 8; ++i) accs[(warp * QPB + r) * D + sub * 8 + i] = acc[r][i];
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < QPB * D; i += blockDim.x) {
-        const int r = i / D, d = i % D;
-        float o = 0.f;
+    float one[QPB];
 #pragma unroll
-        for (int w = 0; w < NW; ++w) o += accs[(w * QPB + r) * D + d];
-        float mr = mx[0], lr = l[0];
-#pragma unroll
-        for (int rr = 1; rr < QPB; ++rr)
-            if (rr == r) {
-                mr = mx[rr];
-                lr = l[rr];
-            }
-        attn_write_result(out, ws_o, ws_ml, b, hq0 + r, q_heads, D, d, o, mr, lr);
-    }
+    for (int r = 0; r < QPB; ++r) one[r] = 1.f;
+    attn_write_block<QPB, NW>(accs, one, mx, l, out, ws_o, ws_ml, b, hq0, q_heads, D);
 }
 
 // Merges the split partials of one (sequence, q head): out = sum_z 2^(m_z − M) o_z / sum_z 2^(m_z − M) l_z.

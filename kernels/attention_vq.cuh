@@ -478,22 +478,24 @@ __device__ __forceinline__ void vqa_rotate(uint32_t (&w)[4], int rot) {
 // the 64-register cap of 16-warp blocks (~100 extra instructions per warp step, seen in the SASS).
 __device__ __forceinline__ void vqa_pin(uint32_t& x) { asm volatile("mov.b32 %0, %0;" : "+r"(x)); }
 
-// Per-lane constants of the LUT mapping: byte offsets (within a table row) of the column for rotated code j.
-// PACKED (256-byte rows, every offset < 128, i.e. G = 32 padded): the 16 offsets are kept as bytes of 4 registers,
-// rotated like the codes, so that one PRMT builds the address from the code word and the offset word (the zero
-// upper bytes come from sign-replicating an offset byte, whose top bit is clear). Otherwise one register per
-// offset (under a tight register cap ptxas rematerialised those every step: ~50 instructions per warp step).
+// Per-lane constants of the LUT mapping: byte offsets (within a table row) of the column for rotated code j, kept in
+// `off` in one of three packings:
+//   PACKED (256-byte rows, every offset < 128, i.e. G = 32 padded): the 16 offsets are the bytes of 4 registers,
+//     rotated like the codes, so that one PRMT builds the address from the code word and the offset word (the zero
+//     upper bytes come from sign-replicating an offset byte, whose top bit is clear);
+//   PAIRED (256-byte rows, offsets up to 252): two offsets per register (bytes 0 and 2, bytes 1 and 3 zero), half
+//     the registers of one per offset, still one PRMT per lookup;
+//   otherwise one register per offset.
+// The registers are pinned (vqa_pin): under a tight register cap ptxas rematerialised them every step (~50-100
+// instructions per warp step).
 template <class Cfg>
 struct VqaLutLane {
     using Dm = VqaDims<Cfg>;
     static constexpr bool PACKED = Dm::ROW == 64 && Dm::G == 32 && Cfg::BITS == 8;
-    int rot, slot, c;
-    // PAIRED (256-byte rows, offsets up to 252): two offsets per register (bytes 0 and 2, bytes 1 and 3 zero), half
-    // the registers of one per offset, still one PRMT per lookup.
     static constexpr bool PAIRED = !PACKED && Dm::ROW == 64 && Cfg::BITS == 8 && Dm::SEG == 16;
-    uint32_t off4[(PACKED || PAIRED) ? 1 : Dm::SEG];
-    uint32_t offq[PAIRED ? 8 : 1];
-    uint32_t offp[4];
+    static constexpr int NOFF = PACKED ? 4 : PAIRED ? 8 : Dm::SEG;
+    int rot, slot, c;
+    uint32_t off[NOFF];
     __device__ __forceinline__ VqaLutLane(int lane) {
         int colbase;
         if constexpr (Dm::G >= 32) {
@@ -512,28 +514,20 @@ struct VqaLutLane {
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 const uint32_t b0 = 4u * (uint32_t)(colbase + 4 * i);  // <= 4 · (16 + 12) = 112: top bit clear
-                offp[i] = b0 | (b0 + 4u) << 8 | (b0 + 8u) << 16 | (b0 + 12u) << 24;
+                off[i] = b0 | (b0 + 4u) << 8 | (b0 + 8u) << 16 | (b0 + 12u) << 24;
             }
-            vqa_rotate<16>(offp, rot);
+            vqa_rotate<16>(off, rot);
 #pragma unroll
-            for (int i = 0; i < 4; ++i) vqa_pin(offp[i]);
-            off4[0] = 0u;
-            offq[0] = 0u;
+            for (int i = 0; i < 4; ++i) vqa_pin(off[i]);
         } else if constexpr (PAIRED) {
 #pragma unroll
             for (int i = 0; i < 8; ++i) {
-                offq[i] = 4u * (uint32_t)(colbase + ((2 * i + rot) % 16)) | (4u * (uint32_t)(colbase + ((2 * i + 1 + rot) % 16))) << 16;
-                vqa_pin(offq[i]);
+                off[i] = 4u * (uint32_t)(colbase + ((2 * i + rot) % 16)) | (4u * (uint32_t)(colbase + ((2 * i + 1 + rot) % 16))) << 16;
+                vqa_pin(off[i]);
             }
-#pragma unroll
-            for (int i = 0; i < 4; ++i) offp[i] = 0u;
-            off4[0] = 0u;
         } else {
 #pragma unroll
-            for (int j = 0; j < Dm::SEG; ++j) off4[j] = 4u * (uint32_t)(colbase + ((j + rot) % Dm::SEG));
-#pragma unroll
-            for (int i = 0; i < 4; ++i) offp[i] = 0u;
-            offq[0] = 0u;
+            for (int j = 0; j < Dm::SEG; ++j) off[j] = 4u * (uint32_t)(colbase + ((j + rot) % Dm::SEG));
         }
     }
 
@@ -546,17 +540,17 @@ struct VqaLutLane {
             // (PTX prmt, not __byte_perm: the intrinsic keeps only 3 bits of each selector nibble, dropping the
             // sign-replicate bit.)
             uint32_t a;
-            asm("prmt.b32 %0, %1, %2, %3;" : "=r"(a) : "r"(w[j / 4]), "r"(offp[j / 4]), "r"((0xCu + k) << 12 | (0xCu + k) << 8 | k << 4 | (4u + k)));
+            asm("prmt.b32 %0, %1, %2, %3;" : "=r"(a) : "r"(w[j / 4]), "r"(off[j / 4]), "r"((0xCu + k) << 12 | (0xCu + k) << 8 | k << 4 | (4u + k)));
             return a;
         } else if constexpr (PAIRED) {
             // byte 0 = offset (low byte of half j % 2), byte 1 = code byte k, bytes 2-3 = 0 (the pair's zero bytes).
-            return __byte_perm(w[j / 4], offq[j / 2], 0x7500u | k << 4 | (j % 2 ? 6u : 4u));
+            return __byte_perm(w[j / 4], off[j / 2], 0x7500u | k << 4 | (j % 2 ? 6u : 4u));
         } else if constexpr (RB == 256 && Cfg::BITS == 8) {
             // byte 0 = the column offset (< 256), byte 1 = code j, bytes 2-3 = 0 (upper bytes of the offset).
-            return __byte_perm(w[j / 4], off4[j % Dm::SEG], 0x7604u | k << 4);
+            return __byte_perm(w[j / 4], off[j % Dm::SEG], 0x7604u | k << 4);
         } else {
             const uint32_t code = (w[j / 4] >> (8 * k)) & Dm::MASK;
-            return (code * RB) | off4[j % Dm::SEG];
+            return (code * RB) | off[j % Dm::SEG];
         }
     }
 };
@@ -802,24 +796,15 @@ __device__ __forceinline__ void vqa_fused_body(const __half* __restrict__ q, con
         __syncthreads();
         vqa_lut_codebook_pass<Cfg, true>(vcb, qs, tbl, fin);
         __syncthreads();
-        for (int i = threadIdx.x; i < QPB * D; i += blockDim.x) {
-            const int r = i / D, d = i % D;
-            float o = 0.f;
+        // The histogram counted probabilities in units of l · 2^-31.
+        float unit[QPB];
 #pragma unroll
-            for (int part = 0; part < Dm::NPART; ++part) o += fin[(part * QPB + r) * D + d];
-            float mr = mx[0], lr = l[0];
-#pragma unroll
-            for (int rr = 1; rr < QPB; ++rr)
-                if (rr == r) {
-                    mr = mx[rr];
-                    lr = l[rr];
-                }
-            attn_write_result(out, ws_o, ws_ml, b, hq0 + r, q_heads, D, d, o * (lr * 4.656612873077393e-10f), mr, lr);
-        }
+        for (int r = 0; r < QPB; ++r) unit[r] = l[r] * 4.656612873077393e-10f;
+        attn_write_block<QPB, Dm::NPART>(fin, unit, mx, l, out, ws_o, ws_ml, b, hq0, q_heads, D);
     } else {
         __half* cbs = reinterpret_cast<__half*>(smem_raw + Sm::CBS);
         float* vred = reinterpret_cast<float*>(smem_raw + Sm::VRED);
-        const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+        const int lane = threadIdx.x % 32;
         VqaCodebook<Cfg> cb;
         cb.gl = kcb;
         cb.sm = cbs;
@@ -833,40 +818,24 @@ __device__ __forceinline__ void vqa_fused_body(const __half* __restrict__ q, con
         vqa_stage_codebooks<Cfg>(vcb, cbs);
         cb.load_registers(lane);
         __syncthreads();
+        constexpr int NACC = Cfg::VFUSION == 1 ? Dm::GS : Dm::CH;
+        float acc[QPB][NACC];
+#pragma unroll
+        for (int r = 0; r < QPB; ++r)
+#pragma unroll
+            for (int k = 0; k < NACC; ++k) acc[r][k] = 0.f;
         if constexpr (Cfg::VFUSION == 1) {
-            float acc[QPB][Dm::GS];
-#pragma unroll
-            for (int r = 0; r < QPB; ++r)
-#pragma unroll
-                for (int j = 0; j < Dm::GS; ++j) acc[r][j] = 0.f;
             vqa_v_reg<Cfg>(vc, cb, sc, chunk, t0, t0, t1, acc);
             vqa_v_reg_store<Cfg>(acc, vred);
         } else {
-            __half* tile = reinterpret_cast<__half*>(smem_raw + Sm::VT);
-            float acc[QPB][Dm::CH];
-#pragma unroll
-            for (int r = 0; r < QPB; ++r)
-#pragma unroll
-                for (int k = 0; k < Dm::CH; ++k) acc[r][k] = 0.f;
-            vqa_v_smem<Cfg>(vc, cb, sc, chunk, t0, t0, t1, tile, acc);
+            vqa_v_smem<Cfg>(vc, cb, sc, chunk, t0, t0, t1, reinterpret_cast<__half*>(smem_raw + Sm::VT), acc);
             vqa_v_smem_store<Cfg>(acc, vred);
         }
-        (void)warp;
         __syncthreads();
-        for (int i = threadIdx.x; i < QPB * D; i += blockDim.x) {
-            const int r = i / D, d = i % D;
-            float o = 0.f;
+        float one[QPB];
 #pragma unroll
-            for (int w = 0; w < Dm::NW; ++w) o += vred[(w * QPB + r) * D + d];
-            float mr = mx[0], lr = l[0];
-#pragma unroll
-            for (int rr = 1; rr < QPB; ++rr)
-                if (rr == r) {
-                    mr = mx[rr];
-                    lr = l[rr];
-                }
-            attn_write_result(out, ws_o, ws_ml, b, hq0 + r, q_heads, D, d, o, mr, lr);
-        }
+        for (int r = 0; r < QPB; ++r) one[r] = 1.f;
+        attn_write_block<QPB, Dm::NW>(vred, one, mx, l, out, ws_o, ws_ml, b, hq0, q_heads, D);
     }
 }
 

@@ -155,14 +155,18 @@ fn dynamic_smem_above_48k_is_opted_in_and_limits_are_checked() {
     let mut dout = gpu.alloc_zeros::<f32>(input.len()).unwrap();
     let chunk_i = chunk as i32;
     let smem = (chunk * 4) as u32;
-    unsafe {
+    let launch = |dout: &mut _, dims: LaunchDims| unsafe {
         gpu.launch(&kernel)
             .arg(&din)
-            .arg(&mut dout)
+            .arg(dout)
             .arg(&chunk_i)
-            .launch(LaunchDims::linear(blocks as u32, 256).with_smem(smem))
-            .unwrap();
-    }
+            .launch(dims)
+    };
+    launch(
+        &mut dout,
+        LaunchDims::linear(blocks as u32, 256).with_smem(smem),
+    )
+    .unwrap();
     assert!(kernel.max_dynamic_smem() >= smem);
     let out = gpu.dtoh(&dout).unwrap();
     for b in 0..blocks {
@@ -170,33 +174,17 @@ fn dynamic_smem_above_48k_is_opted_in_and_limits_are_checked() {
             assert_eq!(out[b * chunk + i], input[b * chunk + chunk - 1 - i]);
         }
     }
-    // More than the device allows is an error before launch, not a fault.
+    // More than the device allows is an error before launch, not a fault; so is a block larger than the kernel
+    // allows, and an empty grid.
     let too_much = gpu.spec().smem_per_block_optin + 1;
-    let r = unsafe {
-        gpu.launch(&kernel)
-            .arg(&din)
-            .arg(&mut dout)
-            .arg(&chunk_i)
-            .launch(LaunchDims::linear(1, 256).with_smem(too_much))
-    };
-    assert!(matches!(r, Err(CudaError::InvalidArgument(_))), "{r:?}");
-    // So is a block larger than the kernel allows, and an empty grid.
-    let r = unsafe {
-        gpu.launch(&kernel)
-            .arg(&din)
-            .arg(&mut dout)
-            .arg(&chunk_i)
-            .launch(LaunchDims::linear(1, 2048))
-    };
-    assert!(matches!(r, Err(CudaError::InvalidArgument(_))), "{r:?}");
-    let r = unsafe {
-        gpu.launch(&kernel)
-            .arg(&din)
-            .arg(&mut dout)
-            .arg(&chunk_i)
-            .launch(LaunchDims::linear(0, 256))
-    };
-    assert!(matches!(r, Err(CudaError::InvalidArgument(_))), "{r:?}");
+    for dims in [
+        LaunchDims::linear(1, 256).with_smem(too_much),
+        LaunchDims::linear(1, 2048),
+        LaunchDims::linear(0, 256),
+    ] {
+        let r = launch(&mut dout, dims);
+        assert!(matches!(r, Err(CudaError::InvalidArgument(_))), "{r:?}");
+    }
 }
 
 #[test]
