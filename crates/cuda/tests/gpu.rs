@@ -5,8 +5,8 @@ use half::f16;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vqllm_cuda::{
-    median, reference_xwt, CompileOptions, CudaError, GemmShape, Gpu, GpuSpec, LaunchDims,
-    ModuleCache,
+    median, reference_xwt, CompileOptions, CudaError, CudaSlice, GemmShape, Gpu, GpuSpec,
+    LaunchDims, ModuleCache,
 };
 
 const AXPY: &str = r#"
@@ -39,6 +39,28 @@ fn load(gpu: &Gpu) -> vqllm_cuda::Module {
         .compile("gpu_tests", AXPY, &CompileOptions::new(gpu.arch()))
         .unwrap_or_else(|e| panic!("{e}"));
     gpu.load_module(&compiled).unwrap()
+}
+
+/// out = a·x + y over n elements with `axpy_f16`, 256 threads per block.
+fn axpy(
+    gpu: &Gpu,
+    kernel: &vqllm_cuda::Kernel,
+    x: &CudaSlice<f16>,
+    y: &CudaSlice<f16>,
+    out: &mut CudaSlice<f16>,
+    a: f32,
+    n: usize,
+) -> vqllm_cuda::Result<()> {
+    let n_i = n as i32;
+    unsafe {
+        gpu.launch(kernel)
+            .arg(x)
+            .arg(y)
+            .arg(out)
+            .arg(&a)
+            .arg(&n_i)
+            .launch(LaunchDims::linear(n.div_ceil(256) as u32, 256))
+    }
 }
 
 fn random_f16(rng: &mut ChaCha8Rng, n: usize) -> Vec<f16> {
@@ -117,18 +139,7 @@ fn fp16_axpy_matches_cpu_and_attributes_match_ptxas() {
         let dy = gpu.htod(&y).unwrap();
         let mut out = gpu.alloc_zeros::<f16>(n).unwrap();
         gpu.fill_bytes(&mut out, 0xFF).unwrap(); // NaN poison
-        let n_i = n as i32;
-        let blocks = n.div_ceil(256) as u32;
-        unsafe {
-            gpu.launch(&kernel)
-                .arg(&dx)
-                .arg(&dy)
-                .arg(&mut out)
-                .arg(&a)
-                .arg(&n_i)
-                .launch(LaunchDims::linear(blocks, 256))
-                .unwrap();
-        }
+        axpy(&gpu, &kernel, &dx, &dy, &mut out, a, n).unwrap();
         let got = gpu.dtoh(&out).unwrap();
         for i in 0..n {
             let want = a * x[i].to_f32() + y[i].to_f32();
@@ -275,18 +286,7 @@ fn event_timing_is_positive_and_scales() {
     let dx = gpu.htod(&random_f16(&mut rng, n)).unwrap();
     let dy = gpu.htod(&random_f16(&mut rng, n)).unwrap();
     let mut out = gpu.alloc_zeros::<f16>(n).unwrap();
-    let (a, n_i) = (1.5f32, n as i32);
-    let mut run = || -> vqllm_cuda::Result<()> {
-        unsafe {
-            gpu.launch(&kernel)
-                .arg(&dx)
-                .arg(&dy)
-                .arg(&mut out)
-                .arg(&a)
-                .arg(&n_i)
-                .launch(LaunchDims::linear((n / 256) as u32, 256))
-        }
-    };
+    let mut run = || axpy(&gpu, &kernel, &dx, &dy, &mut out, 1.5, n);
     run().unwrap();
     let single = gpu.time_ms(5, &mut run).unwrap();
     assert_eq!(single.len(), 5);

@@ -21,6 +21,26 @@ struct Dims {
 }
 
 impl Dims {
+    /// The dims of a batch of `lens.len()` sequences, checked against the query and the lengths.
+    fn checked(
+        q: &[f32],
+        lens: &[usize],
+        hq: usize,
+        hkv: usize,
+        d: usize,
+        cap: usize,
+    ) -> Result<Dims> {
+        let dims = Dims {
+            b: lens.len(),
+            hq,
+            hkv,
+            d,
+            cap,
+        };
+        dims.check(q, lens)?;
+        Ok(dims)
+    }
+
     fn check(&self, q: &[f32], lens: &[usize]) -> Result<()> {
         let Dims { b, hq, hkv, d, cap } = *self;
         if hq == 0 || hkv == 0 || d == 0 || cap == 0 {
@@ -93,14 +113,7 @@ pub fn attention_decode_dense(
     d: usize,
     cap: usize,
 ) -> Result<Vec<f32>> {
-    let dims = Dims {
-        b: lens.len(),
-        hq,
-        hkv,
-        d,
-        cap,
-    };
-    dims.check(q, lens)?;
+    let dims = Dims::checked(q, lens, hq, hkv, d, cap)?;
     let kv_len = dims.b * hkv * cap * d;
     if k.len() != kv_len || v.len() != kv_len {
         return Err(VqError::Shape(format!(
@@ -192,14 +205,7 @@ pub fn attention_decode_vq(
         )));
     }
     let (hkv, d) = (k_cb.kv_heads, k_cb.head_dim);
-    let dims = Dims {
-        b: lens.len(),
-        hq,
-        hkv,
-        d,
-        cap,
-    };
-    dims.check(q, lens)?;
+    let dims = Dims::checked(q, lens, hq, hkv, d, cap)?;
     let kv = check_vq_cache("K", k_cb, k_codes, dims.b, cap)?;
     let vv = check_vq_cache("V", v_cb, v_codes, dims.b, cap)?;
     let (kg, vg) = (d / kv, d / vv);
