@@ -45,14 +45,17 @@
 //   2^31 + T/2 < 2^32 (no overflow) at a resolution of 2^-31 · l.
 //   Lane mapping: each lane loads one 16-byte chunk of codes (16 groups of one token, or 2 tokens of 8 groups);
 //   the table rows are ROW = max(G, 32) floats (64 for 8-bit codes and G = 32, see VqaDims), G < 32 keeps
-//   REP = 32/G replicas side by side, and every lane walks its 16 codes in a rotated order so that at each step the 32 lanes hit 32 different banks (the rotation
-//   is applied once per chunk with funnel shifts, so byte offsets stay compile-time constants).
+//   REP = 32/G replicas side by side, and every lane walks its 16 codes in a rotated order so that at each step the
+//   32 lanes hit 32 different banks. Cfg::PREROT: the cache stores every chunk in that order already (kv_layout.cuh,
+//   written by kv_quantize); otherwise the chunk is rotated in registers with funnel shifts (vqa_rotate). Either
+//   way the byte offsets stay compile-time constants.
 //
 // Cfg members: V, BITS, D, QPB (q heads per block, divides q_heads/kv_heads), WARPS, UNROLL (code loads in flight
-// per lane), N_SHARED, N_REG, S (group slices; 1 = token split), VFUSION (0, 1, 2), LUT (bool).
+// per lane), N_SHARED, N_REG, S (group slices; 1 = token split), VFUSION (0, 1, 2), LUT, PREFETCH, PREROT (bools).
 #pragma once
 #include "vq_common.cuh"
 #include "attention_fp16.cuh"
+#include "kv_layout.cuh"
 
 template <class Cfg>
 struct VqaDims {
@@ -70,6 +73,7 @@ struct VqaDims {
     static constexpr int CPL = G >= 16 ? G / 16 : 1;      // chunks (lanes) per token
     static constexpr int TPC = G >= 16 ? 1 : 16 / G;      // tokens per chunk
     static constexpr int TPW_LUT = 32 / CPL * TPC;        // tokens per warp step (512 bytes of codes)
+    static_assert(TPW_LUT == KvLutGeometry<G>::TPW && REP == KvLutGeometry<G>::REP, "kv_layout.cuh mirrors this mapping");
     // Codebook build / finalize mapping: thread -> (group g = tid % G, part = tid / G) over EPP entries.
     static constexpr int NPART = NT / G;
     static constexpr int EPP = (E + NPART - 1) / NPART;
@@ -502,13 +506,12 @@ struct VqaLutLane {
             c = lane % Dm::CPL;
             slot = lane / Dm::CPL;
             colbase = 16 * c;
-            rot = (slot * (Dm::CPL / 2) + c / 2) & 15;
         } else {
             c = 0;
             slot = lane;
             colbase = (lane % Dm::REP) * Dm::G;
-            rot = lane / Dm::REP;
         }
+        rot = kv_lut_rot<Dm::G>(slot, c);
         if constexpr (PACKED) {
             static_assert(Dm::SEG == 16, "packed offsets rotate 16-byte chunks");
 #pragma unroll
@@ -556,12 +559,18 @@ struct VqaLutLane {
 };
 
 // Loads the chunk of codes of warp step `tb` for this lane (zeros past t1; never reads past token t1 − 1).
-template <class Cfg>
+// FULL: the caller knows that the whole warp step lies before t1 (no checks, no zero fill).
+template <class Cfg, bool FULL>
 __device__ __forceinline__ void vqa_lut_load(const unsigned char* __restrict__ codes, int tb, int slot, int t1, uint32_t (&w)[4]) {
     using Dm = VqaDims<Cfg>;
     const int lane = threadIdx.x % 32;
     const int tl = tb + slot * Dm::TPC;  // first token of the chunk
     const unsigned char* p = codes + (size_t)tb * Dm::G + lane * 16;
+    if constexpr (FULL) {
+        const uint4 u = attn_ld_stream(p);
+        w[0] = u.x; w[1] = u.y; w[2] = u.z; w[3] = u.w;
+        return;
+    }
     w[0] = w[1] = w[2] = w[3] = 0u;
     if constexpr (Dm::TPC == 1) {
         if (tl < t1) {
@@ -649,58 +658,100 @@ __device__ __forceinline__ void vqa_lut_codebook_pass(const __half* __restrict__
     }
 }
 
+// One warp iteration of the LUT K pass: U steps of TPW tokens from tb. FULL: every token of the iteration is before
+// t1, so loads, stores and the running max go unchecked (all but the last iteration of a chunk: ~10% fewer
+// instructions per iteration in the SASS).
+template <class Cfg, bool FULL>
+__device__ __forceinline__ void vqa_lut_k_iter(const unsigned char* __restrict__ codes, const unsigned char* tb_bytes,
+                                               const VqaLutLane<Cfg>& L, float* sc, int stride, int t0, int t1, int tb,
+                                               float (&mx)[Cfg::QPB]) {
+    using Dm = VqaDims<Cfg>;
+    constexpr int QPB = Dm::QPB, U = Cfg::UNROLL, TPW = Dm::TPW_LUT, SEG = Dm::SEG, TPC = Dm::TPC;
+    constexpr int TBL_R = Dm::E * Dm::ROW * 4;  // bytes per q head's table
+    uint32_t w[U][4];
+#pragma unroll
+    for (int u = 0; u < U; ++u) vqa_lut_load<Cfg, FULL>(codes, tb + u * TPW, L.slot, t1, w[u]);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        if constexpr (!Cfg::PREROT) vqa_rotate<SEG>(w[u], L.rot);  // else stored rotated (kv_layout.cuh)
+        // Two chains of adds per score (even / odd codes): half the dependent-add latency per step.
+        float s2[2][TPC][QPB], s[TPC][QPB];
+#pragma unroll
+        for (int k = 0; k < TPC; ++k)
+#pragma unroll
+            for (int r = 0; r < QPB; ++r) s2[0][k][r] = s2[1][k][r] = 0.f;
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+            const uint32_t a = L.addr(w[u], j);
+#pragma unroll
+            for (int r = 0; r < QPB; ++r) s2[j % 2][j / SEG][r] += *reinterpret_cast<const float*>(tb_bytes + r * TBL_R + a);
+        }
+#pragma unroll
+        for (int k = 0; k < TPC; ++k)
+#pragma unroll
+            for (int r = 0; r < QPB; ++r) s[k][r] = s2[0][k][r] + s2[1][k][r];
+        if constexpr (Dm::CPL > 1) {
+#pragma unroll
+            for (int r = 0; r < QPB; ++r)
+#pragma unroll
+                for (int o = 1; o < Dm::CPL; o <<= 1) s[0][r] += __shfl_xor_sync(VQA_FULL_MASK, s[0][r], o);
+        }
+        if (L.c == 0) {
+#pragma unroll
+            for (int k = 0; k < TPC; ++k) {
+                const int t = tb + u * TPW + L.slot * TPC + k;
+                if (FULL || t < t1) {
+#pragma unroll
+                    for (int r = 0; r < QPB; ++r) {
+                        sc[r * stride + t - t0] = s[k][r];
+                        mx[r] = fmaxf(mx[r], s[k][r]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 // LUT K pass over tokens [t0, t1): scores to sc[r * stride + t - t0], running max to mx.
 template <class Cfg>
 __device__ __forceinline__ void vqa_lut_k(const unsigned char* __restrict__ codes, const float* tbl, float* sc, int stride, int t0,
                                           int t1, float (&mx)[Cfg::QPB]) {
     using Dm = VqaDims<Cfg>;
-    constexpr int QPB = Dm::QPB, U = Cfg::UNROLL, NW = Dm::NW, TPW = Dm::TPW_LUT, SEG = Dm::SEG, TPC = Dm::TPC;
-    constexpr int TBL_R = Dm::E * Dm::ROW * 4;  // bytes per q head's table
+    constexpr int STEP = Dm::TPW_LUT * Cfg::UNROLL;  // tokens of one warp iteration
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const VqaLutLane<Cfg> L(lane);
     const unsigned char* tb_bytes = reinterpret_cast<const unsigned char*>(tbl);
-    for (int tb = t0 + warp * TPW * U; tb < t1; tb += NW * TPW * U) {
-        uint32_t w[U][4];
+    int tb = t0 + warp * STEP;
+    for (; tb + STEP <= t1; tb += Dm::NW * STEP) vqa_lut_k_iter<Cfg, true>(codes, tb_bytes, L, sc, stride, t0, t1, tb, mx);
+    if (tb < t1) vqa_lut_k_iter<Cfg, false>(codes, tb_bytes, L, sc, stride, t0, t1, tb, mx);
+}
+
+// One warp iteration of the LUT V pass (FULL as in vqa_lut_k_iter).
+template <class Cfg, bool FULL>
+__device__ __forceinline__ void vqa_lut_v_iter(const unsigned char* __restrict__ codes, unsigned char* hb, const VqaLutLane<Cfg>& L,
+                                               const float* p, int stride, int t0, int t1, int tb, const float (&fs)[Cfg::QPB]) {
+    using Dm = VqaDims<Cfg>;
+    constexpr int QPB = Dm::QPB, U = Cfg::UNROLL, TPW = Dm::TPW_LUT, SEG = Dm::SEG, TPC = Dm::TPC;
+    constexpr int TBL_R = Dm::E * Dm::ROW * 4;
+    uint32_t w[U][4];
 #pragma unroll
-        for (int u = 0; u < U; ++u) vqa_lut_load<Cfg>(codes, tb + u * TPW, L.slot, t1, w[u]);
+    for (int u = 0; u < U; ++u) vqa_lut_load<Cfg, FULL>(codes, tb + u * TPW, L.slot, t1, w[u]);
 #pragma unroll
-        for (int u = 0; u < U; ++u) {
-            vqa_rotate<SEG>(w[u], L.rot);
-            // Two chains of adds per score (even / odd codes): half the dependent-add latency per step.
-            float s2[2][TPC][QPB], s[TPC][QPB];
+    for (int u = 0; u < U; ++u) {
+        const int tl = tb + u * TPW + L.slot * TPC;
+        if (!FULL && tl >= t1) continue;
+        if constexpr (!Cfg::PREROT) vqa_rotate<SEG>(w[u], L.rot);  // else stored rotated (kv_layout.cuh)
+        uint32_t P[TPC][QPB];
 #pragma unroll
-            for (int k = 0; k < TPC; ++k)
+        for (int k = 0; k < TPC; ++k)
 #pragma unroll
-                for (int r = 0; r < QPB; ++r) s2[0][k][r] = s2[1][k][r] = 0.f;
+            for (int r = 0; r < QPB; ++r)
+                P[k][r] = (FULL || tl + k < t1) ? __float2uint_rn(p[r * stride + tl + k - t0] * fs[r]) : 0u;
 #pragma unroll
-            for (int j = 0; j < 16; ++j) {
-                const uint32_t a = L.addr(w[u], j);
+        for (int j = 0; j < 16; ++j) {
+            const uint32_t a = L.addr(w[u], j);
 #pragma unroll
-                for (int r = 0; r < QPB; ++r) s2[j % 2][j / SEG][r] += *reinterpret_cast<const float*>(tb_bytes + r * TBL_R + a);
-            }
-#pragma unroll
-            for (int k = 0; k < TPC; ++k)
-#pragma unroll
-                for (int r = 0; r < QPB; ++r) s[k][r] = s2[0][k][r] + s2[1][k][r];
-            if constexpr (Dm::CPL > 1) {
-#pragma unroll
-                for (int r = 0; r < QPB; ++r)
-#pragma unroll
-                    for (int o = 1; o < Dm::CPL; o <<= 1) s[0][r] += __shfl_xor_sync(VQA_FULL_MASK, s[0][r], o);
-            }
-            if (L.c == 0) {
-#pragma unroll
-                for (int k = 0; k < TPC; ++k) {
-                    const int t = tb + u * TPW + L.slot * TPC + k;
-                    if (t < t1) {
-#pragma unroll
-                        for (int r = 0; r < QPB; ++r) {
-                            sc[r * stride + t - t0] = s[k][r];
-                            mx[r] = fmaxf(mx[r], s[k][r]);
-                        }
-                    }
-                }
-            }
+            for (int r = 0; r < QPB; ++r) atomicAdd(reinterpret_cast<uint32_t*>(hb + r * TBL_R + a), P[j / SEG][r]);
         }
     }
 }
@@ -710,33 +761,13 @@ template <class Cfg>
 __device__ __forceinline__ void vqa_lut_v(const unsigned char* __restrict__ codes, uint32_t* hist, const float* p, int stride, int t0,
                                           int t1, const float (&fs)[Cfg::QPB]) {
     using Dm = VqaDims<Cfg>;
-    constexpr int QPB = Dm::QPB, U = Cfg::UNROLL, NW = Dm::NW, TPW = Dm::TPW_LUT, SEG = Dm::SEG, TPC = Dm::TPC;
-    constexpr int TBL_R = Dm::E * Dm::ROW * 4;
+    constexpr int STEP = Dm::TPW_LUT * Cfg::UNROLL;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const VqaLutLane<Cfg> L(lane);
     unsigned char* hb = reinterpret_cast<unsigned char*>(hist);
-    for (int tb = t0 + warp * TPW * U; tb < t1; tb += NW * TPW * U) {
-        uint32_t w[U][4];
-#pragma unroll
-        for (int u = 0; u < U; ++u) vqa_lut_load<Cfg>(codes, tb + u * TPW, L.slot, t1, w[u]);
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int tl = tb + u * TPW + L.slot * TPC;
-            if (tl >= t1) continue;
-            vqa_rotate<SEG>(w[u], L.rot);
-            uint32_t P[TPC][QPB];
-#pragma unroll
-            for (int k = 0; k < TPC; ++k)
-#pragma unroll
-                for (int r = 0; r < QPB; ++r) P[k][r] = tl + k < t1 ? __float2uint_rn(p[r * stride + tl + k - t0] * fs[r]) : 0u;
-#pragma unroll
-            for (int j = 0; j < 16; ++j) {
-                const uint32_t a = L.addr(w[u], j);
-#pragma unroll
-                for (int r = 0; r < QPB; ++r) atomicAdd(reinterpret_cast<uint32_t*>(hb + r * TBL_R + a), P[j / SEG][r]);
-            }
-        }
-    }
+    int tb = t0 + warp * STEP;
+    for (; tb + STEP <= t1; tb += Dm::NW * STEP) vqa_lut_v_iter<Cfg, true>(codes, hb, L, p, stride, t0, t1, tb, fs);
+    if (tb < t1) vqa_lut_v_iter<Cfg, false>(codes, hb, L, p, stride, t0, t1, tb, fs);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

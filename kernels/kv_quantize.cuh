@@ -3,7 +3,7 @@
 // Layouts:
 //   k_rows, v_rows  [batch, t_new, kv_heads, D] fp16   the new tokens (row i of sequence b goes to position lens[b] + i)
 //   k_cb, v_cb      [kv_heads, G, E, V] fp16           one codebook per (kv head, channel group); G = D / V, E = 2^BITS
-//   k_codes, v_codes [batch, kv_heads, cap, G] u8      the cache
+//   k_codes, v_codes [batch, kv_heads, cap, G] u8      the cache (bytes of a row in the Cfg::PREROT layout, kv_layout.cuh)
 //   lens            [batch] int32                      tokens already in the cache (read only)
 //   lens_next       [batch] int32                      written lens[b] + t_new by block (0,0,0): the host swaps the two
 //                                                      buffers, so the lengths advance without a host-to-device copy
@@ -20,9 +20,10 @@
 // argmin (distance, index) picks the winner. For one decode token of a 32-head, 128-dim layer (cq2) that is
 // 32 · 4 · 2 = 256 blocks, one global round trip for the codebooks and one pass of 8 entries per lane.
 //
-// Extra Cfg members: V, BITS, D, GPB (groups per block, divides G), QWARPS (warps per block).
+// Extra Cfg members: V, BITS, D, GPB (groups per block, divides G), QWARPS (warps per block), PREROT (code layout).
 #pragma once
 #include <cuda_fp16.h>
+#include "kv_layout.cuh"
 
 template <class Cfg>
 __device__ __forceinline__ void kv_quantize_body(const __half* __restrict__ k_rows, const __half* __restrict__ v_rows,
@@ -108,6 +109,7 @@ __device__ __forceinline__ void kv_quantize_body(const __half* __restrict__ k_ro
         }
         const int pos = lens[b] + i;
         if (lane == 0 && pos >= 0 && pos < cap)
-            codes[(((size_t)b * kv_heads + h) * cap + pos) * G + g] = (unsigned char)(best_e == 0x7fffffff ? 0 : best_e);
+            codes[(((size_t)b * kv_heads + h) * cap + pos) * G + kv_code_byte<G, Cfg::PREROT>(pos, g)] =
+                (unsigned char)(best_e == 0x7fffffff ? 0 : best_e);
     }
 }

@@ -99,6 +99,63 @@ impl VFusion {
     }
 }
 
+/// Byte order of the codes inside a token's row of the VQ KV cache (`kernels/kv_layout.cuh`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeLayout {
+    /// Group g at byte g (the dequantizing levels).
+    #[default]
+    Logical,
+    /// Every 16-byte chunk stored in the rotated order the LUT kernels' lanes walk it, so that they need not rotate
+    /// it in registers at every decode step.
+    LutRotated,
+}
+
+impl CodeLayout {
+    /// Byte of the code of channel group `group` in the row of token `token`, for `groups` (8, 16, 32 or 64)
+    /// groups per token. Mirrors `kv_code_byte` in `kernels/kv_layout.cuh`.
+    pub fn byte_of(self, groups: usize, token: usize, group: usize) -> usize {
+        match self {
+            CodeLayout::Logical => group,
+            CodeLayout::LutRotated => {
+                let seg = groups.min(16);
+                let cpl = (groups / 16).max(1);
+                let tpc = if groups >= 16 { 1 } else { 16 / groups };
+                let tpw = 32 / cpl * tpc;
+                let rep = if groups >= 32 { 1 } else { 32 / groups };
+                let slot = (token % tpw) / tpc;
+                let (c, i) = (group / seg, group % seg);
+                let rot = if groups >= 32 {
+                    (slot * (cpl / 2) + c / 2) & 15
+                } else {
+                    slot / rep
+                };
+                c * seg + (i + seg - rot) % seg
+            }
+        }
+    }
+
+    /// Rewrites `[rows, cap, groups]` codes from the logical order into this layout (`to_layout`) or back.
+    pub fn permute(self, codes: &mut [u8], cap: usize, groups: usize, to_layout: bool) {
+        if self == CodeLayout::Logical || groups == 0 || cap == 0 {
+            return;
+        }
+        let mut row = vec![0u8; groups];
+        for (i, chunk) in codes.chunks_exact_mut(groups).enumerate() {
+            let t = i % cap;
+            for g in 0..groups {
+                let b = self.byte_of(groups, t, g);
+                if to_layout {
+                    row[b] = chunk[g];
+                } else {
+                    row[g] = chunk[b];
+                }
+            }
+            chunk.copy_from_slice(&row);
+        }
+    }
+}
+
 /// Grid, block and dynamic shared memory of one kernel launch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Launch {
@@ -181,6 +238,9 @@ pub struct AttentionPlan {
     /// passes find them in L2 (small caches, where each block's phases are latency-bound).
     #[serde(default)]
     pub prefetch: bool,
+    /// Byte order of the codes in the cache this plan reads and its quantize kernel writes.
+    #[serde(default)]
+    pub code_layout: CodeLayout,
     /// Channel-group slices S (1 for token split).
     pub group_slices: u32,
     /// Main kernel: token split for `seq` (for group split, `splits` is the token ranges per slice).
@@ -684,6 +744,22 @@ impl AttentionPlan {
                     .into(),
             );
         }
+        let code_layout = if lut {
+            CodeLayout::LutRotated
+        } else {
+            CodeLayout::Logical
+        };
+        note(
+            "code layout",
+            format!("{code_layout:?}"),
+            if lut {
+                "kv_quantize stores each 16-byte chunk of codes in the rotated order the LUT lanes walk it (bank-conflict-free \
+                 table reads), so the K and V passes do not rotate it in registers: ~18% fewer instructions in their loops"
+                    .into()
+            } else {
+                "the dequantizing kernels read a token's codes in group order".into()
+            },
+        );
         let combine_launch = Launch {
             grid: (q_heads as u32, batch as u32, 1),
             block: dim,
@@ -788,6 +864,7 @@ impl AttentionPlan {
             n_reg,
             frequency_ordered,
             prefetch,
+            code_layout,
             group_slices: slices,
             split,
             values_launch,
@@ -832,6 +909,24 @@ impl AttentionPlan {
             what: "token split".into(),
             value: format!("{splits} x {chunk} tokens"),
             why: "override (--token-splits)".into(),
+        });
+        Ok(self)
+    }
+
+    /// Overrides the code layout: the LUT level reads either layout (rotating logical chunks in registers); the
+    /// dequantizing levels need [`CodeLayout::Logical`].
+    pub fn with_code_layout(mut self, layout: CodeLayout) -> Result<AttentionPlan> {
+        if !self.lut && layout != CodeLayout::Logical {
+            return Err(CodegenError::Invalid(format!(
+                "the {} level reads codes in the logical layout only",
+                self.level
+            )));
+        }
+        self.code_layout = layout;
+        self.decisions.push(Decision {
+            what: "code layout".into(),
+            value: format!("{layout:?}"),
+            why: "override (--code-layout)".into(),
         });
         Ok(self)
     }
@@ -1166,7 +1261,7 @@ pub fn instantiate_attention(plan: &AttentionPlan) -> AttentionSource {
     let cfg = format!(
         "  static constexpr int V = {}, BITS = {}, D = {}, QPB = {}, WARPS = {}, UNROLL = {};\n\
          \x20 static constexpr int N_SHARED = {}, N_REG = {}, S = {}, VFUSION = {};\n\
-         \x20 static constexpr bool LUT = {}, PREFETCH = {};\n\
+         \x20 static constexpr bool LUT = {}, PREFETCH = {}, PREROT = {};\n\
          \x20 static constexpr int GPB = {}, QWARPS = {};\n",
         c.v,
         c.b,
@@ -1180,6 +1275,7 @@ pub fn instantiate_attention(plan: &AttentionPlan) -> AttentionSource {
         plan.v_fusion.code(),
         plan.lut,
         plan.prefetch,
+        plan.code_layout == CodeLayout::LutRotated,
         plan.quantize_groups_per_block,
         plan.quantize_warps
     );
@@ -1424,6 +1520,54 @@ mod tests {
             AttentionPlan::new(&big_b, 1, 128, 32, 32, 128, Level::Lut, &g),
             Err(CodegenError::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn lut_rotated_layout_permutes_each_row_and_round_trips() {
+        for groups in [8usize, 16, 32, 64] {
+            for t in 0..130 {
+                let mut seen = vec![false; groups];
+                for g in 0..groups {
+                    let b = CodeLayout::LutRotated.byte_of(groups, t, g);
+                    assert!(
+                        b < groups && !seen[b],
+                        "groups {groups} token {t}: byte {b} twice"
+                    );
+                    seen[b] = true;
+                    // A chunk's codes stay in their own 16-byte chunk (8-byte segment for 8 groups).
+                    assert_eq!(b / groups.min(16), g / groups.min(16));
+                    assert_eq!(CodeLayout::Logical.byte_of(groups, t, g), g);
+                }
+            }
+            // Some token slots of a warp step are rotated: the layout is not the identity.
+            assert!((0..64)
+                .any(|t| (0..groups).any(|g| CodeLayout::LutRotated.byte_of(groups, t, g) != g)));
+            let (cap, rows) = (70usize, 3usize);
+            let codes: Vec<u8> = (0..rows * cap * groups)
+                .map(|i| (i * 37 % 251) as u8)
+                .collect();
+            let mut x = codes.clone();
+            CodeLayout::LutRotated.permute(&mut x, cap, groups, true);
+            assert_ne!(x, codes);
+            CodeLayout::LutRotated.permute(&mut x, cap, groups, false);
+            assert_eq!(x, codes);
+        }
+    }
+
+    #[test]
+    fn the_lut_level_reads_rotated_codes_and_the_others_logical_ones() {
+        let g = gpu();
+        let cq4 = kv("cq4");
+        let lut = AttentionPlan::new(&cq4, 16, 4096, 32, 32, 128, Level::Lut, &g).unwrap();
+        assert_eq!(lut.code_layout, CodeLayout::LutRotated);
+        assert!(instantiate_attention(&lut).source.contains("PREROT = true"));
+        let lut = lut.with_code_layout(CodeLayout::Logical).unwrap();
+        assert!(instantiate_attention(&lut)
+            .source
+            .contains("PREROT = false"));
+        let sc = AttentionPlan::new(&cq4, 16, 4096, 32, 32, 128, Level::Sc, &g).unwrap();
+        assert_eq!(sc.code_layout, CodeLayout::Logical);
+        assert!(sc.with_code_layout(CodeLayout::LutRotated).is_err());
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "kv_quantize.cuh",
         include_str!("../../../kernels/kv_quantize.cuh"),
     ),
+    (
+        "kv_layout.cuh",
+        include_str!("../../../kernels/kv_layout.cuh"),
+    ),
 ];
 
 /// Source text of template `name` with its local `#include "..."` lines expanded once.

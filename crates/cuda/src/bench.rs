@@ -53,9 +53,7 @@ pub fn time_calls(
     opts: &BenchOptions,
     mut call: impl FnMut(usize) -> Result<()>,
 ) -> Result<Timing> {
-    let ctx = gpu.context();
-    let start = ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
-    let stop = ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+    let mut r = Repeats::new(gpu)?;
     let mut i = 0usize;
     for _ in 0..opts.warmup {
         call(i)?;
@@ -64,21 +62,79 @@ pub fn time_calls(
     gpu.synchronize()?;
     let mut per_call = Vec::with_capacity(opts.repeats);
     for _ in 0..opts.repeats {
-        start.record(gpu.stream())?;
-        for _ in 0..opts.calls {
-            call(i)?;
-            i += 1;
-        }
-        stop.record(gpu.stream())?;
-        stop.synchronize()?;
-        per_call.push(start.elapsed_ms(&stop)? as f64 * 1e3 / opts.calls as f64);
+        per_call.push(r.repeat(gpu, opts.calls, &mut i, &mut call)?);
     }
-    per_call.sort_by(|a, b| a.total_cmp(b));
-    Ok(Timing {
-        median_us: per_call[per_call.len() / 2],
-        min_us: per_call[0],
-        max_us: per_call[per_call.len() - 1],
-    })
+    Ok(Timing::of(per_call))
+}
+
+/// Times two variants in alternating repeats (a's calls, then b's, in every repeat), so that slow drifts of the
+/// device over a run (clocks, temperature, memory refresh) affect both alike. Returns (a, b).
+pub fn time_interleaved(
+    gpu: &Gpu,
+    opts: &BenchOptions,
+    mut a: impl FnMut(usize) -> Result<()>,
+    mut b: impl FnMut(usize) -> Result<()>,
+) -> Result<(Timing, Timing)> {
+    let mut r = Repeats::new(gpu)?;
+    let (mut ia, mut ib) = (0usize, 0usize);
+    for _ in 0..opts.warmup {
+        a(ia)?;
+        b(ib)?;
+        ia += 1;
+        ib += 1;
+    }
+    gpu.synchronize()?;
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..opts.repeats {
+        ta.push(r.repeat(gpu, opts.calls, &mut ia, &mut a)?);
+        tb.push(r.repeat(gpu, opts.calls, &mut ib, &mut b)?);
+    }
+    Ok((Timing::of(ta), Timing::of(tb)))
+}
+
+/// A pair of events timing one repeat of `calls` launches.
+struct Repeats {
+    start: cudarc::driver::CudaEvent,
+    stop: cudarc::driver::CudaEvent,
+}
+
+impl Repeats {
+    fn new(gpu: &Gpu) -> Result<Repeats> {
+        let ctx = gpu.context();
+        Ok(Repeats {
+            start: ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?,
+            stop: ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?,
+        })
+    }
+
+    /// Microseconds per call of `calls` consecutive calls, counting `i` on.
+    fn repeat(
+        &mut self,
+        gpu: &Gpu,
+        calls: usize,
+        i: &mut usize,
+        call: &mut impl FnMut(usize) -> Result<()>,
+    ) -> Result<f64> {
+        self.start.record(gpu.stream())?;
+        for _ in 0..calls {
+            call(*i)?;
+            *i += 1;
+        }
+        self.stop.record(gpu.stream())?;
+        self.stop.synchronize()?;
+        Ok(self.start.elapsed_ms(&self.stop)? as f64 * 1e3 / calls as f64)
+    }
+}
+
+impl Timing {
+    fn of(mut per_call: Vec<f64>) -> Timing {
+        per_call.sort_by(|a, b| a.total_cmp(b));
+        Timing {
+            median_us: per_call[per_call.len() / 2],
+            min_us: per_call[0],
+            max_us: per_call[per_call.len() - 1],
+        }
+    }
 }
 
 /// Random fp16 values in [-1, 1) (never all zero), deterministic for a seed.

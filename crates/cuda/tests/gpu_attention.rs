@@ -5,7 +5,7 @@
 use half::f16;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vqllm_codegen::attention::AttentionPlan;
+use vqllm_codegen::attention::{AttentionPlan, CodeLayout};
 use vqllm_codegen::{CodegenError, Level};
 use vqllm_cuda::bench::random_f16;
 use vqllm_cuda::ops::attention::{KvCacheGpu, VqAttention};
@@ -55,6 +55,7 @@ fn check(
     d: usize,
     seed: u64,
     token_splits: Option<u32>,
+    layout: Option<CodeLayout>,
 ) -> Option<(f64, f64)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (batch, cap, t_new) = (3usize, 320usize, 50usize);
@@ -63,6 +64,10 @@ fn check(
         .and_then(|p| match token_splits {
             Some(s) => p.with_token_splits(s, gpu.spec()),
             None => Ok(p),
+        })
+        .and_then(|p| match layout {
+            Some(l) => p.with_code_layout(l),
+            None => Ok(p),
         }) {
         Ok(p) => p,
         Err(CodegenError::Unsupported(_) | CodegenError::DoesNotFit(_)) => return None,
@@ -70,9 +75,9 @@ fn check(
     };
     let kcb = random_codebooks(config, hkv, d, &mut rng);
     let vcb = random_codebooks(config, hkv, d, &mut rng);
+    let mut kv = KvCacheGpu::new(gpu, &kcb, &vcb, batch, cap, plan.code_layout).unwrap();
     let mut att =
         VqAttention::new(gpu, cache, plan).unwrap_or_else(|e| panic!("{config} {level}: {e}"));
-    let mut kv = KvCacheGpu::new(gpu, &kcb, &vcb, batch, cap).unwrap();
     let groups = d / config.v;
     let n_codes = batch * hkv * cap * groups;
     let mut kc: Vec<u8> = (0..n_codes)
@@ -95,8 +100,7 @@ fn check(
         t_new,
     )
     .unwrap();
-    let got_k = gpu.dtoh(&kv.k_codes).unwrap();
-    let got_v = gpu.dtoh(&kv.v_codes).unwrap();
+    let (got_k, got_v) = kv.download_codes(gpu).unwrap();
     for (b, &l0) in lens0.iter().enumerate() {
         let slice = |x: &[f16]| to_f32(&x[b * t_new * hkv * d..(b + 1) * t_new * hkv * d]);
         let ek = vqllm_vq::cq::encode_kv(&kcb, &slice(&kr), t_new).unwrap();
@@ -120,6 +124,12 @@ fn check(
             }
         }
     }
+    // Every other code reads back as uploaded (the layout's permutation round-trips).
+    assert!(
+        kc == got_k && vc == got_v,
+        "{config}: codes outside the appended rows changed ({:?} layout)",
+        kv.layout
+    );
     // Appending past the capacity is an error and writes nothing.
     assert!(att
         .append(
@@ -130,7 +140,7 @@ fn check(
             cap
         )
         .is_err());
-    assert_eq!(gpu.dtoh(&kv.k_codes).unwrap(), got_k);
+    assert_eq!(kv.download_codes(gpu).unwrap().0, got_k);
 
     let lens: Vec<usize> = lens0.iter().map(|l| l + t_new).collect();
     let qh = random_f16(batch * hq * d, seed + 3);
@@ -228,14 +238,19 @@ fn kv_quantize_and_every_attention_level_match_the_cpu() {
     for (i, c) in configs.into_iter().enumerate() {
         for level in Level::LADDER {
             // GQA (several q heads per block), MHA with d = 128 (one q head per block: the LUT's padded rows for
-            // cq2) and d = 64; the LUT level also with 3 token splits (combine path; its planner keeps 1 here).
-            let splits: &[Option<u32>] = if level == Level::Lut {
-                &[None, Some(3)]
+            // cq2) and d = 64; the LUT level also with 3 token splits (combine path; its planner keeps 1 here) and
+            // on a cache in the logical layout (chunks rotated in registers instead of stored rotated).
+            let variants: &[(Option<u32>, Option<CodeLayout>)] = if level == Level::Lut {
+                &[
+                    (None, None),
+                    (Some(3), None),
+                    (None, Some(CodeLayout::Logical)),
+                ]
             } else {
-                &[None]
+                &[(None, None)]
             };
             for (hq, hkv, d) in [(8, 2, 128), (2, 2, 128), (4, 4, 64)] {
-                for &ts in splits {
+                for &(ts, layout) in variants {
                     if let Some((e, e16)) = check(
                         &gpu,
                         &cache,
@@ -246,8 +261,9 @@ fn kv_quantize_and_every_attention_level_match_the_cpu() {
                         d,
                         17 * i as u64 + d as u64,
                         ts,
+                        layout,
                     ) {
-                        println!("ok  {c:<14} {level:<4} hq={hq} hkv={hkv} d={d} splits={ts:?}  vq rel.err {e:.2e}  fp16 rel.err {e16:.2e}");
+                        println!("ok  {c:<14} {level:<4} hq={hq} hkv={hkv} d={d} splits={ts:?} layout={layout:?}  vq rel.err {e:.2e}  fp16 rel.err {e16:.2e}");
                         ran += 1;
                     }
                 }
@@ -255,4 +271,28 @@ fn kv_quantize_and_every_attention_level_match_the_cpu() {
         }
     }
     assert!(ran >= 50, "only {ran} cases ran");
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_cache_in_another_code_layout_is_an_error() {
+    let gpu = Gpu::new(0).expect("GPU");
+    let cache = ModuleCache::memory_only();
+    let config = VqConfig::preset("cq4").unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (kcb, vcb) = (
+        random_codebooks(config, 2, 128, &mut rng),
+        random_codebooks(config, 2, 128, &mut rng),
+    );
+    let plan = AttentionPlan::new(&config, 1, 128, 2, 2, 128, Level::Lut, gpu.spec()).unwrap();
+    assert_eq!(plan.code_layout, CodeLayout::LutRotated);
+    let mut att = VqAttention::new(&gpu, &cache, plan).unwrap();
+    let mut kv = KvCacheGpu::new(&gpu, &kcb, &vcb, 1, 128, CodeLayout::Logical).unwrap();
+    let rows = gpu.htod(&random_f16(2 * 128, 1)).unwrap();
+    let err = att.append(&gpu, &mut kv, &rows, &rows, 1).unwrap_err();
+    assert!(err.to_string().contains("layout"), "{err}");
+    let q = gpu.htod(&random_f16(2 * 128, 2)).unwrap();
+    let mut out = gpu.alloc_zeros::<f16>(2 * 128).unwrap();
+    assert!(att.forward(&gpu, &kv, &q, &mut out).is_err());
+    assert_eq!(kv.lens(), &[0]);
 }

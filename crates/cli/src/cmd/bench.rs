@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// Calls per timed repeat.
     #[arg(long, default_value_t = 50)]
     pub calls: usize,
+    /// Attention: time our FP16 kernel in alternating repeats with each level and compare each level with that
+    /// paired FP16 time, so that drifts of the device over the run (clocks, temperature) cancel.
+    #[arg(long)]
+    pub interleave: bool,
     #[command(flatten)]
     pub attention: super::plan::AttentionShape,
 }

@@ -5,9 +5,13 @@ use anyhow::{Context, Result};
 use half::f16;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use vqllm_codegen::attention::AttentionPlan;
+use std::collections::HashMap;
+
+use vqllm_codegen::attention::{AttentionPlan, CodeLayout};
 use vqllm_codegen::{CodegenError, Level};
-use vqllm_cuda::bench::{copies_for, random_device_f16, time_calls, BenchOptions};
+use vqllm_cuda::bench::{
+    copies_for, random_device_f16, time_calls, time_interleaved, BenchOptions,
+};
 use vqllm_cuda::ops::attention::{KvCacheGpu, VqAttention};
 use vqllm_vq::{KvCodebooks, VqConfig};
 
@@ -25,6 +29,8 @@ struct Row {
     median_us: f64,
     gbps: f64,
     speedup_vs_fp16: f64,
+    /// With --interleave: the FP16 kernel's time in the repeats alternating with this level's.
+    fp16_paired_us: Option<f64>,
     append_us: Option<f64>,
 }
 
@@ -36,6 +42,41 @@ fn random_codebooks(config: VqConfig, kv_heads: usize, head_dim: usize, seed: u6
         kv_heads,
         head_dim,
         codebooks: (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+    }
+}
+
+/// Dense fp16 K and V caches for the FP16 baseline, enough copies to rotate past 4x L2.
+struct Fp16Cache {
+    k: Vec<vqllm_cuda::CudaSlice<f16>>,
+    v: Vec<vqllm_cuda::CudaSlice<f16>>,
+    lens: vqllm_cuda::CudaSlice<i32>,
+    /// Bytes one call must move: K and V, q and out.
+    bytes: usize,
+}
+
+impl Fp16Cache {
+    fn new(
+        gpu: &vqllm_cuda::Gpu,
+        b: usize,
+        t: usize,
+        hkv: usize,
+        d: usize,
+        hq: usize,
+    ) -> Result<Fp16Cache> {
+        let kv_elems = b * hkv * t * d;
+        let copies = copies_for(gpu, 2 * 2 * kv_elems);
+        let k = (0..copies)
+            .map(|i| random_device_f16(gpu, kv_elems, 20 + i as u64))
+            .collect::<Result<_, _>>()?;
+        let v = (0..copies)
+            .map(|i| random_device_f16(gpu, kv_elems, 40 + i as u64))
+            .collect::<Result<_, _>>()?;
+        Ok(Fp16Cache {
+            k,
+            v,
+            lens: gpu.htod(&vec![t as i32; b])?,
+            bytes: 2 * 2 * kv_elems + 2 * 2 * b * hq * d,
+        })
     }
 }
 
@@ -61,6 +102,18 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let lens: Vec<usize> = vec![t; b];
     let mut rows = Vec::new();
     let mut fp16_us = None;
+    // FP16 flash decoding on the same shape, K/V rotated past L2 (timed once, or paired with every level).
+    let fp16 = Fp16Cache::new(&gpu, b, t, hkv, d, hq)?;
+    let mut out16 = gpu.alloc_zeros::<f16>(b * hq * d)?;
+    // Every plan of this shape carries the same FP16 launch parameters: take the first preset's auto plan.
+    let first: VqConfig = presets[0]
+        .parse()
+        .with_context(|| format!("bad preset `{}`", presets[0]))?;
+    let mut att16 = VqAttention::new(
+        &gpu,
+        &cache,
+        AttentionPlan::new(&first, b, t, hq, hkv, d, Level::Auto, &spec)?,
+    )?;
     for p in &presets {
         let config: VqConfig = p.parse().with_context(|| format!("bad preset `{p}`"))?;
         let kcb = random_codebooks(config, hkv, d, 1);
@@ -68,19 +121,24 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         let groups = d / config.v;
         let code_bytes = 2 * b * hkv * t * groups;
         let copies = copies_for(&gpu, code_bytes);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        let mut caches = Vec::with_capacity(copies);
-        for _ in 0..copies {
-            let mut kv = KvCacheGpu::new(&gpu, &kcb, &vcb, b, t)?;
-            let kc: Vec<u8> = (0..b * hkv * t * groups)
-                .map(|_| rng.random_range(0..config.entries()) as u8)
-                .collect();
-            let vc: Vec<u8> = (0..b * hkv * t * groups)
-                .map(|_| rng.random_range(0..config.entries()) as u8)
-                .collect();
-            kv.upload(&gpu, &kc, &vc, &lens)?;
-            caches.push(kv);
-        }
+        // The same random codes in each layout a level asks for (built on first use).
+        let mut caches: HashMap<CodeLayout, Vec<KvCacheGpu>> = HashMap::new();
+        let make_caches = |layout: CodeLayout| -> Result<Vec<KvCacheGpu>> {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+            (0..copies)
+                .map(|_| {
+                    let mut kv = KvCacheGpu::new(&gpu, &kcb, &vcb, b, t, layout)?;
+                    let mut codes = || -> Vec<u8> {
+                        (0..b * hkv * t * groups)
+                            .map(|_| rng.random_range(0..config.entries()) as u8)
+                            .collect()
+                    };
+                    let (kc, vc) = (codes(), codes());
+                    kv.upload(&gpu, &kc, &vc, &lens)?;
+                    Ok(kv)
+                })
+                .collect()
+        };
         println!(
             "\n{p} ({config}): {copies} cache copies of {:.1} MB",
             code_bytes as f64 / 1e6
@@ -96,35 +154,30 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 Err(e) => return Err(e.into()),
             };
             let bytes = plan.min_bytes(t);
+            if let std::collections::hash_map::Entry::Vacant(slot) = caches.entry(plan.code_layout)
+            {
+                slot.insert(make_caches(plan.code_layout)?);
+            }
+            let caches = &caches[&plan.code_layout];
             let mut att = VqAttention::new(&gpu, &cache, plan)?;
+            let mut fp16_call = |i: usize| {
+                att16.forward_fp16(
+                    &gpu,
+                    &fp16.k[i % fp16.k.len()],
+                    &fp16.v[i % fp16.v.len()],
+                    &fp16.lens,
+                    t,
+                    &q,
+                    &mut out16,
+                )
+            };
             if fp16_us.is_none() {
-                // FP16 flash decoding on the same shape, K/V rotated past L2.
-                let kv_elems = b * hkv * t * d;
-                let f_copies = copies_for(&gpu, 2 * 2 * kv_elems);
-                let ks: Vec<_> = (0..f_copies)
-                    .map(|i| random_device_f16(&gpu, kv_elems, 20 + i as u64))
-                    .collect::<Result<_, _>>()?;
-                let vs: Vec<_> = (0..f_copies)
-                    .map(|i| random_device_f16(&gpu, kv_elems, 40 + i as u64))
-                    .collect::<Result<_, _>>()?;
-                let lens_dev = gpu.htod(&vec![t as i32; b])?;
-                let tf = time_calls(&gpu, &opts, |i| {
-                    att.forward_fp16(
-                        &gpu,
-                        &ks[i % f_copies],
-                        &vs[i % f_copies],
-                        &lens_dev,
-                        t,
-                        &q,
-                        &mut out,
-                    )
-                })?;
-                let f_bytes = 2 * 2 * kv_elems + 2 * 2 * b * hq * d;
+                let tf = time_calls(&gpu, &opts, &mut fp16_call)?;
                 println!(
                     "{:<6} {:>10.2} {:>9.0} {:>8.2}   (our FP16 flash-decoding kernel)",
                     "fp16",
                     tf.median_us,
-                    f_bytes as f64 / (tf.median_us * 1e-6) / 1e9,
+                    fp16.bytes as f64 / (tf.median_us * 1e-6) / 1e9,
                     1.0
                 );
                 fp16_us = Some(tf.median_us);
@@ -137,23 +190,29 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                     kv_heads: hkv,
                     head_dim: d,
                     median_us: tf.median_us,
-                    gbps: f_bytes as f64 / (tf.median_us * 1e-6) / 1e9,
+                    gbps: fp16.bytes as f64 / (tf.median_us * 1e-6) / 1e9,
                     speedup_vs_fp16: 1.0,
+                    fp16_paired_us: None,
                     append_us: None,
                 });
             }
-            let tm = time_calls(&gpu, &opts, |i| {
-                att.forward(&gpu, &caches[i % copies], &q, &mut out)
-            })?;
-            let f = fp16_us.unwrap_or(f64::NAN);
+            let vq_call = |i: usize| att.forward(&gpu, &caches[i % copies], &q, &mut out);
+            let (tm, paired) = if a.interleave {
+                let (tf, tm) = time_interleaved(&gpu, &opts, fp16_call, vq_call)?;
+                (tm, Some(tf.median_us))
+            } else {
+                (time_calls(&gpu, &opts, vq_call)?, None)
+            };
+            let f = paired.or(fp16_us).unwrap_or(f64::NAN);
             let gbps = bytes as f64 / (tm.median_us * 1e-6) / 1e9;
             let shown = if level == Level::Auto {
                 format!("*{}", att.plan.level)
             } else {
                 level.to_string()
             };
+            let note = paired.map_or(String::new(), |p| format!("   (paired FP16 {p:.2} us)"));
             println!(
-                "{shown:<6} {:>10.2} {:>9.0} {:>8.2}",
+                "{shown:<6} {:>10.2} {:>9.0} {:>8.2}{note}",
                 tm.median_us,
                 gbps,
                 f / tm.median_us
@@ -169,13 +228,14 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 median_us: tm.median_us,
                 gbps,
                 speedup_vs_fp16: f / tm.median_us,
+                fp16_paired_us: paired,
                 append_us: None,
             });
         }
         // kv_quantize: one new token's K and V for every head of one sequence (batch 1).
         let plan1 = AttentionPlan::new(&config, 1, 2048, hq, hkv, d, Level::Auto, &spec)?;
         let att1 = VqAttention::new(&gpu, &cache, plan1)?;
-        let mut kv1 = KvCacheGpu::new(&gpu, &kcb, &vcb, 1, 2048)?;
+        let mut kv1 = KvCacheGpu::new(&gpu, &kcb, &vcb, 1, 2048, att1.plan.code_layout)?;
         let kr = random_device_f16(&gpu, hkv * d, 5)?;
         let vr = random_device_f16(&gpu, hkv * d, 6)?;
         let small = BenchOptions {
@@ -199,6 +259,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             median_us: ta.median_us,
             gbps: 0.0,
             speedup_vs_fp16: 0.0,
+            fp16_paired_us: None,
             append_us: Some(ta.median_us),
         });
     }

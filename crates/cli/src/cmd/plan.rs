@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
+use vqllm_codegen::attention::CodeLayout;
 use vqllm_codegen::{GpuSpec, KernelKind, Level, Op, Overrides, Plan};
 use vqllm_vq::VqConfig;
 
@@ -138,6 +139,10 @@ pub struct AttentionShape {
     /// Attention: override the LUT level's L2 prefetch (true / false).
     #[arg(long)]
     pub l2_prefetch: Option<bool>,
+    /// Attention: override the byte order of the codes in the cache (logical, lut-rotated); the LUT level reads
+    /// either, the other levels only logical.
+    #[arg(long, value_parser = ["logical", "lut-rotated"])]
+    pub code_layout: Option<String>,
 }
 
 impl AttentionShape {
@@ -165,6 +170,12 @@ impl AttentionShape {
         };
         if let Some(on) = self.l2_prefetch {
             plan = plan.with_prefetch(on);
+        }
+        if let Some(layout) = &self.code_layout {
+            plan = plan.with_code_layout(match layout.as_str() {
+                "lut-rotated" => CodeLayout::LutRotated,
+                _ => CodeLayout::Logical,
+            })?;
         }
         Ok(plan)
     }

@@ -1,6 +1,7 @@
 //! Decode attention over a VQ-compressed KV cache (and the FP16 flash-decoding baseline) on the GPU.
 //!
-//! Layouts (see `kernels/attention_vq.cuh`): codes `[batch, kv_heads, cap, head_dim/v]` u8, codebooks
+//! Layouts (see `kernels/attention_vq.cuh`): codes `[batch, kv_heads, cap, head_dim/v]` u8 (each row's bytes in the
+//! cache's [`CodeLayout`], `kernels/kv_layout.cuh`), codebooks
 //! `[kv_heads, head_dim/v, 2^b, v]` fp16, q / out `[batch, q_heads, head_dim]` fp16, lens `[batch]` i32,
 //! FP16 K / V `[batch, kv_heads, cap, head_dim]`.
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaFunction, CudaModule, CudaSlice, LaunchConfig, PushKernelArg};
 use half::f16;
 use vqllm_codegen::attention::{
-    instantiate_attention, scale_log2, values_tile, AttentionPlan, AttnDataflow, Launch,
+    instantiate_attention, scale_log2, values_tile, AttentionPlan, AttnDataflow, CodeLayout, Launch,
 };
 use vqllm_vq::KvCodebooks;
 
@@ -47,6 +48,8 @@ pub struct KvCacheGpu {
     pub kv_heads: usize,
     pub head_dim: usize,
     pub cap: usize,
+    /// Byte order of a token's codes (the plan that reads the cache must use the same).
+    pub layout: CodeLayout,
     pub k_codes: CudaSlice<u8>,
     pub v_codes: CudaSlice<u8>,
     pub k_cb: CudaSlice<f16>,
@@ -62,13 +65,15 @@ pub struct KvCacheGpu {
 }
 
 impl KvCacheGpu {
-    /// An empty cache of `cap` tokens per sequence with the given K and V codebooks.
+    /// An empty cache of `cap` tokens per sequence with the given K and V codebooks, its codes in `layout` (take
+    /// the plan's [`AttentionPlan::code_layout`]).
     pub fn new(
         gpu: &Gpu,
         k_cb: &KvCodebooks,
         v_cb: &KvCodebooks,
         batch: usize,
         cap: usize,
+        layout: CodeLayout,
     ) -> Result<Self> {
         let bad = |m: String| Err(CudaError::InvalidArgument(m));
         if k_cb.kv_heads != v_cb.kv_heads
@@ -99,6 +104,7 @@ impl KvCacheGpu {
             kv_heads: k_cb.kv_heads,
             head_dim: k_cb.head_dim,
             cap,
+            layout,
             k_codes: gpu.alloc_zeros(n_codes)?,
             v_codes: gpu.alloc_zeros(n_codes)?,
             k_cb: up(&k_cb.codebooks)?,
@@ -116,7 +122,22 @@ impl KvCacheGpu {
         &self.lens_host
     }
 
-    /// Replaces the cache contents with host codes (`[batch, kv_heads, cap, groups]`) and lengths.
+    /// Channel groups per token (`head_dim / v`).
+    pub fn groups(&self) -> usize {
+        self.k_codes.len() / (self.batch * self.kv_heads * self.cap)
+    }
+
+    /// The K and V codes (`[batch, kv_heads, cap, groups]`, group order, whatever the cache's layout).
+    pub fn download_codes(&self, gpu: &Gpu) -> Result<(Vec<u8>, Vec<u8>)> {
+        let mut k = gpu.dtoh(&self.k_codes)?;
+        let mut v = gpu.dtoh(&self.v_codes)?;
+        for c in [&mut k, &mut v] {
+            self.layout.permute(c, self.cap, self.groups(), false);
+        }
+        Ok((k, v))
+    }
+
+    /// Replaces the cache contents with host codes (`[batch, kv_heads, cap, groups]`, group order) and lengths.
     pub fn upload(
         &mut self,
         gpu: &Gpu,
@@ -138,8 +159,16 @@ impl KvCacheGpu {
                 self.cap
             )));
         }
-        gpu.htod_into(k_codes, &mut self.k_codes)?;
-        gpu.htod_into(v_codes, &mut self.v_codes)?;
+        let groups = self.groups();
+        for (host, dev) in [(k_codes, &mut self.k_codes), (v_codes, &mut self.v_codes)] {
+            if self.layout == CodeLayout::Logical {
+                gpu.htod_into(host, dev)?;
+            } else {
+                let mut c = host.to_vec();
+                self.layout.permute(&mut c, self.cap, groups, true);
+                gpu.htod_into(&c, dev)?;
+            }
+        }
         self.set_lens(gpu, lens)
     }
 
@@ -203,6 +232,12 @@ impl VqAttention {
             return Err(CudaError::InvalidArgument(format!(
                 "cache is batch {} x {} KV heads x {} dims, the plan is for {} x {} x {}",
                 kv.batch, kv.kv_heads, kv.head_dim, p.batch, p.kv_heads, p.head_dim
+            )));
+        }
+        if kv.layout != p.code_layout {
+            return Err(CudaError::InvalidArgument(format!(
+                "cache codes are in the {:?} layout, the plan ({} level) reads {:?}",
+                kv.layout, p.level, p.code_layout
             )));
         }
         Ok(())
