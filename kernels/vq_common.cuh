@@ -103,7 +103,7 @@ struct RegTier {
 
 // Codebook access through the three tiers. `cb_set` points at this vector's codebook set in global memory
 // ([R][2^B][V]); `smem_set` at its copy of the first N_SHARED entries per stage in shared memory
-// ([R][N_SHARED][V]).
+// ([R][N_SHARED][CB_COPIES][V]).
 template <class Cfg>
 __device__ __forceinline__ void vq_lookup(const RegTier<Cfg>& reg, int s, uint32_t idx, const __half* __restrict__ cb_set,
                                           const __half* smem_set, Entry<Cfg::V>& e) {
@@ -117,8 +117,12 @@ __device__ __forceinline__ void vq_lookup(const RegTier<Cfg>& reg, int s, uint32
         }
     }
     if constexpr (Cfg::N_SHARED >= ENTRIES) {
-        vq_load_entry_shared<Cfg::V>(smem_set + ((size_t)s * Cfg::N_SHARED + idx) * Cfg::V, e);
+        // CB_COPIES > 1 (mma kernel, whole codebook staged): copy threadIdx.x % CB_COPIES of the entry, so that the 8
+        // lanes of a 16-byte load phase read 8 different bank groups whatever their entries.
+        const size_t slot = ((size_t)s * Cfg::N_SHARED + idx) * Cfg::CB_COPIES + threadIdx.x % Cfg::CB_COPIES;
+        vq_load_entry_shared<Cfg::V>(smem_set + slot * Cfg::V, e);
     } else if constexpr (Cfg::N_SHARED > 0) {
+        static_assert(Cfg::CB_COPIES == 1, "codebook copies need the whole codebook in shared memory");
         if (idx < (uint32_t)Cfg::N_SHARED)
             vq_load_entry_shared<Cfg::V>(smem_set + ((size_t)s * Cfg::N_SHARED + idx) * Cfg::V, e);
         else

@@ -59,6 +59,7 @@ __device__ __forceinline__ void vq_gemv_body(const uint4* __restrict__ codes, co
     }
     // Stage the shared tier of the codebook cache: the first N_SHARED entries of each stage of every set touched.
     int first_set_col = 0;
+    static_assert(Cfg::CB_COPIES == 1, "the dequantizing GeMV stages one copy of each codebook entry");
     if constexpr (Cfg::N_SHARED > 0 && !Cfg::E8P) {
         int set_base = 0, nsets = 1;
         if constexpr (Cfg::TILE_ROWS > 0) {

@@ -14,7 +14,11 @@
 //
 // Block: WARPS warps; warp w owns WN row blocks (8 weight rows each); all warps share BM activation rows
 // (BM = 16·MT) staged per k tile in shared memory with a padded row stride (conflict-free 8-byte fragment loads).
-// Extra Cfg members: MT, WN, WARPS, SPLIT.
+// Loop order (XHOIST): vector slot j outer and row blocks inner loads a slot's activation fragments once for the WN
+// row blocks; row blocks outer keeps a row block's VPC codebook lookups in flight together (global-tier codebooks).
+// CB_COPIES: each staged 16-byte codebook entry is stored CB_COPIES times and lane l reads copy l % CB_COPIES
+// (vq_lookup), so random entries no longer collide on shared-memory banks.
+// Extra Cfg members: MT, WN, WARPS, SPLIT, XHOIST, CB_COPIES.
 #pragma once
 #include "vq_common.cuh"
 
@@ -72,8 +76,8 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
     constexpr int ENTRIES = 1 << Cfg::B;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     __half* xs = reinterpret_cast<__half*>(smem_raw);                       // [BM][XSTRIDE]
-    __half* cbs = xs + BM * S::XSTRIDE;                                        // [R][N_SHARED][V] (tensor scope)
-    uint32_t* abs_s = reinterpret_cast<uint32_t*>(cbs + (Cfg::N_SHARED > 0 ? Cfg::R * Cfg::N_SHARED * V : 0));
+    __half* cbs = xs + BM * S::XSTRIDE;                                        // [R][N_SHARED][CB_COPIES][V] (tensor scope)
+    uint32_t* abs_s = reinterpret_cast<uint32_t*>(cbs + (Cfg::N_SHARED > 0 ? Cfg::R * Cfg::N_SHARED * Cfg::CB_COPIES * V : 0));
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t = lane % 4;
@@ -82,10 +86,18 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
     const int tile0 = blockIdx.y * tiles_per_split;
     const int tile1 = min(kb, tile0 + tiles_per_split);
 
-    if constexpr (Cfg::N_SHARED > 0 && !Cfg::E8P) {
+    if constexpr (Cfg::N_SHARED > 0 && !Cfg::E8P && Cfg::CB_COPIES == 1) {
         for (int i = threadIdx.x; i < Cfg::R * Cfg::N_SHARED * V; i += blockDim.x) {
             const int s = i / (Cfg::N_SHARED * V), ev = i % (Cfg::N_SHARED * V);
             cbs[i] = codebooks[(size_t)s * ENTRIES * V + ev];
+        }
+    } else if constexpr (Cfg::N_SHARED > 0 && !Cfg::E8P) {
+        // [R][N_SHARED][CB_COPIES][V]: every 16-byte entry CB_COPIES times (see vq_lookup).
+        static_assert(V == 8 && Cfg::N_SHARED >= ENTRIES, "codebook copies: 16-byte entries, whole codebook");
+        constexpr int C = Cfg::CB_COPIES;
+        for (int i = threadIdx.x; i < Cfg::R * Cfg::N_SHARED * C; i += blockDim.x) {
+            const int es = i / C, s = es / Cfg::N_SHARED, e = es % Cfg::N_SHARED;
+            reinterpret_cast<uint4*>(cbs)[i] = *reinterpret_cast<const uint4*>(codebooks + ((size_t)s * ENTRIES + e) * V);
         }
     }
     if constexpr (Cfg::E8P) {
@@ -127,51 +139,121 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
             *reinterpret_cast<uint4*>(xs + r * S::XSTRIDE + c8) = v;
         }
         __syncthreads();
-#pragma unroll
-        for (int w = 0; w < WN; ++w) {
-            const int row = (rb0 + w) * 8 + g;
-            if ((rb0 + w) * 8 >= rows) continue;
+        if constexpr (Cfg::XHOIST) {
+            // j outer, row blocks inner: a vector slot's activation fragments are loaded from shared memory once and
+            // feed the WN row blocks (w outer reloaded them WN times: a third of the kernel's shared-memory wavefronts).
 #pragma unroll
             for (int j = 0; j < VPC; ++j) {
-                // Per-tile codebooks can change inside a k tile (codebook tiles narrower than 4·VPC·V columns).
-                const __half* cb_set = codebooks;
-                if constexpr (Cfg::TILE_ROWS > 0)
-                    cb_set += (size_t)vq_set_of<Cfg>(row, col0 + (4 * j + t) * V, cols) * Cfg::R * ENTRIES * V;
-                __half2 wv[V / 2];
-                vq_decode_vec<Cfg>(chunk[w], j, reg, cb_set, cbs, abs_s, ss0, ss1, wv);
                 if constexpr (V >= 4) {
+                    uint2 xlo[V / 4][MT], xhi[V / 4][MT];
 #pragma unroll
                     for (int sg = 0; sg < V / 4; ++sg) {
-                        const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[2 * sg]);
-                        const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wv[2 * sg + 1]);
                         const int c = j * 4 * V + V * t + 4 * sg;
 #pragma unroll
                         for (int mt = 0; mt < MT; ++mt) {
-                            const uint2 lo = *reinterpret_cast<const uint2*>(xs + (mt * 16 + g) * S::XSTRIDE + c);
-                            const uint2 hi = *reinterpret_cast<const uint2*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c);
-                            vq_mma_16816(acc[mt][w], lo.x, hi.x, lo.y, hi.y, b0, b1);
+                            xlo[sg][mt] = *reinterpret_cast<const uint2*>(xs + (mt * 16 + g) * S::XSTRIDE + c);
+                            xhi[sg][mt] = *reinterpret_cast<const uint2*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c);
                         }
                     }
-                } else {
-                    // V == 2: pair block j (slots 2t, 2t+1) with block j+1 (slots 2t+8, 2t+9); handled on even j.
-                    if ((j & 1) == 0) {
-                        __half2 wn[1];
-                        const __half* cb_next = codebooks;
+#pragma unroll
+                    for (int w = 0; w < WN; ++w) {
+                        const int row = (rb0 + w) * 8 + g;
+                        if ((rb0 + w) * 8 >= rows) continue;
+                        // Per-tile codebooks can change inside a k tile (codebook tiles narrower than 4·VPC·V columns).
+                        const __half* cb_set = codebooks;
                         if constexpr (Cfg::TILE_ROWS > 0)
+                            cb_set += (size_t)vq_set_of<Cfg>(row, col0 + (4 * j + t) * V, cols) * Cfg::R * ENTRIES * V;
+                        __half2 wv[V / 2];
+                        vq_decode_vec<Cfg>(chunk[w], j, reg, cb_set, cbs, abs_s, ss0, ss1, wv);
+#pragma unroll
+                        for (int sg = 0; sg < V / 4; ++sg) {
+                            const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[2 * sg]);
+                            const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wv[2 * sg + 1]);
+#pragma unroll
+                            for (int mt = 0; mt < MT; ++mt)
+                                vq_mma_16816(acc[mt][w], xlo[sg][mt].x, xhi[sg][mt].x, xlo[sg][mt].y, xhi[sg][mt].y, b0, b1);
+                        }
+                    }
+                } else if ((j & 1) == 0) {
+                    // V == 2: pair block j (slots 2t, 2t+1) with block j+1 (slots 2t+8, 2t+9); handled on even j.
+                    const int c0 = j * 8 + 2 * t, c1 = (j + 1) * 8 + 2 * t;
+                    uint32_t a[MT][4];
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) {
+                        a[mt][0] = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g) * S::XSTRIDE + c0);
+                        a[mt][1] = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c0);
+                        a[mt][2] = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g) * S::XSTRIDE + c1);
+                        a[mt][3] = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c1);
+                    }
+#pragma unroll
+                    for (int w = 0; w < WN; ++w) {
+                        const int row = (rb0 + w) * 8 + g;
+                        if ((rb0 + w) * 8 >= rows) continue;
+                        const __half* cb_set = codebooks;
+                        const __half* cb_next = codebooks;
+                        if constexpr (Cfg::TILE_ROWS > 0) {
+                            cb_set += (size_t)vq_set_of<Cfg>(row, col0 + (4 * j + t) * V, cols) * Cfg::R * ENTRIES * V;
                             cb_next += (size_t)vq_set_of<Cfg>(row, col0 + (4 * (j + 1) + t) * V, cols) * Cfg::R * ENTRIES * V;
-                        else
-                            cb_next = cb_set;
+                        }
+                        __half2 wv[1], wn[1];
+                        vq_decode_vec<Cfg>(chunk[w], j, reg, cb_set, cbs, abs_s, ss0, ss1, wv);
                         vq_decode_vec<Cfg>(chunk[w], j + 1, reg, cb_next, cbs, abs_s, ss0, ss1, wn);
                         const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[0]);
                         const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wn[0]);
-                        const int c0 = j * 8 + 2 * t, c1 = (j + 1) * 8 + 2 * t;
 #pragma unroll
-                        for (int mt = 0; mt < MT; ++mt) {
-                            const uint32_t a0 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g) * S::XSTRIDE + c0);
-                            const uint32_t a1 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c0);
-                            const uint32_t a2 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g) * S::XSTRIDE + c1);
-                            const uint32_t a3 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c1);
-                            vq_mma_16816(acc[mt][w], a0, a1, a2, a3, b0, b1);
+                        for (int mt = 0; mt < MT; ++mt) vq_mma_16816(acc[mt][w], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b0, b1);
+                    }
+                }
+            }
+        } else {
+            // Row blocks outer: each row block's VPC lookups are independent and in flight together, which hides the
+            // latency of codebooks read from global memory (large codebooks, aqlm3 / aqlm-1x16: 28-37% faster).
+#pragma unroll
+            for (int w = 0; w < WN; ++w) {
+                const int row = (rb0 + w) * 8 + g;
+                if ((rb0 + w) * 8 >= rows) continue;
+#pragma unroll
+                for (int j = 0; j < VPC; ++j) {
+                    // Per-tile codebooks can change inside a k tile (codebook tiles narrower than 4·VPC·V columns).
+                    const __half* cb_set = codebooks;
+                    if constexpr (Cfg::TILE_ROWS > 0)
+                        cb_set += (size_t)vq_set_of<Cfg>(row, col0 + (4 * j + t) * V, cols) * Cfg::R * ENTRIES * V;
+                    __half2 wv[V / 2];
+                    vq_decode_vec<Cfg>(chunk[w], j, reg, cb_set, cbs, abs_s, ss0, ss1, wv);
+                    if constexpr (V >= 4) {
+#pragma unroll
+                        for (int sg = 0; sg < V / 4; ++sg) {
+                            const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[2 * sg]);
+                            const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wv[2 * sg + 1]);
+                            const int c = j * 4 * V + V * t + 4 * sg;
+#pragma unroll
+                            for (int mt = 0; mt < MT; ++mt) {
+                                const uint2 lo = *reinterpret_cast<const uint2*>(xs + (mt * 16 + g) * S::XSTRIDE + c);
+                                const uint2 hi = *reinterpret_cast<const uint2*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c);
+                                vq_mma_16816(acc[mt][w], lo.x, hi.x, lo.y, hi.y, b0, b1);
+                            }
+                        }
+                    } else {
+                        // V == 2: pair block j (slots 2t, 2t+1) with block j+1 (slots 2t+8, 2t+9); handled on even j.
+                        if ((j & 1) == 0) {
+                            __half2 wn[1];
+                            const __half* cb_next = codebooks;
+                            if constexpr (Cfg::TILE_ROWS > 0)
+                                cb_next += (size_t)vq_set_of<Cfg>(row, col0 + (4 * (j + 1) + t) * V, cols) * Cfg::R * ENTRIES * V;
+                            else
+                                cb_next = cb_set;
+                            vq_decode_vec<Cfg>(chunk[w], j + 1, reg, cb_next, cbs, abs_s, ss0, ss1, wn);
+                            const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[0]);
+                            const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wn[0]);
+                            const int c0 = j * 8 + 2 * t, c1 = (j + 1) * 8 + 2 * t;
+#pragma unroll
+                            for (int mt = 0; mt < MT; ++mt) {
+                                const uint32_t a0 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g) * S::XSTRIDE + c0);
+                                const uint32_t a1 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c0);
+                                const uint32_t a2 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g) * S::XSTRIDE + c1);
+                                const uint32_t a3 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c1);
+                                vq_mma_16816(acc[mt][w], a0, a1, a2, a3, b0, b1);
+                            }
                         }
                     }
                 }

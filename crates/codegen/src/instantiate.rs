@@ -113,9 +113,11 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
          \x20 static constexpr int TILE_ROWS = {tile_rows}, TILE_COLS = {tile_cols};\n\
          \x20 static constexpr int N_REG = {}, N_SHARED = {};\n\
          \x20 static constexpr int M = {}, WARPS = {}, SPLIT = {}, ROWS_PER_WARP = {}, MT = {}, WN = {};\n\
-         \x20 static constexpr bool E8P = {e8p}, SCALE = {};\n",
+         \x20 static constexpr bool E8P = {e8p}, SCALE = {};\n\
+         \x20 static constexpr int CB_COPIES = {};\n\
+         \x20 static constexpr bool XHOIST = {};\n",
         c.v, c.b, c.r, plan.n_reg, plan.n_shared, plan.m_tile, plan.warps, plan.split, plan.rows_per_warp, plan.mt, plan.wn,
-        c.per_channel_scale
+        c.per_channel_scale, plan.cb_copies, plan.x_hoist
     );
     let mut h = DefaultHasher::new();
     cfg.hash(&mut h);

@@ -150,6 +150,10 @@ pub struct Overrides {
     pub split: Option<u32>,
     pub warps: Option<u32>,
     pub kernel: Option<KernelKind>,
+    /// Mma kernel: copies of each staged codebook entry (1, 2, 4 or 8).
+    pub cb_copies: Option<u32>,
+    /// Mma kernel: activation fragments hoisted out of the row-block loop.
+    pub x_hoist: Option<bool>,
     /// Registers per thread of the kernel without a register tier, read from a first compile (slack analysis);
     /// a per-kernel estimate is used when absent.
     pub base_registers: Option<u32>,
@@ -189,6 +193,12 @@ pub struct Plan {
     pub tiles_per_split: u32,
     pub n_reg: u32,
     pub n_shared: u32,
+    /// Mma kernel: copies of each staged 16-byte codebook entry (lane l reads copy l % copies: fewer bank conflicts).
+    #[serde(default = "one")]
+    pub cb_copies: u32,
+    /// Mma kernel: vector slots outer, row blocks inner (activation fragments loaded once per slot).
+    #[serde(default)]
+    pub x_hoist: bool,
     /// Codes are rewritten in descending-frequency order (needed by O1 and above).
     pub frequency_ordered: bool,
     pub smem_bytes: u32,
@@ -198,6 +208,10 @@ pub struct Plan {
 }
 
 const SMEM_RESERVED_PER_BLOCK: u32 = 1024;
+
+fn one() -> u32 {
+    1
+}
 
 impl Plan {
     /// Plans `op` for `y[m, n] = x[m, k] · W[n, k]ᵀ` with `config` on `gpu`, at `level`.
@@ -483,6 +497,78 @@ impl Plan {
         let frequency_ordered =
             kernel != KernelKind::Lut && ((n_shared > 0 && n_shared < entries) || n_reg > 0);
 
+        // 4b. Mma: loop order and codebook copies.
+        let mut x_hoist = false;
+        let mut cb_copies = 1u32;
+        let whole_16b_codebook = learned && tensor_scope && config.v == 8 && n_shared >= entries;
+        if kernel == KernelKind::Mma {
+            // Small codebooks (<= 256 entries) are cheap to read, so the activation fragments reloaded per row block
+            // dominate: hoist them (H200 m=16: aqlm-2x8 -19/-26%, gptvq2 -17/-22%). Large ones are read from L2,
+            // and row blocks outer keep more lookups in flight (aqlm3 +28/+37% when hoisted).
+            x_hoist = learned && entries <= 256 && wn > 1;
+            if whole_16b_codebook {
+                // As many copies as keep 3 blocks on an SM (H200, aqlm-2x8 m=16, 4096x11008 / 8192x22016: 1 copy
+                // 39.6 / 118.5 us, 2: 33.6 / 108.9, 4: 33.2 / 100.9, 8: 32.4 / 91.1 at 3 blocks per SM).
+                let x_bytes = 16 * mt * ((geo.tile_vectors() * config.v) as u32 + 16) * 2;
+                let blocks = |c: u32| {
+                    gpu.smem_per_sm / (x_bytes + per_set_bytes * c + 1024 + SMEM_RESERVED_PER_BLOCK)
+                };
+                cb_copies = 8;
+                while cb_copies > 1
+                    && (blocks(cb_copies) < 3
+                        || x_bytes + per_set_bytes * cb_copies + 1024 > gpu.smem_per_block_optin)
+                {
+                    cb_copies /= 2;
+                }
+            }
+        }
+        if let Some(h) = ov.x_hoist {
+            x_hoist = h && kernel == KernelKind::Mma;
+        }
+        if let Some(c) = ov.cb_copies {
+            if !(c.is_power_of_two() && c <= 8) {
+                return Err(CodegenError::Invalid(format!(
+                    "codebook copies must be 1, 2, 4 or 8, not {c}"
+                )));
+            }
+            if c > 1 && !(kernel == KernelKind::Mma && whole_16b_codebook) {
+                return Err(CodegenError::Unsupported(
+                    "codebook copies need the mma kernel with the whole 16-byte-entry codebook in shared memory".into(),
+                ));
+            }
+            cb_copies = c;
+        }
+        if kernel == KernelKind::Mma {
+            note(
+                "loop order",
+                if x_hoist {
+                    "slots outer"
+                } else {
+                    "row blocks outer"
+                }
+                .into(),
+                if x_hoist {
+                    format!("{entries} entries: cheap lookups, so each slot's activation fragments are loaded once for the {wn} row blocks")
+                } else if wn == 1 {
+                    "one row block per warp: no activation fragments to share".into()
+                } else {
+                    "large or computed codebooks: a row block's lookups in flight together hide their latency".into()
+                },
+            );
+            if whole_16b_codebook {
+                note(
+                    "codebook copies",
+                    cb_copies.to_string(),
+                    format!(
+                        "lane l reads copy l % {cb_copies} of a 16-byte entry (with 8 the 8 lanes of a load phase always hit 8 \
+                         different bank groups; fewer copies, fewer collisions than random entries); as many copies (<= 8) \
+                         as keep 3 blocks per SM ({} KiB of codebooks per block)",
+                        per_set_bytes * cb_copies / 1024
+                    ),
+                );
+            }
+        }
+
         // 5. Split of the reduction axis (O3): balance the reduction traffic s·m·n·4 against codebook traffic / s,
         //    and fill the GPU.
         let row_groups = match kernel {
@@ -602,7 +688,7 @@ impl Plan {
                 m_tile * tiles_per_split * tk * 2 + cb_stage(sets) + e8p_bytes
             }
             KernelKind::Lut => lut_smem,
-            KernelKind::Mma => 16 * mt * (tk + 16) * 2 + cb_stage(1) + e8p_bytes,
+            KernelKind::Mma => 16 * mt * (tk + 16) * 2 + cb_stage(1) * cb_copies + e8p_bytes,
             KernelKind::DequantGemm => 0,
         };
         if smem_bytes > gpu.smem_per_block_optin {
@@ -651,6 +737,8 @@ impl Plan {
             tiles_per_split,
             n_reg,
             n_shared,
+            cb_copies,
+            x_hoist,
             frequency_ordered,
             smem_bytes,
             grid,
@@ -694,5 +782,61 @@ impl fmt::Display for Plan {
             "  summary        n_reg={} n_shared={} split={} tiles/split={} freq-ordered={} smem={}B grid={:?} block={}",
             self.n_reg, self.n_shared, self.split, self.tiles_per_split, self.frequency_ordered, self.smem_bytes, self.grid, self.block
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mma_plan(preset: &str, m: usize, ov: &Overrides) -> Result<Plan> {
+        let c: VqConfig = preset.parse().unwrap();
+        let gpu = GpuSpec::for_arch("sm_90").unwrap();
+        Plan::new(&c, Op::Gemv, m, 11008, 4096, Level::Auto, &gpu, ov)
+    }
+
+    #[test]
+    fn mma_small_codebooks_hoist_activations_and_replicate_entries() {
+        let p = mma_plan("aqlm-2x8", 16, &Overrides::default()).unwrap();
+        assert_eq!(p.kernel, KernelKind::Mma);
+        assert!(p.x_hoist);
+        assert_eq!(p.cb_copies, 8);
+        // 2 stages x 256 entries x 16 B, 8 copies, next to the activation tile; 3 blocks per SM.
+        assert!(p.smem_bytes >= 2 * 256 * 16 * 8);
+        assert!(GpuSpec::for_arch("sm_90").unwrap().smem_per_sm / (p.smem_bytes + 1024) >= 3);
+        let src = crate::instantiate(&p, None).source;
+        assert!(src.contains("CB_COPIES = 8") && src.contains("XHOIST = true"));
+        // Large codebooks keep row blocks outer and one copy; one row block per warp has nothing to hoist.
+        let big = mma_plan("aqlm3", 16, &Overrides::default()).unwrap();
+        assert!(!big.x_hoist && big.cb_copies == 1);
+        let wide = mma_plan("aqlm-2x8", 64, &Overrides::default()).unwrap();
+        assert!(wide.wn == 1 && !wide.x_hoist);
+    }
+
+    #[test]
+    fn bad_codebook_copy_overrides_are_errors() {
+        let copies = |preset: &str, c: u32| {
+            mma_plan(
+                preset,
+                16,
+                &Overrides {
+                    cb_copies: Some(c),
+                    ..Overrides::default()
+                },
+            )
+        };
+        assert!(matches!(
+            copies("aqlm-2x8", 3),
+            Err(CodegenError::Invalid(_))
+        ));
+        assert!(matches!(
+            copies("aqlm-2x8", 16),
+            Err(CodegenError::Invalid(_))
+        ));
+        assert!(matches!(
+            copies("aqlm3", 2),
+            Err(CodegenError::Unsupported(_))
+        ));
+        assert_eq!(copies("aqlm-2x8", 2).unwrap().cb_copies, 2);
     }
 }

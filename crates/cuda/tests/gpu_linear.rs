@@ -20,6 +20,22 @@ fn rel_err(got: &[f32], want: &[f32]) -> f64 {
 }
 
 /// Runs one (config, level, m) case; returns Ok(None) when the planner rejects the combination.
+/// The mma kernel's variants the planner may not pick for a config: the other loop order, and 8 codebook copies.
+fn mma_variants() -> [Overrides; 3] {
+    [
+        Overrides::default(),
+        Overrides {
+            x_hoist: Some(false),
+            ..Overrides::default()
+        },
+        Overrides {
+            x_hoist: Some(true),
+            cb_copies: Some(8),
+            ..Overrides::default()
+        },
+    ]
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check(
     gpu: &Gpu,
@@ -31,17 +47,9 @@ fn check(
     rows: usize,
     cols: usize,
     seed: u64,
+    ov: &Overrides,
 ) -> Option<f64> {
-    let plan = match Plan::new(
-        c,
-        op,
-        m,
-        cols,
-        rows,
-        level,
-        gpu.spec(),
-        &Overrides::default(),
-    ) {
+    let plan = match Plan::new(c, op, m, cols, rows, level, gpu.spec(), ov) {
         Ok(p) => p,
         Err(CodegenError::Unsupported(_)) | Err(CodegenError::DoesNotFit(_)) => return None,
         Err(e) => panic!("plan {c} {level} m={m}: {e}"),
@@ -114,12 +122,23 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
                     } else {
                         c.v * rng.random_range(1..8)
                     };
-                match check(&gpu, &cache, &c, level, op, m, rows, cols, rng.random()) {
-                    Some(e) => {
-                        ran += 1;
-                        println!("ok  {c:<28} {level:<4} m={m:<3} {rows}x{cols}  rel.err {e:.2e}");
+                let seed = rng.random();
+                let variants = if m == 16 {
+                    &mma_variants()[..]
+                } else {
+                    &mma_variants()[..1]
+                };
+                for ov in variants {
+                    match check(&gpu, &cache, &c, level, op, m, rows, cols, seed, ov) {
+                        Some(e) => {
+                            ran += 1;
+                            println!(
+                                "ok  {c:<28} {level:<4} m={m:<3} {rows}x{cols} x_hoist={:?} copies={:?}  rel.err {e:.2e}",
+                                ov.x_hoist, ov.cb_copies
+                            );
+                        }
+                        None => skipped += 1,
                     }
-                    None => skipped += 1,
                 }
             }
         }
@@ -136,7 +155,19 @@ fn large_layer_matches_reference_sampled_rows() {
     let cache = ModuleCache::memory_only();
     for p in ["aqlm-2x8", "quip4"] {
         let c = VqConfig::preset(p).unwrap();
-        assert!(check(&gpu, &cache, &c, Level::Auto, Op::Gemv, 1, 11008, 4096, 7).is_some());
+        assert!(check(
+            &gpu,
+            &cache,
+            &c,
+            Level::Auto,
+            Op::Gemv,
+            1,
+            11008,
+            4096,
+            7,
+            &Overrides::default()
+        )
+        .is_some());
     }
 }
 
@@ -150,8 +181,26 @@ fn sanitizer_subset() {
     for c in configs() {
         for level in [Level::Gc, Level::O2, Level::O4, Level::Lut] {
             for (op, m) in [(Op::Gemv, 1), (Op::Gemv, 2), (Op::Gemv, 16), (Op::Gemm, 33)] {
-                ran += check(&gpu, &cache, &c, level, op, m, 8 * 11 + 3, c.v * 8 * 21, 99).is_some()
-                    as usize;
+                let variants = if m == 16 {
+                    &mma_variants()[..]
+                } else {
+                    &mma_variants()[..1]
+                };
+                for ov in variants {
+                    ran += check(
+                        &gpu,
+                        &cache,
+                        &c,
+                        level,
+                        op,
+                        m,
+                        8 * 11 + 3,
+                        c.v * 8 * 21,
+                        99,
+                        ov,
+                    )
+                    .is_some() as usize;
+                }
             }
         }
     }
@@ -187,6 +236,7 @@ fn large_batch_gemm_path_matches_reference() {
             203,
             c.v * 8 * 40,
             1000 + i as u64,
+            &Overrides::default(),
         )
         .unwrap();
         println!("ok  {c:<28} dequant+cuBLAS m=130  rel.err {e:.2e}");

@@ -44,6 +44,18 @@ pub struct BenchArgs {
     /// Calls per timed repeat.
     #[arg(long, default_value_t = 50)]
     pub calls: usize,
+    /// GeMV / GeMM: override the reduction-axis split of every level (see `vqllm plan --split`).
+    #[arg(long)]
+    pub split: Option<u32>,
+    /// GeMV / GeMM: override the warps per block of every level.
+    #[arg(long)]
+    pub warps: Option<u32>,
+    /// GeMV / GeMM (mma kernel): override the copies of each staged 16-byte codebook entry (1, 2, 4, 8).
+    #[arg(long)]
+    pub cb_copies: Option<u32>,
+    /// GeMV / GeMM (mma kernel): override the loop order (true: activation fragments hoisted out of the row blocks).
+    #[arg(long)]
+    pub x_hoist: Option<bool>,
     /// Attention: time our FP16 kernel in alternating repeats with each level and compare each level with that
     /// paired FP16 time, so that drifts of the device over the run (clocks, temperature) cancel.
     #[arg(long)]
@@ -193,7 +205,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let q = random_weight(&c, n, k, 7)?;
             let mut gc_us = None;
             for &level in &levels {
-                let plan = match Plan::new(&c, op, m, k, n, level, &spec, &Overrides::default()) {
+                let ov = Overrides {
+                    split: a.split,
+                    warps: a.warps,
+                    cb_copies: a.cb_copies,
+                    x_hoist: a.x_hoist,
+                    ..Overrides::default()
+                };
+                let plan = match Plan::new(&c, op, m, k, n, level, &spec, &ov) {
                     Ok(p) => p,
                     Err(e @ (CodegenError::Unsupported(_) | CodegenError::DoesNotFit(_))) => {
                         println!("{p:<10} {level:<5} skipped: {e}");

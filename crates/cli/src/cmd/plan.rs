@@ -45,6 +45,12 @@ pub struct KernelArgs {
     /// Override: kernel (dequant, lut, mma).
     #[arg(long)]
     pub kernel: Option<String>,
+    /// Override (mma kernel): copies of each staged 16-byte codebook entry (1, 2, 4, 8).
+    #[arg(long)]
+    pub cb_copies: Option<u32>,
+    /// Override (mma kernel): load activation fragments once per vector slot for all row blocks (true / false).
+    #[arg(long)]
+    pub x_hoist: Option<bool>,
 }
 
 impl KernelArgs {
@@ -76,6 +82,8 @@ impl KernelArgs {
             split: self.split,
             warps: self.warps,
             kernel,
+            cb_copies: self.cb_copies,
+            x_hoist: self.x_hoist,
             base_registers: None,
         })
     }
