@@ -208,6 +208,8 @@ pub struct Plan {
 }
 
 const SMEM_RESERVED_PER_BLOCK: u32 = 1024;
+/// Mma kernel without a staged codebook: input columns per block along the reduction axis.
+const MMA_K_PER_BLOCK: u32 = 768;
 
 fn one() -> u32 {
     1
@@ -606,10 +608,31 @@ impl Plan {
                     split += 1;
                 }
             }
-            note("split", split.to_string(), format!(
-                "{row_groups} row groups x {m_groups} batch groups; {target_blocks} blocks fill {} SMs twice; traffic balance sqrt(codebook {:.0} KB / output {:.0} KB) = {balance}",
-                gpu.sm_count, cb_traffic / 1e3, out_bytes / 1e3
-            ));
+            // Mma without a staged codebook (read through L1, or computed): a block has no setup to amortise, and
+            // short k ranges put more blocks in flight to hide the lookup latency (H200 m=16 8192x22016, splits
+            // 2 / 4 / 8 / 11 / 16: gptvq2 79.0 / 81.7 / 72.0 / 65.9 / 71.8 us, quip4 130.8 / 115.6 / 108.5 / 104.0 /
+            // 106.6: best at ~768 columns per block; with a staged codebook aqlm-2x8 91.1 / 98.8 / 114.0 and aqlm3
+            // 273.5 / 345.0 / 304.1 get slower).
+            let short_split = (k as u32).div_ceil(MMA_K_PER_BLOCK).min(tiles);
+            let short_k = kernel == KernelKind::Mma && n_shared == 0 && split < short_split;
+            if short_k {
+                split = short_split;
+            }
+            note(
+                "split",
+                split.to_string(),
+                if short_k {
+                    format!(
+                    "{row_groups} row groups x {m_groups} batch groups; no staged codebook to amortise: k ranges of \
+                     ~{MMA_K_PER_BLOCK} columns put more blocks in flight to hide the codebook latency"
+                )
+                } else {
+                    format!(
+                    "{row_groups} row groups x {m_groups} batch groups; {target_blocks} blocks fill {} SMs twice; traffic balance sqrt(codebook {:.0} KB / output {:.0} KB) = {balance}",
+                    gpu.sm_count, cb_traffic / 1e3, out_bytes / 1e3
+                )
+                },
+            );
         } else if kernel == KernelKind::Dequant {
             while x_tile_bytes * tiles.div_ceil(split) > smem_budget / 2 && split < tiles {
                 split += 1;
@@ -811,6 +834,28 @@ mod tests {
         assert!(!big.x_hoist && big.cb_copies == 1);
         let wide = mma_plan("aqlm-2x8", 64, &Overrides::default()).unwrap();
         assert!(wide.wn == 1 && !wide.x_hoist);
+    }
+
+    #[test]
+    fn mma_without_a_staged_codebook_splits_k_into_short_ranges() {
+        let c: VqConfig = "gptvq2".parse().unwrap();
+        let gpu = GpuSpec::for_arch("sm_90").unwrap();
+        let p = Plan::new(
+            &c,
+            Op::Gemv,
+            16,
+            8192,
+            22016,
+            Level::Auto,
+            &gpu,
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!((p.kernel, p.n_shared), (KernelKind::Mma, 0));
+        assert_eq!(p.split, 8192u32.div_ceil(MMA_K_PER_BLOCK));
+        // A staged codebook keeps the long ranges that amortise its staging.
+        let staged = mma_plan("aqlm-2x8", 16, &Overrides::default()).unwrap();
+        assert!(staged.n_shared > 0 && staged.split < 11008u32.div_ceil(MMA_K_PER_BLOCK));
     }
 
     #[test]
