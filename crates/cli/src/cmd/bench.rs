@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use vqllm_codegen::{CodegenError, Level, Op, Overrides, Plan};
+use vqllm_codegen::{CodegenError, Level, Op, Plan};
 use vqllm_cuda::bench::{copies_for, copy_bandwidth, random_device_f16, time_calls, BenchOptions};
 use vqllm_cuda::cublas::GemmShape;
 use vqllm_cuda::ops::linear::VqLinear;
@@ -39,29 +39,28 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
     /// Timed repeats (median reported).
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 15, value_parser = at_least_one)]
     pub repeats: usize,
     /// Calls per timed repeat.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = at_least_one)]
     pub calls: usize,
-    /// GeMV / GeMM: override the reduction-axis split of every level (see `vqllm plan --split`).
-    #[arg(long)]
-    pub split: Option<u32>,
-    /// GeMV / GeMM: override the warps per block of every level.
-    #[arg(long)]
-    pub warps: Option<u32>,
-    /// GeMV / GeMM (mma kernel): override the copies of each staged 16-byte codebook entry (1, 2, 4, 8).
-    #[arg(long)]
-    pub cb_copies: Option<u32>,
-    /// GeMV / GeMM (mma kernel): override the loop order (true: activation fragments hoisted out of the row blocks).
-    #[arg(long)]
-    pub x_hoist: Option<bool>,
+    /// GeMV / GeMM: planner overrides, applied to every level.
+    #[command(flatten)]
+    pub overrides: super::plan::OverrideArgs,
     /// Attention: time our FP16 kernel in alternating repeats with each level and compare each level with that
     /// paired FP16 time, so that drifts of the device over the run (clocks, temperature) cancel.
     #[arg(long)]
     pub interleave: bool,
     #[command(flatten)]
     pub attention: super::plan::AttentionShape,
+}
+
+/// Parses a count that must be at least 1 (a median of no repeats does not exist).
+fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}` is not a whole number >= 1")),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -205,13 +204,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let q = random_weight(&c, n, k, 7)?;
             let mut gc_us = None;
             for &level in &levels {
-                let ov = Overrides {
-                    split: a.split,
-                    warps: a.warps,
-                    cb_copies: a.cb_copies,
-                    x_hoist: a.x_hoist,
-                    ..Overrides::default()
-                };
+                let ov = a.overrides.to_overrides()?;
                 let plan = match Plan::new(&c, op, m, k, n, level, &spec, &ov) {
                     Ok(p) => p,
                     Err(e @ (CodegenError::Unsupported(_) | CodegenError::DoesNotFit(_))) => {

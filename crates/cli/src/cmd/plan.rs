@@ -30,6 +30,13 @@ pub struct KernelArgs {
     /// GPU to plan for when no device is used: sm_80, sm_86, sm_89, sm_90.
     #[arg(long, default_value = "sm_90")]
     pub arch: String,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+/// Planner overrides of the weight kernels, shared by `plan`, `codegen` and `bench`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct OverrideArgs {
     /// Override: entries in the register tier.
     #[arg(long)]
     pub n_reg: Option<u32>,
@@ -53,22 +60,8 @@ pub struct KernelArgs {
     pub x_hoist: Option<bool>,
 }
 
-impl KernelArgs {
-    pub fn config(&self) -> Result<VqConfig> {
-        self.preset
-            .parse::<VqConfig>()
-            .with_context(|| format!("bad --preset `{}`", self.preset))
-    }
-
-    pub fn op(&self) -> Result<Op> {
-        match self.op.as_str() {
-            "gemv" => Ok(Op::Gemv),
-            "gemm" => Ok(Op::Gemm),
-            o => anyhow::bail!("unknown --op `{o}` (gemv, gemm, attention)"),
-        }
-    }
-
-    pub fn overrides(&self) -> Result<Overrides> {
+impl OverrideArgs {
+    pub fn to_overrides(&self) -> Result<Overrides> {
         let kernel = match self.kernel.as_deref() {
             None => None,
             Some("dequant") => Some(KernelKind::Dequant),
@@ -86,6 +79,26 @@ impl KernelArgs {
             x_hoist: self.x_hoist,
             base_registers: None,
         })
+    }
+}
+
+impl KernelArgs {
+    pub fn config(&self) -> Result<VqConfig> {
+        self.preset
+            .parse::<VqConfig>()
+            .with_context(|| format!("bad --preset `{}`", self.preset))
+    }
+
+    pub fn op(&self) -> Result<Op> {
+        match self.op.as_str() {
+            "gemv" => Ok(Op::Gemv),
+            "gemm" => Ok(Op::Gemm),
+            o => anyhow::bail!("unknown --op `{o}` (gemv, gemm, attention)"),
+        }
+    }
+
+    pub fn overrides(&self) -> Result<Overrides> {
+        self.overrides.to_overrides()
     }
 
     pub fn gpu(&self) -> Result<GpuSpec> {
