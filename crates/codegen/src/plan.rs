@@ -343,7 +343,12 @@ impl Plan {
         // Auto with the CUDA-core GeMV keeps O3's split but reads codebooks through L1 (GC tier): measured on an
         // H200 (docs/perf-notes.md), 16-byte entries from a shared tier lose to L1 for every learned preset at
         // batch <= 4 (bank conflicts, and the staging halves occupancy for large codebooks).
-        let l1_codebooks = auto && kernel == KernelKind::Dequant;
+        // The same holds for the mma kernel (batch 5-127) with codebooks too large to stage whole (> 256 entries): a
+        // partial shared tier with a global fallback makes every lookup branch, and costs occupancy (H200 m=16,
+        // 4096x11008 / 8192x22016: aqlm3 86.2 / 273.6 -> 53.4 / 184.1 us, aqlm-1x16 83.2 / 252.6 -> 48.4 / 169.6,
+        // with the activations hoisted and the short k ranges that come with no staged codebook).
+        let mma_l1 = kernel == KernelKind::Mma && learned && entries > 256;
+        let l1_codebooks = auto && (kernel == KernelKind::Dequant || mma_l1);
 
         // 3. Block shape.
         let (mut warps, mut rows_per_warp, mut mt, mut wn, m_tile) =
@@ -432,7 +437,11 @@ impl Plan {
             note(
                 "codebook tier",
                 "global (L1)".into(),
-                "auto, batch <= 4: L1-cached 16-byte codebook reads beat the shared/register tiers on H200 (perf-notes v0.4)".into(),
+                if kernel == KernelKind::Mma {
+                    format!("auto, {entries}-entry codebooks: L1-cached reads beat a partial shared tier with a global fallback (perf-notes v0.12)")
+                } else {
+                    "auto, batch <= 4: L1-cached 16-byte codebook reads beat the shared/register tiers on H200 (perf-notes v0.4)".into()
+                },
             );
         } else if learned && kernel != KernelKind::Lut {
             let sets_per_block = if tensor_scope { 1 } else { 2 };
@@ -507,7 +516,7 @@ impl Plan {
             // Small codebooks (<= 256 entries) are cheap to read, so the activation fragments reloaded per row block
             // dominate: hoist them (H200 m=16: aqlm-2x8 -19/-26%, gptvq2 -17/-22%). Large ones are read from L2,
             // and row blocks outer keep more lookups in flight (aqlm3 +28/+37% when hoisted).
-            x_hoist = learned && entries <= 256 && wn > 1;
+            x_hoist = learned && (entries <= 256 || l1_codebooks) && wn > 1;
             if whole_16b_codebook {
                 // As many copies as keep 3 blocks on an SM (H200, aqlm-2x8 m=16, 4096x11008 / 8192x22016: 1 copy
                 // 39.6 / 118.5 us, 2: 33.6 / 108.9, 4: 33.2 / 100.9, 8: 32.4 / 91.1 at 3 blocks per SM).
@@ -549,12 +558,16 @@ impl Plan {
                     "row blocks outer"
                 }
                 .into(),
-                if x_hoist {
+                if x_hoist && l1_codebooks {
+                    format!("codebooks through L1: each slot's activation fragments are loaded once for the {wn} row blocks")
+                } else if x_hoist {
                     format!("{entries} entries: cheap lookups, so each slot's activation fragments are loaded once for the {wn} row blocks")
                 } else if wn == 1 {
                     "one row block per warp: no activation fragments to share".into()
                 } else {
-                    "large or computed codebooks: a row block's lookups in flight together hide their latency".into()
+                    "large codebooks in a partial shared tier, or computed ones: a row block's lookups in flight together \
+                     hide their latency"
+                        .into()
                 },
             );
             if whole_16b_codebook {
@@ -829,9 +842,24 @@ mod tests {
         assert!(GpuSpec::for_arch("sm_90").unwrap().smem_per_sm / (p.smem_bytes + 1024) >= 3);
         let src = crate::instantiate(&p, None).source;
         assert!(src.contains("CB_COPIES = 8") && src.contains("XHOIST = true"));
-        // Large codebooks keep row blocks outer and one copy; one row block per warp has nothing to hoist.
+        // Auto reads large codebooks through L1 (no shared tier), hoisted, in short k ranges; the explicit O4 level
+        // keeps the paper's partial shared tier with row blocks outer.
         let big = mma_plan("aqlm3", 16, &Overrides::default()).unwrap();
-        assert!(!big.x_hoist && big.cb_copies == 1);
+        assert!(big.n_shared == 0 && big.x_hoist && big.cb_copies == 1);
+        let c: VqConfig = "aqlm3".parse().unwrap();
+        let gpu = GpuSpec::for_arch("sm_90").unwrap();
+        let o4 = Plan::new(
+            &c,
+            Op::Gemv,
+            16,
+            11008,
+            4096,
+            Level::O4,
+            &gpu,
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(o4.n_shared > 0 && !o4.x_hoist);
         let wide = mma_plan("aqlm-2x8", 64, &Overrides::default()).unwrap();
         assert!(wide.wn == 1 && !wide.x_hoist);
     }
