@@ -825,10 +825,30 @@ impl fmt::Display for Plan {
 mod tests {
     use super::*;
 
-    fn mma_plan(preset: &str, m: usize, ov: &Overrides) -> Result<Plan> {
+    /// A GeMV plan on sm_90 with input features `k` and output features `n`.
+    fn gemv(
+        preset: &str,
+        level: Level,
+        m: usize,
+        k: usize,
+        n: usize,
+        ov: &Overrides,
+    ) -> Result<Plan> {
         let c: VqConfig = preset.parse().unwrap();
-        let gpu = GpuSpec::for_arch("sm_90").unwrap();
-        Plan::new(&c, Op::Gemv, m, 11008, 4096, Level::Auto, &gpu, ov)
+        Plan::new(
+            &c,
+            Op::Gemv,
+            m,
+            k,
+            n,
+            level,
+            &GpuSpec::for_arch("sm_90").unwrap(),
+            ov,
+        )
+    }
+
+    fn mma_plan(preset: &str, m: usize, ov: &Overrides) -> Result<Plan> {
+        gemv(preset, Level::Auto, m, 11008, 4096, ov)
     }
 
     #[test]
@@ -846,19 +866,7 @@ mod tests {
         // keeps the paper's partial shared tier with row blocks outer.
         let big = mma_plan("aqlm3", 16, &Overrides::default()).unwrap();
         assert!(big.n_shared == 0 && big.x_hoist && big.cb_copies == 1);
-        let c: VqConfig = "aqlm3".parse().unwrap();
-        let gpu = GpuSpec::for_arch("sm_90").unwrap();
-        let o4 = Plan::new(
-            &c,
-            Op::Gemv,
-            16,
-            11008,
-            4096,
-            Level::O4,
-            &gpu,
-            &Overrides::default(),
-        )
-        .unwrap();
+        let o4 = gemv("aqlm3", Level::O4, 16, 11008, 4096, &Overrides::default()).unwrap();
         assert!(o4.n_shared > 0 && !o4.x_hoist);
         let wide = mma_plan("aqlm-2x8", 64, &Overrides::default()).unwrap();
         assert!(wide.wn == 1 && !wide.x_hoist);
@@ -866,16 +874,12 @@ mod tests {
 
     #[test]
     fn mma_without_a_staged_codebook_splits_k_into_short_ranges() {
-        let c: VqConfig = "gptvq2".parse().unwrap();
-        let gpu = GpuSpec::for_arch("sm_90").unwrap();
-        let p = Plan::new(
-            &c,
-            Op::Gemv,
+        let p = gemv(
+            "gptvq2",
+            Level::Auto,
             16,
             8192,
             22016,
-            Level::Auto,
-            &gpu,
             &Overrides::default(),
         )
         .unwrap();
