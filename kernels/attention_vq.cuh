@@ -68,12 +68,10 @@ struct VqaDims {
     // with 256-byte rows one PRMT forms the lookup address code·256 + column (vqa_lut_addr), a third fewer
     // instructions per K lookup and V histogram add; the table grows from 32 to 64 KiB per q head.
     static constexpr int ROW = (G == 32 && Cfg::BITS == 8 && QPB == 1) ? 64 : (G >= 32 ? G : 32);
-    static constexpr int REP = G >= 32 ? 1 : 32 / G;      // replicas of the G columns in a row
-    static constexpr int SEG = G >= 16 ? 16 : G;          // codes of one token in a 16-byte chunk
-    static constexpr int CPL = G >= 16 ? G / 16 : 1;      // chunks (lanes) per token
-    static constexpr int TPC = G >= 16 ? 1 : 16 / G;      // tokens per chunk
-    static constexpr int TPW_LUT = 32 / CPL * TPC;        // tokens per warp step (512 bytes of codes)
-    static_assert(TPW_LUT == KvLutGeometry<G>::TPW && REP == KvLutGeometry<G>::REP, "kv_layout.cuh mirrors this mapping");
+    // Lane mapping (kv_layout.cuh): replicas of the G columns in a row, codes of one token in a 16-byte chunk, chunks
+    // (lanes) per token, tokens per chunk, tokens per warp step (512 bytes of codes).
+    using Lg = KvLutGeometry<G>;
+    static constexpr int REP = Lg::REP, SEG = Lg::SEG, CPL = Lg::CPL, TPC = Lg::TPC, TPW_LUT = Lg::TPW;
     // Codebook build / finalize mapping: thread -> (group g = tid % G, part = tid / G) over EPP entries.
     static constexpr int NPART = NT / G;
     static constexpr int EPP = (E + NPART - 1) / NPART;
@@ -478,10 +476,6 @@ __device__ __forceinline__ void vqa_rotate(uint32_t (&w)[4], int rot) {
     }
 }
 
-// Makes x opaque to the optimiser: ptxas otherwise rematerialises the per-lane offsets inside the hot loops under
-// the 64-register cap of 16-warp blocks (~100 extra instructions per warp step, seen in the SASS).
-__device__ __forceinline__ void vqa_pin(uint32_t& x) { asm volatile("mov.b32 %0, %0;" : "+r"(x)); }
-
 // Per-lane constants of the LUT mapping: byte offsets (within a table row) of the column for rotated code j, kept in
 // `off` in one of three packings:
 //   PACKED (256-byte rows, every offset < 128, i.e. G = 32 padded): the 16 offsets are the bytes of 4 registers,
@@ -490,7 +484,7 @@ __device__ __forceinline__ void vqa_pin(uint32_t& x) { asm volatile("mov.b32 %0,
 //   PAIRED (256-byte rows, offsets up to 252): two offsets per register (bytes 0 and 2, bytes 1 and 3 zero), half
 //     the registers of one per offset, still one PRMT per lookup;
 //   otherwise one register per offset.
-// The registers are pinned (vqa_pin): under a tight register cap ptxas rematerialised them every step (~50-100
+// The registers are pinned (vq_pin): under a tight register cap ptxas rematerialised them every step (~50-100
 // instructions per warp step).
 template <class Cfg>
 struct VqaLutLane {
@@ -521,13 +515,12 @@ struct VqaLutLane {
             }
             vqa_rotate<16>(off, rot);
 #pragma unroll
-            for (int i = 0; i < 4; ++i) vqa_pin(off[i]);
+            for (int i = 0; i < 4; ++i) vq_pin(off[i]);
         } else if constexpr (PAIRED) {
 #pragma unroll
-            for (int i = 0; i < 8; ++i) {
-                off[i] = 4u * (uint32_t)(colbase + ((2 * i + rot) % 16)) | (4u * (uint32_t)(colbase + ((2 * i + 1 + rot) % 16))) << 16;
-                vqa_pin(off[i]);
-            }
+            for (int i = 0; i < 8; ++i)
+                off[i] = vq_lut_offset_pair(4u * (uint32_t)(colbase + ((2 * i + rot) % 16)),
+                                            4u * (uint32_t)(colbase + ((2 * i + 1 + rot) % 16)));
         } else {
 #pragma unroll
             for (int j = 0; j < Dm::SEG; ++j) off[j] = 4u * (uint32_t)(colbase + ((j + rot) % Dm::SEG));
@@ -546,8 +539,7 @@ struct VqaLutLane {
             asm("prmt.b32 %0, %1, %2, %3;" : "=r"(a) : "r"(w[j / 4]), "r"(off[j / 4]), "r"((0xCu + k) << 12 | (0xCu + k) << 8 | k << 4 | (4u + k)));
             return a;
         } else if constexpr (PAIRED) {
-            // byte 0 = offset (low byte of half j % 2), byte 1 = code byte k, bytes 2-3 = 0 (the pair's zero bytes).
-            return __byte_perm(w[j / 4], off[j / 2], 0x7500u | k << 4 | (j % 2 ? 6u : 4u));
+            return vq_lut_addr_pair(w[j / 4], off[j / 2], k, j % 2);
         } else if constexpr (RB == 256 && Cfg::BITS == 8) {
             // byte 0 = the column offset (< 256), byte 1 = code j, bytes 2-3 = 0 (upper bytes of the offset).
             return __byte_perm(w[j / 4], off[j % Dm::SEG], 0x7604u | k << 4);

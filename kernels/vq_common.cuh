@@ -18,6 +18,25 @@ typedef unsigned long long uint64_t;
 #define VQ_FULL_MASK 0xffffffffu
 
 // Loads a lane's chunk (L uint4 words) of tile `tile` into registers, bypassing L1 (streamed once).
+// Makes x opaque to the optimiser: under a tight register cap ptxas otherwise rematerialises per-lane constants
+// (table offsets) inside hot loops, ~50-100 extra instructions per step in the SASS of the LUT kernels.
+__device__ __forceinline__ void vq_pin(uint32_t& x) { asm volatile("mov.b32 %0, %0;" : "+r"(x)); }
+
+// One-PRMT lookup addresses into a table of 256-byte rows indexed by 8-bit codes (the LUT GeMV and the LUT
+// attention level): two column byte offsets (< 256) sit in the low bytes of the two 16-bit halves of a pinned
+// register, and code·256 + column is one PRMT of the code word and that register.
+__device__ __forceinline__ uint32_t vq_lut_offset_pair(uint32_t even, uint32_t odd) {
+    uint32_t pair = even | odd << 16;
+    vq_pin(pair);
+    return pair;
+}
+
+// byte 0 = the column offset of half `odd` of `pair`, byte 1 = code byte k of `codes`, bytes 2-3 = 0 (the pair's
+// zero bytes).
+__device__ __forceinline__ uint32_t vq_lut_addr_pair(uint32_t codes, uint32_t pair, uint32_t k, bool odd) {
+    return __byte_perm(codes, pair, 0x7500u | k << 4 | (odd ? 6u : 4u));
+}
+
 template <int L>
 __device__ __forceinline__ void vq_load_chunk(const uint4* __restrict__ codes, size_t tile, int lane, uint32_t (&w)[4 * L]) {
     const uint4* p = codes + (tile * 32 + lane) * L;

@@ -119,10 +119,8 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
     if constexpr (FAST) {
         static_assert(VPC % 2 == 0, "pairs of steps");
 #pragma unroll
-        for (int i = 0; i < VPC / 2; ++i) {
-            offq[i] = 4u * (t + 4 * ((2 * i + g) % VPC)) | (4u * (t + 4 * ((2 * i + 1 + g) % VPC))) << 16;
-            asm volatile("mov.b32 %0, %0;" : "+r"(offq[i]));  // keep in registers (no rematerialisation in the loop)
-        }
+        for (int i = 0; i < VPC / 2; ++i)
+            offq[i] = vq_lut_offset_pair(4u * (t + 4 * ((2 * i + g) % VPC)), 4u * (t + 4 * ((2 * i + 1 + g) % VPC)));
         toff[0] = 0u;
     } else {
 #pragma unroll
@@ -146,7 +144,7 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
                     const int bit = j * RB + s * B;
                     if constexpr (FAST) {
                         const uint32_t k = (uint32_t)((bit % 32) / 8);
-                        const uint32_t addr = __byte_perm(cur[d][bit / 32], offq[j / 2], 0x7500u | k << 4 | (j % 2 ? 6u : 4u));
+                        const uint32_t addr = vq_lut_addr_pair(cur[d][bit / 32], offq[j / 2], k, j % 2);
                         acc[j % 2] += *reinterpret_cast<const float*>(tbl_bytes + addr + s * ENTRIES * ROWP * 4);
                         continue;
                     }

@@ -66,6 +66,61 @@ __device__ __forceinline__ void vq_decode_vec(const uint32_t* chunk, int j, cons
     }
 }
 
+// mma steps per vector slot and slots per step: V >= 4 feeds V / 4 k16 steps from one vector; V == 2 pairs slots
+// j and j + 1 (block j gives slots 2t, 2t+1, block j + 1 slots 2t+8, 2t+9) into one k16 step, taken on even j.
+template <class Cfg>
+struct MmaSlots {
+    static constexpr int NSG = Cfg::V >= 4 ? Cfg::V / 4 : 1;
+    static constexpr int STEP = Cfg::V >= 4 ? 1 : 2;
+};
+
+// A fragment of k16 step sg of vector slot j, m16 slice mt, from the staged activations: rows g and g + 8, columns
+// c .. c+3 (V >= 4), or c0 .. c0+1 of slot j and c1 .. c1+1 of slot j + 1 (V == 2).
+template <class Cfg>
+__device__ __forceinline__ void vq_mma_afrag(const __half* xs, int j, int sg, int mt, int g, int t, uint32_t (&a)[4]) {
+    using S = MmaShape<Cfg>;
+    constexpr int V = Cfg::V;
+    const __half* r0 = xs + (mt * 16 + g) * S::XSTRIDE;
+    const __half* r8 = r0 + 8 * S::XSTRIDE;
+    if constexpr (V >= 4) {
+        const int c = j * 4 * V + V * t + 4 * sg;
+        const uint2 lo = *reinterpret_cast<const uint2*>(r0 + c);
+        const uint2 hi = *reinterpret_cast<const uint2*>(r8 + c);
+        a[0] = lo.x; a[1] = hi.x; a[2] = lo.y; a[3] = hi.y;
+    } else {
+        const int c0 = j * 8 + 2 * t, c1 = (j + 1) * 8 + 2 * t;
+        a[0] = *reinterpret_cast<const uint32_t*>(r0 + c0);
+        a[1] = *reinterpret_cast<const uint32_t*>(r8 + c0);
+        a[2] = *reinterpret_cast<const uint32_t*>(r0 + c1);
+        a[3] = *reinterpret_cast<const uint32_t*>(r8 + c1);
+    }
+}
+
+// Decodes row block w's vector(s) of slot j (weight row `row`) and feeds them with the A fragments to the mma steps.
+template <class Cfg>
+__device__ __forceinline__ void vq_mma_slot(float (&acc)[Cfg::MT][Cfg::WN][4], int w, const uint32_t* chunk, int j, int row,
+                                            int col0, int cols, int t, const RegTier<Cfg>& reg, const __half* __restrict__ codebooks,
+                                            const __half* cbs, const uint32_t* abs_s, float ss0, float ss1,
+                                            const uint32_t (&a)[MmaSlots<Cfg>::NSG][Cfg::MT][4]) {
+    constexpr int V = Cfg::V, MT = Cfg::MT, ENTRIES = 1 << Cfg::B;
+    // Per-tile codebooks can change inside a k tile (codebook tiles narrower than 4·VPC·V columns).
+    auto cb_of = [&](int jj) {
+        const __half* cb = codebooks;
+        if constexpr (Cfg::TILE_ROWS > 0) cb += (size_t)vq_set_of<Cfg>(row, col0 + (4 * jj + t) * V, cols) * Cfg::R * ENTRIES * V;
+        return cb;
+    };
+    __half2 wv[V >= 4 ? V / 2 : 2];
+    vq_decode_vec<Cfg>(chunk, j, reg, cb_of(j), cbs, abs_s, ss0, ss1, wv);
+    if constexpr (V == 2) vq_decode_vec<Cfg>(chunk, j + 1, reg, cb_of(j + 1), cbs, abs_s, ss0, ss1, wv + 1);
+#pragma unroll
+    for (int sg = 0; sg < MmaSlots<Cfg>::NSG; ++sg) {
+        const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[2 * sg]);
+        const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wv[2 * sg + 1]);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) vq_mma_16816(acc[mt][w], a[sg][mt][0], a[sg][mt][1], a[sg][mt][2], a[sg][mt][3], b0, b1);
+    }
+}
+
 template <class Cfg>
 __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, const __half* __restrict__ codebooks,
                                             const __half* __restrict__ scales, const uint32_t* __restrict__ e8p_abs,
@@ -139,123 +194,38 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
             *reinterpret_cast<uint4*>(xs + r * S::XSTRIDE + c8) = v;
         }
         __syncthreads();
+        using Sl = MmaSlots<Cfg>;
+        auto afrags = [&](int j, uint32_t (&a)[Sl::NSG][MT][4]) {
+#pragma unroll
+            for (int sg = 0; sg < Sl::NSG; ++sg)
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) vq_mma_afrag<Cfg>(xs, j, sg, mt, g, t, a[sg][mt]);
+        };
+        auto slot = [&](int w, int j, const uint32_t (&a)[Sl::NSG][MT][4]) {
+            vq_mma_slot<Cfg>(acc, w, chunk[w], j, (rb0 + w) * 8 + g, col0, cols, t, reg, codebooks, cbs, abs_s, ss0, ss1, a);
+        };
         if constexpr (Cfg::XHOIST) {
-            // j outer, row blocks inner: a vector slot's activation fragments are loaded from shared memory once and
-            // feed the WN row blocks (w outer reloaded them WN times: a third of the kernel's shared-memory wavefronts).
+            // Slots outer, row blocks inner: a slot's activation fragments are loaded from shared memory once and feed
+            // the WN row blocks (row blocks outer reloaded them WN times: a third of the shared-memory wavefronts).
 #pragma unroll
-            for (int j = 0; j < VPC; ++j) {
-                if constexpr (V >= 4) {
-                    uint2 xlo[V / 4][MT], xhi[V / 4][MT];
+            for (int j = 0; j < VPC; j += Sl::STEP) {
+                uint32_t a[Sl::NSG][MT][4];
+                afrags(j, a);
 #pragma unroll
-                    for (int sg = 0; sg < V / 4; ++sg) {
-                        const int c = j * 4 * V + V * t + 4 * sg;
-#pragma unroll
-                        for (int mt = 0; mt < MT; ++mt) {
-                            xlo[sg][mt] = *reinterpret_cast<const uint2*>(xs + (mt * 16 + g) * S::XSTRIDE + c);
-                            xhi[sg][mt] = *reinterpret_cast<const uint2*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c);
-                        }
-                    }
-#pragma unroll
-                    for (int w = 0; w < WN; ++w) {
-                        const int row = (rb0 + w) * 8 + g;
-                        if ((rb0 + w) * 8 >= rows) continue;
-                        // Per-tile codebooks can change inside a k tile (codebook tiles narrower than 4·VPC·V columns).
-                        const __half* cb_set = codebooks;
-                        if constexpr (Cfg::TILE_ROWS > 0)
-                            cb_set += (size_t)vq_set_of<Cfg>(row, col0 + (4 * j + t) * V, cols) * Cfg::R * ENTRIES * V;
-                        __half2 wv[V / 2];
-                        vq_decode_vec<Cfg>(chunk[w], j, reg, cb_set, cbs, abs_s, ss0, ss1, wv);
-#pragma unroll
-                        for (int sg = 0; sg < V / 4; ++sg) {
-                            const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[2 * sg]);
-                            const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wv[2 * sg + 1]);
-#pragma unroll
-                            for (int mt = 0; mt < MT; ++mt)
-                                vq_mma_16816(acc[mt][w], xlo[sg][mt].x, xhi[sg][mt].x, xlo[sg][mt].y, xhi[sg][mt].y, b0, b1);
-                        }
-                    }
-                } else if ((j & 1) == 0) {
-                    // V == 2: pair block j (slots 2t, 2t+1) with block j+1 (slots 2t+8, 2t+9); handled on even j.
-                    const int c0 = j * 8 + 2 * t, c1 = (j + 1) * 8 + 2 * t;
-                    uint32_t a[MT][4];
-#pragma unroll
-                    for (int mt = 0; mt < MT; ++mt) {
-                        a[mt][0] = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g) * S::XSTRIDE + c0);
-                        a[mt][1] = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c0);
-                        a[mt][2] = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g) * S::XSTRIDE + c1);
-                        a[mt][3] = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c1);
-                    }
-#pragma unroll
-                    for (int w = 0; w < WN; ++w) {
-                        const int row = (rb0 + w) * 8 + g;
-                        if ((rb0 + w) * 8 >= rows) continue;
-                        const __half* cb_set = codebooks;
-                        const __half* cb_next = codebooks;
-                        if constexpr (Cfg::TILE_ROWS > 0) {
-                            cb_set += (size_t)vq_set_of<Cfg>(row, col0 + (4 * j + t) * V, cols) * Cfg::R * ENTRIES * V;
-                            cb_next += (size_t)vq_set_of<Cfg>(row, col0 + (4 * (j + 1) + t) * V, cols) * Cfg::R * ENTRIES * V;
-                        }
-                        __half2 wv[1], wn[1];
-                        vq_decode_vec<Cfg>(chunk[w], j, reg, cb_set, cbs, abs_s, ss0, ss1, wv);
-                        vq_decode_vec<Cfg>(chunk[w], j + 1, reg, cb_next, cbs, abs_s, ss0, ss1, wn);
-                        const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[0]);
-                        const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wn[0]);
-#pragma unroll
-                        for (int mt = 0; mt < MT; ++mt) vq_mma_16816(acc[mt][w], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b0, b1);
-                    }
-                }
+                for (int w = 0; w < WN; ++w)
+                    if ((rb0 + w) * 8 < rows) slot(w, j, a);
             }
         } else {
             // Row blocks outer: each row block's VPC lookups are independent and in flight together, which hides the
-            // latency of codebooks read from global memory (large codebooks, aqlm3 / aqlm-1x16: 28-37% faster).
+            // latency of codebooks read from global memory (large codebooks in a partial shared tier).
 #pragma unroll
             for (int w = 0; w < WN; ++w) {
-                const int row = (rb0 + w) * 8 + g;
                 if ((rb0 + w) * 8 >= rows) continue;
 #pragma unroll
-                for (int j = 0; j < VPC; ++j) {
-                    // Per-tile codebooks can change inside a k tile (codebook tiles narrower than 4·VPC·V columns).
-                    const __half* cb_set = codebooks;
-                    if constexpr (Cfg::TILE_ROWS > 0)
-                        cb_set += (size_t)vq_set_of<Cfg>(row, col0 + (4 * j + t) * V, cols) * Cfg::R * ENTRIES * V;
-                    __half2 wv[V / 2];
-                    vq_decode_vec<Cfg>(chunk[w], j, reg, cb_set, cbs, abs_s, ss0, ss1, wv);
-                    if constexpr (V >= 4) {
-#pragma unroll
-                        for (int sg = 0; sg < V / 4; ++sg) {
-                            const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[2 * sg]);
-                            const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wv[2 * sg + 1]);
-                            const int c = j * 4 * V + V * t + 4 * sg;
-#pragma unroll
-                            for (int mt = 0; mt < MT; ++mt) {
-                                const uint2 lo = *reinterpret_cast<const uint2*>(xs + (mt * 16 + g) * S::XSTRIDE + c);
-                                const uint2 hi = *reinterpret_cast<const uint2*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c);
-                                vq_mma_16816(acc[mt][w], lo.x, hi.x, lo.y, hi.y, b0, b1);
-                            }
-                        }
-                    } else {
-                        // V == 2: pair block j (slots 2t, 2t+1) with block j+1 (slots 2t+8, 2t+9); handled on even j.
-                        if ((j & 1) == 0) {
-                            __half2 wn[1];
-                            const __half* cb_next = codebooks;
-                            if constexpr (Cfg::TILE_ROWS > 0)
-                                cb_next += (size_t)vq_set_of<Cfg>(row, col0 + (4 * (j + 1) + t) * V, cols) * Cfg::R * ENTRIES * V;
-                            else
-                                cb_next = cb_set;
-                            vq_decode_vec<Cfg>(chunk[w], j + 1, reg, cb_next, cbs, abs_s, ss0, ss1, wn);
-                            const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[0]);
-                            const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wn[0]);
-                            const int c0 = j * 8 + 2 * t, c1 = (j + 1) * 8 + 2 * t;
-#pragma unroll
-                            for (int mt = 0; mt < MT; ++mt) {
-                                const uint32_t a0 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g) * S::XSTRIDE + c0);
-                                const uint32_t a1 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c0);
-                                const uint32_t a2 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g) * S::XSTRIDE + c1);
-                                const uint32_t a3 = *reinterpret_cast<const uint32_t*>(xs + (mt * 16 + g + 8) * S::XSTRIDE + c1);
-                                vq_mma_16816(acc[mt][w], a0, a1, a2, a3, b0, b1);
-                            }
-                        }
-                    }
+                for (int j = 0; j < VPC; j += Sl::STEP) {
+                    uint32_t a[Sl::NSG][MT][4];
+                    afrags(j, a);
+                    slot(w, j, a);
                 }
             }
         }

@@ -99,6 +99,47 @@ impl VFusion {
     }
 }
 
+/// The LUT kernels' lane mapping for `groups` (8, 16, 32 or 64) channel groups: mirrors `KvLutGeometry` and
+/// `kv_lut_rot` in `kernels/kv_layout.cuh`.
+#[derive(Clone, Copy, Debug)]
+struct LutGeometry {
+    groups: usize,
+    /// Codes of one token in a 16-byte chunk.
+    seg: usize,
+    /// Chunks (lanes) per token.
+    cpl: usize,
+    /// Tokens per chunk.
+    tpc: usize,
+    /// Tokens per warp step.
+    tpw: usize,
+    /// Replicas of the table columns in a row.
+    rep: usize,
+}
+
+impl LutGeometry {
+    fn of(groups: usize) -> LutGeometry {
+        let cpl = (groups / 16).max(1);
+        let tpc = if groups >= 16 { 1 } else { 16 / groups };
+        LutGeometry {
+            groups,
+            seg: groups.min(16),
+            cpl,
+            tpc,
+            tpw: 32 / cpl * tpc,
+            rep: if groups >= 32 { 1 } else { 32 / groups },
+        }
+    }
+
+    /// Rotation of the chunk that token slot `slot` of a warp step takes, chunk index `c`.
+    fn rot(&self, slot: usize, c: usize) -> usize {
+        if self.groups >= 32 {
+            (slot * (self.cpl / 2) + c / 2) & 15
+        } else {
+            slot / self.rep
+        }
+    }
+}
+
 /// Byte order of the codes inside a token's row of the VQ KV cache (`kernels/kv_layout.cuh`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -118,19 +159,10 @@ impl CodeLayout {
         match self {
             CodeLayout::Logical => group,
             CodeLayout::LutRotated => {
-                let seg = groups.min(16);
-                let cpl = (groups / 16).max(1);
-                let tpc = if groups >= 16 { 1 } else { 16 / groups };
-                let tpw = 32 / cpl * tpc;
-                let rep = if groups >= 32 { 1 } else { 32 / groups };
-                let slot = (token % tpw) / tpc;
-                let (c, i) = (group / seg, group % seg);
-                let rot = if groups >= 32 {
-                    (slot * (cpl / 2) + c / 2) & 15
-                } else {
-                    slot / rep
-                };
-                c * seg + (i + seg - rot) % seg
+                let geo = LutGeometry::of(groups);
+                let (c, i) = (group / geo.seg, group % geo.seg);
+                let rot = geo.rot((token % geo.tpw) / geo.tpc, c);
+                c * geo.seg + (i + geo.seg - rot) % geo.seg
             }
         }
     }
@@ -1702,16 +1734,14 @@ mod tests {
 
     /// `VqaLutLane`: (rot, slot, c, column of rotated code j).
     fn lut_lane(g: u32, lane: u32) -> (u32, u32, u32, Vec<u32>) {
-        let seg = g.min(16);
-        let (c, slot, colbase, rot) = if g >= 32 {
-            let cpl = g / 16;
-            let c = lane % cpl;
-            let slot = lane / cpl;
-            (c, slot, 16 * c, (slot * (cpl / 2) + c / 2) & 15)
+        let geo = LutGeometry::of(g as usize);
+        let (seg, cpl, rep) = (geo.seg as u32, geo.cpl as u32, geo.rep as u32);
+        let (c, slot, colbase) = if g >= 32 {
+            (lane % cpl, lane / cpl, 16 * (lane % cpl))
         } else {
-            let rep = 32 / g;
-            (0, lane, (lane % rep) * g, lane / rep)
+            (0, lane, (lane % rep) * g)
         };
+        let rot = geo.rot(slot as usize, c as usize) as u32;
         let cols = (0..seg).map(|j| colbase + (j + rot) % seg).collect();
         (rot, slot, c, cols)
     }
@@ -1721,8 +1751,8 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         for g in [8u32, 16, 32, 64] {
-            let seg = g.min(16);
-            let tpc = if g >= 16 { 1 } else { 16 / g };
+            let geo = LutGeometry::of(g as usize);
+            let (seg, tpc) = (geo.seg as u32, geo.tpc as u32);
             let row = lut_row(g, 256, 1);
             // One warp step: 512 bytes of codes = rows of g codes starting at token 0.
             let bytes: Vec<u8> = (0..512).map(|_| rng.random()).collect();

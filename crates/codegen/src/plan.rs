@@ -417,6 +417,9 @@ impl Plan {
             warps = w.clamp(1, 32);
         }
 
+        // Staged activations of the mma kernel (kernels/vq_mma.cuh `MmaShape`): BM rows of TK + 16 halves.
+        let mma_x_bytes = 16 * mt * ((geo.tile_vectors() * config.v) as u32 + 16) * 2;
+
         // 4. Codebook cache tiers (n_shared, n_reg) from slack.
         let threads = 32 * warps;
         let est_regs: u32 = ov.base_registers.unwrap_or(match kernel {
@@ -445,9 +448,8 @@ impl Plan {
             );
         } else if learned && kernel != KernelKind::Lut {
             let sets_per_block = if tensor_scope { 1 } else { 2 };
-            let tk = (geo.tile_vectors() * config.v) as u32;
             let x_bytes = match kernel {
-                KernelKind::Mma => 16 * mt * (tk + 16) * 2,
+                KernelKind::Mma => mma_x_bytes,
                 _ => smem_budget / 2,
             };
             let cb_room = smem_budget.saturating_sub(x_bytes + 1024) / sets_per_block;
@@ -520,14 +522,11 @@ impl Plan {
             if whole_16b_codebook {
                 // As many copies as keep 3 blocks on an SM (H200, aqlm-2x8 m=16, 4096x11008 / 8192x22016: 1 copy
                 // 39.6 / 118.5 us, 2: 33.6 / 108.9, 4: 33.2 / 100.9, 8: 32.4 / 91.1 at 3 blocks per SM).
-                let x_bytes = 16 * mt * ((geo.tile_vectors() * config.v) as u32 + 16) * 2;
-                let blocks = |c: u32| {
-                    gpu.smem_per_sm / (x_bytes + per_set_bytes * c + 1024 + SMEM_RESERVED_PER_BLOCK)
-                };
+                let block_bytes = |c: u32| mma_x_bytes + per_set_bytes * c + 1024;
                 cb_copies = 8;
                 while cb_copies > 1
-                    && (blocks(cb_copies) < 3
-                        || x_bytes + per_set_bytes * cb_copies + 1024 > gpu.smem_per_block_optin)
+                    && (gpu.smem_per_sm / (block_bytes(cb_copies) + SMEM_RESERVED_PER_BLOCK) < 3
+                        || block_bytes(cb_copies) > gpu.smem_per_block_optin)
                 {
                     cb_copies /= 2;
                 }
@@ -724,7 +723,7 @@ impl Plan {
                 m_tile * tiles_per_split * tk * 2 + cb_stage(sets) + e8p_bytes
             }
             KernelKind::Lut => lut_smem,
-            KernelKind::Mma => 16 * mt * (tk + 16) * 2 + cb_stage(1) * cb_copies + e8p_bytes,
+            KernelKind::Mma => mma_x_bytes + cb_stage(1) * cb_copies + e8p_bytes,
             KernelKind::DequantGemm => 0,
         };
         if smem_bytes > gpu.smem_per_block_optin {

@@ -151,6 +151,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         a.preset.split(',').map(|s| s.trim().to_string()).collect()
     };
     let levels = parse_levels(&a.level)?;
+    let ov = a.overrides.to_overrides()?;
     let (gpu, cache, bw) = open_device()?;
     let spec = gpu.spec().clone();
     let opts = BenchOptions {
@@ -204,7 +205,6 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let q = random_weight(&c, n, k, 7)?;
             let mut gc_us = None;
             for &level in &levels {
-                let ov = a.overrides.to_overrides()?;
                 let plan = match Plan::new(&c, op, m, k, n, level, &spec, &ov) {
                     Ok(p) => p,
                     Err(e @ (CodegenError::Unsupported(_) | CodegenError::DoesNotFit(_))) => {

@@ -167,7 +167,7 @@ pub struct AttentionShape {
 }
 
 impl AttentionShape {
-    /// The attention plan for this shape (with the `--token-splits` override applied).
+    /// The attention plan for this shape, with the `--token-splits`, `--l2-prefetch` and `--code-layout` overrides.
     pub fn plan(
         &self,
         config: &VqConfig,
