@@ -23,6 +23,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "vq_lut_gemv.cuh",
         include_str!("../../../kernels/vq_lut_gemv.cuh"),
     ),
+    (
+        "vq_lut_large.cuh",
+        include_str!("../../../kernels/vq_lut_large.cuh"),
+    ),
     ("vq_mma.cuh", include_str!("../../../kernels/vq_mma.cuh")),
     (
         "vq_dequant.cuh",
@@ -115,9 +119,10 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
          \x20 static constexpr int M = {}, WARPS = {}, SPLIT = {}, ROWS_PER_WARP = {}, MT = {}, WN = {};\n\
          \x20 static constexpr bool E8P = {e8p}, SCALE = {};\n\
          \x20 static constexpr int CB_COPIES = {};\n\
-         \x20 static constexpr bool XHOIST = {};\n",
+         \x20 static constexpr bool XHOIST = {};\n\
+         \x20 static constexpr bool CODE_TMA = {}, CB_STAGE = {};\n",
         c.v, c.b, c.r, plan.n_reg, plan.n_shared, plan.m_tile, plan.warps, plan.split, plan.rows_per_warp, plan.mt, plan.wn,
-        c.per_channel_scale, plan.cb_copies, plan.x_hoist
+        c.per_channel_scale, plan.cb_copies, plan.x_hoist, plan.code_tma, plan.cb_stage
     );
     let mut h = DefaultHasher::new();
     cfg.hash(&mut h);
@@ -127,6 +132,7 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
     let (template, prefix) = match plan.kernel {
         KernelKind::Dequant => ("vq_gemv.cuh", "vq_gemv"),
         KernelKind::Lut => ("vq_lut_gemv.cuh", "vq_lut_gemv"),
+        KernelKind::LutLarge => ("vq_lut_large.cuh", "vq_lut_large"),
         KernelKind::Mma => ("vq_mma.cuh", "vq_mma"),
         KernelKind::DequantGemm => ("vq_dequant.cuh", "vq_dequant"),
     };
@@ -145,12 +151,16 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
     let entry = format!("{prefix}_{key}");
     let args = "const uint4* __restrict__ codes, const __half* __restrict__ codebooks, const __half* __restrict__ scales, \
                 const uint32_t* __restrict__ e8p_abs, const __half* __restrict__ x, __half* __restrict__ y, float* __restrict__ ws, \
-                int m_total, int rows, int cols, int kb, int tiles_per_split, float ss0, float ss1, float ss2, float ss3";
+                int m_total, int rows, int cols, int kb, int tiles_per_split, float ss0, float ss1, float ss2, float ss3, \
+                const void* __restrict__ aux";
     let call = match plan.kernel {
         KernelKind::Dequant => format!(
             "vq_gemv_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, x, y, ws, rows, cols, kb, tiles_per_split, ss0, ss1, ss2, ss3);"
         ),
         KernelKind::Lut => format!("vq_lut_gemv_body<Cfg_{key}>(codes, codebooks, scales, x, y, ws, rows, cols, kb, /* chunks */ tiles_per_split);"),
+        KernelKind::LutLarge => format!(
+            "vq_lut_large_body<Cfg_{key}>(Cfg_{key}::CODE_TMA ? aux /* code tensor map */ : (const void*)codes, codebooks, x, ws, rows, cols, kb); (void)scales; (void)y; (void)tiles_per_split;"
+        ),
         KernelKind::DequantGemm => format!(
             "vq_dequant_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, y, rows, cols, kb, ss0, ss1); (void)x; (void)ws; (void)tiles_per_split;"
         ),
@@ -160,11 +170,15 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
     };
     let _ = write!(
         src,
-        "extern \"C\" __global__ void __launch_bounds__({}{}) {entry}({args}) {{\n  (void)m_total; (void)ss2; (void)ss3;\n  {call}\n}}\n",
+        "extern \"C\" __global__ void __launch_bounds__({}{}) {entry}({args}) {{\n  (void)m_total; (void)ss2; (void)ss3; (void)aux;\n  {call}\n}}\n",
         plan.block,
         // LUT: 3 resident blocks of 256 (<= 85 registers) or 2 of 512 (<= 64) per SM (ptxas's default choice spills).
         // Others: no minimum (a minimum of 1 made ptxas raise the dequant kernel to 106 registers, 30% slower).
-        if plan.kernel == KernelKind::Lut { format!(", {}", crate::plan::lut_min_blocks(plan.warps)) } else { String::new() }
+        match plan.kernel {
+            KernelKind::Lut => format!(", {}", crate::plan::lut_min_blocks(plan.warps)),
+            KernelKind::LutLarge => ", 1".into(),
+            _ => String::new(),
+        }
     );
     let finalize = format!("vq_finalize_{key}");
     let _ = write!(

@@ -98,9 +98,21 @@ pub fn pack_weight(q: &QuantizedWeight) -> PackedWeight {
             }
         }
     }
+    // Learned codebooks carry their stage multipliers (the kernels read learned entries as they are; only the E8P
+    // decode applies `stage_scales`): codebooks are `[sets, r, 2^b, v]`, so stage i is every r-th block of 2^b·v.
+    let stage_len = c.entries() * c.v;
     let codebooks = match c.codebook {
-        CodebookKind::Learned => q.codebooks.iter().map(|&x| f16::from_f32(x)).collect(),
+        CodebookKind::Learned => q
+            .codebooks
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| f16::from_f32(x * q.stage_scales[(i / stage_len) % c.r]))
+            .collect(),
         CodebookKind::E8p => Vec::new(),
+    };
+    let stage_scales = match c.codebook {
+        CodebookKind::Learned => vec![1.0; c.r],
+        CodebookKind::E8p => q.stage_scales.clone(),
     };
     let scales = match &q.scales {
         Some(s) => s.iter().map(|&x| f16::from_f32(x)).collect(),
@@ -115,7 +127,7 @@ pub fn pack_weight(q: &QuantizedWeight) -> PackedWeight {
         codes,
         codebooks,
         scales,
-        stage_scales: q.stage_scales.clone(),
+        stage_scales,
     }
 }
 
@@ -249,5 +261,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn learned_stage_scales_are_folded_into_the_codebooks() {
+        // The GPU kernels read learned entries as they are, so a weight whose stages carry multipliers must reach
+        // them pre-scaled (and with unit stage scales, so nothing applies them twice).
+        let c = VqConfig::preset("aqlm3").unwrap();
+        let mut q = random_weight(c, 16, c.v * 64, 9);
+        q.stage_scales = vec![0.5, -2.0];
+        let p = pack_weight(&q);
+        assert_eq!(p.stage_scales, vec![1.0, 1.0]);
+        let stage = c.entries() * c.v;
+        for (i, (&packed, &orig)) in p.codebooks.iter().zip(&q.codebooks).enumerate() {
+            let want = f16::from_f32(orig * q.stage_scales[i / stage]);
+            assert_eq!(packed, want, "entry value {i}");
+        }
+        // E8P keeps its stage scales for the decode.
+        let e = VqConfig::preset("quip4").unwrap();
+        let mut qe = random_weight(e, 8, 256, 3);
+        qe.stage_scales = vec![1.0, 0.25];
+        assert_eq!(pack_weight(&qe).stage_scales, vec![1.0, 0.25]);
     }
 }

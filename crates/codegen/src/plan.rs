@@ -128,10 +128,20 @@ pub enum KernelKind {
     Dequant,
     /// `kernels/vq_lut_gemv.cuh`: lookup-table GeMV, batch 1.
     Lut,
+    /// `kernels/vq_lut_large.cuh`: lookup-table GeMV for batch 1 with codebooks too large for `Lut` (aqlm3): one
+    /// fp16 table per (k tile, lane column, stage).
+    LutLarge,
     /// `kernels/vq_mma.cuh`: tensor cores (batch 16 GeMV, GeMM).
     Mma,
     /// `kernels/vq_dequant.cuh` into an fp16 scratch matrix, then cuBLAS: large-batch GeMM.
     DequantGemm,
+}
+
+impl KernelKind {
+    /// The lookup-table GeMVs (no codebook cache tiers, no O3 split).
+    pub fn is_lut(self) -> bool {
+        matches!(self, KernelKind::Lut | KernelKind::LutLarge)
+    }
 }
 
 /// One decision of the planner with its reason, for `vqllm plan`.
@@ -154,6 +164,9 @@ pub struct Overrides {
     pub cb_copies: Option<u32>,
     /// Mma kernel: activation fragments hoisted out of the row-block loop.
     pub x_hoist: Option<bool>,
+    /// LUT-large GeMV: code chunks staged by TMA copies (sm_90+) instead of per-lane loads.
+    #[serde(default)]
+    pub code_tma: Option<bool>,
     /// Registers per thread of the kernel without a register tier, read from a first compile (slack analysis);
     /// a per-kernel estimate is used when absent.
     pub base_registers: Option<u32>,
@@ -199,6 +212,12 @@ pub struct Plan {
     /// Mma kernel: vector slots outer, row blocks inner (activation fragments loaded once per slot).
     #[serde(default)]
     pub x_hoist: bool,
+    /// LUT-large GeMV: code chunks staged by TMA copies (else per-lane loads).
+    #[serde(default)]
+    pub code_tma: bool,
+    /// LUT-large GeMV: the stage's codebook is copied into shared memory for the table build (else read through L1).
+    #[serde(default)]
+    pub cb_stage: bool,
     /// Codes are rewritten in descending-frequency order (needed by O1 and above).
     pub frequency_ordered: bool,
     pub smem_bytes: u32,
@@ -280,6 +299,37 @@ impl Plan {
             && geo.l == 1
             && geo.vpc >= 8
             && lut_table_bytes <= 96 * 1024;
+        // LUT-large (kernels/vq_lut_large.cuh): an fp16 table of one (k tile, lane column, stage) unit, 2^b x VPC
+        // entries; lanes take whole rows, so the chunk (L words) must fit in registers twice.
+        let lutl_table_bytes = entries * geo.vpc * 2;
+        // Shared memory (kernels/vq_lut_large.cuh `LutLargeSmem`): the table, a staging region and the mbarriers.
+        // With TMA (sm_90+) the region holds two code buffers per warp (32 rows x L x 16 B), and the stage's codebook
+        // during the table build when it fits there; without, just the codebook, when it fits at all.
+        // 32 warps where the TMA buffers fit, else 16. TMA is opt-in: on the H200 (aqlm3, batch 1, same run) it was
+        // 4% faster at 4096x11008 (24.3 vs 25.3 us) but 12% slower at 8192x22016 (71.7 vs 63.2 us).
+        let code_tma = ov.code_tma.unwrap_or(false) && gpu.cc_major >= 9;
+        let cb_bytes = entries * entry_bytes;
+        let lutl_region = |w: u32, with_cb: bool| {
+            if code_tma {
+                w * 2 * 512 * geo.l
+            } else if with_cb {
+                cb_bytes
+            } else {
+                0
+            }
+        };
+        let lutl_smem = |w: u32, with_cb: bool| {
+            lutl_table_bytes.div_ceil(128) * 128 + lutl_region(w, with_cb) + (2 * w + 1) * 8
+        };
+        let lutl_warps = [32u32, 16]
+            .into_iter()
+            .find(|w| lutl_smem(*w, false) <= gpu.smem_per_block_optin);
+        let lutl_ok = m == 1
+            && learned
+            && tensor_scope
+            && geo.l <= 4
+            && geo.vpc.is_power_of_two()
+            && lutl_warps.is_some();
         let want_lut = match level {
             Level::Lut => true,
             // The table build (2^b entries x v FMAs per group) must cost less than the lookups it replaces.
@@ -288,21 +338,28 @@ impl Plan {
                     Scope::Tile { rows, .. } => rows.min(n),
                     _ => n.min(512),
                 };
-                lut_ok && config.entries() * config.v <= 4 * rows_sharing
+                (lut_ok && config.entries() * config.v <= 4 * rows_sharing)
+                    || (!lut_ok && lutl_ok && entries > 256 && n as u32 >= entries)
             }
             _ => false,
         };
         let kernel = if let Some(kk) = ov.kernel {
             kk
         } else if want_lut {
-            if !lut_ok {
+            if lut_ok {
+                KernelKind::Lut
+            } else if lutl_ok {
+                KernelKind::LutLarge
+            } else {
                 return Err(CodegenError::Unsupported(format!(
-                    "the LUT GeMV needs batch 1, learned codebooks (tiles: rows a multiple of 64, columns of the k tile), 16-byte chunks with >= 8 vectors and a \
-                     table <= 96 KiB ({config} at m={m}: table {} KiB)",
-                    lut_table_bytes / 1024
+                    "the LUT GeMV needs batch 1 and learned codebooks; with one table per k tile: per-tile codebooks whose rows are a multiple of 64 and \
+                     columns of the k tile, 16-byte chunks with >= 8 vectors and a table <= 96 KiB; with one table per lane column and stage: one \
+                     codebook set for the tensor, lane chunks of <= 4 words, a power-of-two vector count per chunk, sm_90 (TMA) and a table that \
+                     fits in shared memory next to the code buffers ({config} at m={m}: {} KiB / {} KiB)",
+                    lut_table_bytes / 1024,
+                    lutl_table_bytes / 1024
                 )));
             }
-            KernelKind::Lut
         } else if m <= 4 && op == Op::Gemv {
             KernelKind::Dequant
         } else if m >= 128 && level == Level::Auto {
@@ -310,6 +367,11 @@ impl Plan {
         } else {
             KernelKind::Mma
         };
+        if (kernel == KernelKind::Lut && !lut_ok) || (kernel == KernelKind::LutLarge && !lutl_ok) {
+            return Err(CodegenError::Unsupported(format!(
+                "kernel {kernel:?} cannot run {config} at m={m} (see `vqllm plan --level lut` for its conditions)"
+            )));
+        }
         note(
             "kernel",
             format!("{kernel:?}"),
@@ -318,6 +380,16 @@ impl Plan {
                     "batch 1 and one codebook per tensor: a {} KiB table of <x, entry> products is reused by every row, so each \
                      vector costs {} table reads instead of {} codebook bytes and {} FMAs",
                     lut_table_bytes / 1024,
+                    config.r,
+                    config.r as u32 * entry_bytes,
+                    config.v
+                ),
+                KernelKind::LutLarge => format!(
+                    "batch 1, {entries}-entry codebooks (a table for a whole k tile would be {} KiB): one {} KiB fp16 table per \
+                     (k tile, lane column, stage) unit is reused by {n} rows, so each vector costs {} 2-byte table reads instead of \
+                     {} codebook bytes and {} FMAs",
+                    lut_table_bytes / 1024,
+                    lutl_table_bytes / 1024,
                     config.r,
                     config.r as u32 * entry_bytes,
                     config.v
@@ -335,7 +407,7 @@ impl Plan {
         // 2. Level actually applied.
         let auto = level == Level::Auto;
         let level = match (level, kernel) {
-            (Level::Auto, KernelKind::Lut) => Level::Lut,
+            (Level::Auto, KernelKind::Lut | KernelKind::LutLarge) => Level::Lut,
             (Level::Auto, _) => Level::O4,
             (l, _) => l,
         };
@@ -355,6 +427,25 @@ impl Plan {
             (8u32, 1u32, 1u32, 1u32, m.min(8) as u32);
         match kernel {
             KernelKind::Dequant | KernelKind::DequantGemm => {}
+            KernelKind::LutLarge => {
+                warps = lutl_warps.unwrap_or(16);
+                note(
+                    "warps",
+                    warps.to_string(),
+                    if code_tma {
+                        format!(
+                            "one block per SM: a {} KiB table and two TMA code buffers per warp ({} KiB); every lane looks up one row",
+                            lutl_table_bytes / 1024,
+                            warps * 2 * 512 * geo.l / 1024
+                        )
+                    } else {
+                        format!(
+                            "one block per SM (a {} KiB table); every lane looks up one row, two chunks in flight",
+                            lutl_table_bytes / 1024
+                        )
+                    },
+                );
+            }
             KernelKind::Lut => {
                 if tile_scope {
                     rows_per_warp = lut_rpw.unwrap_or(8);
@@ -425,6 +516,7 @@ impl Plan {
         let est_regs: u32 = ov.base_registers.unwrap_or(match kernel {
             KernelKind::Dequant | KernelKind::DequantGemm => 40,
             KernelKind::Lut => 80,
+            KernelKind::LutLarge => 64,
             KernelKind::Mma => 48 + 8 * mt * wn,
         });
         let blocks_by_regs = (gpu.regs_per_sm / (threads * est_regs)).max(1);
@@ -446,7 +538,7 @@ impl Plan {
                     "auto, batch <= 4: L1-cached 16-byte codebook reads beat the shared/register tiers on H200 (perf-notes v0.4)".into()
                 },
             );
-        } else if learned && kernel != KernelKind::Lut {
+        } else if learned && !kernel.is_lut() {
             let sets_per_block = if tensor_scope { 1 } else { 2 };
             let x_bytes = match kernel {
                 KernelKind::Mma => mma_x_bytes,
@@ -508,7 +600,7 @@ impl Plan {
         }
         // O1/O2 rely on the hot entries sitting at the front of the codebook.
         let frequency_ordered =
-            kernel != KernelKind::Lut && ((n_shared > 0 && n_shared < entries) || n_reg > 0);
+            !kernel.is_lut() && ((n_shared > 0 && n_shared < entries) || n_reg > 0);
 
         // 4b. Mma: loop order and codebook copies.
         let mut x_hoist = false;
@@ -588,6 +680,7 @@ impl Plan {
         let row_groups = match kernel {
             KernelKind::Dequant | KernelKind::DequantGemm => row_blocks.div_ceil(warps),
             KernelKind::Lut => row_blocks.div_ceil(warps * rows_per_warp),
+            KernelKind::LutLarge => 1,
             KernelKind::Mma => row_blocks.div_ceil(warps * wn),
         };
         let m_groups = if kernel == KernelKind::Mma {
@@ -597,7 +690,7 @@ impl Plan {
         };
         let mut split = 1u32;
         let x_tile_bytes = (m_tile as usize * geo.tile_vectors() * config.v * 2) as u32;
-        if rank >= Level::O3.rank() && kernel != KernelKind::Lut {
+        if rank >= Level::O3.rank() && !kernel.is_lut() {
             let target_blocks = 2 * gpu.sm_count;
             let fill = target_blocks.div_ceil((row_groups * m_groups).max(1));
             let cb_traffic = (row_groups * m_groups) as f64
@@ -703,6 +796,68 @@ impl Plan {
                 ));
             }
         }
+        if kernel == KernelKind::LutLarge {
+            // Stream mode over (unit, 32-row group) pairs, unit major (kernels/vq_lut_large.cuh). With fewer units
+            // than SMs, each unit's rows are cut into the same number of ranges (every block builds one table);
+            // otherwise one block per SM and ranges that cross units rebuild once.
+            let units = tiles * 4 * config.r as u32;
+            let row_32 = (n as u32).div_ceil(32);
+            let blocks = if units <= gpu.sm_count {
+                units * (gpu.sm_count / units)
+            } else {
+                gpu.sm_count
+            };
+            row_groups = blocks.min(units * row_32).max(1);
+            split = tiles;
+            tiles_per_split = 1;
+            note(
+                "lut units",
+                format!("{units} x {row_32}"),
+                format!(
+                    "{tiles} k tiles x 4 lane columns x {} stages, each a {} KiB table ({entries} entries x {} groups) for \
+                     {n} rows in groups of 32; cut into {row_groups} equal ranges, one block per SM; partial sums reduced \
+                     with atomics",
+                    config.r,
+                    lutl_table_bytes / 1024,
+                    geo.vpc
+                ),
+            );
+        }
+
+        // LUT-large: the table build reads the stage's codebook from shared memory when it fits in the staging region
+        // (one bulk copy, instead of ~2^b / (threads / row words) dependent rounds of L2 loads per thread).
+        let lutl_cb_stage = kernel == KernelKind::LutLarge
+            && if code_tma {
+                cb_bytes <= lutl_region(warps, false)
+            } else {
+                lutl_smem(warps, true) <= gpu.smem_per_block_optin
+            };
+        if kernel == KernelKind::LutLarge {
+            note(
+                "code loads",
+                if code_tma { "TMA" } else { "per lane" }.into(),
+                if code_tma {
+                    "a warp's 32 chunks sit 4·L words apart: one tensor copy per warp step instead of 16-byte loads that each touch 32 cache lines".into()
+                } else {
+                    "each lane loads its chunk through L1 (TMA copies, --tma true on sm_90+, measured 12% slower on \
+                     8192x22016 and 4% faster on 4096x11008)"
+                        .into()
+                },
+            );
+            note(
+                "codebook",
+                if lutl_cb_stage { "staged" } else { "L1" }.into(),
+                format!(
+                    "{} KiB per stage for the table build{}",
+                    cb_bytes / 1024,
+                    if lutl_cb_stage {
+                        ": one bulk copy into shared memory"
+                    } else {
+                        ": does not fit next to the table, read through L1"
+                    }
+                ),
+            );
+        }
 
         // 6. Shared memory and launch shape (must match the device-side layout in the templates).
         let e8p_bytes = if learned { 0 } else { 1024 };
@@ -723,6 +878,7 @@ impl Plan {
                 m_tile * tiles_per_split * tk * 2 + cb_stage(sets) + e8p_bytes
             }
             KernelKind::Lut => lut_smem,
+            KernelKind::LutLarge => lutl_smem(warps, lutl_cb_stage),
             KernelKind::Mma => mma_x_bytes + cb_stage(1) * cb_copies + e8p_bytes,
             KernelKind::DequantGemm => 0,
         };
@@ -743,11 +899,12 @@ impl Plan {
                 )));
             }
         }
-        let grid = if kernel == KernelKind::Lut && lut_chunks == 0 {
-            (row_groups, 1, 1) // stream mode: blockIdx.x picks a range of (k tile, row block) units
-        } else {
-            (row_groups, split, m_groups)
-        };
+        let grid =
+            if (kernel == KernelKind::Lut && lut_chunks == 0) || kernel == KernelKind::LutLarge {
+                (row_groups, 1, 1) // stream mode: blockIdx.x picks a range of (k tile, row block) units
+            } else {
+                (row_groups, split, m_groups)
+            };
         note(
             "grid",
             format!("{} x {} x {}", grid.0, grid.1, grid.2),
@@ -774,12 +931,20 @@ impl Plan {
             n_shared,
             cb_copies,
             x_hoist,
+            code_tma: kernel == KernelKind::LutLarge && code_tma,
+            cb_stage: lutl_cb_stage,
             frequency_ordered,
             smem_bytes,
             grid,
             block: threads,
             decisions: d,
         })
+    }
+
+    /// Whether the main kernel leaves fp32 partial sums in the workspace, for the finalize kernel to scale and
+    /// convert (split-K and the LUT-large GeMV).
+    pub fn uses_workspace(&self) -> bool {
+        self.split > 1 || self.kernel == KernelKind::LutLarge
     }
 
     /// Number of k tiles per row.
@@ -887,6 +1052,77 @@ mod tests {
         // A staged codebook keeps the long ranges that amortise its staging.
         let staged = mma_plan("aqlm-2x8", 16, &Overrides::default()).unwrap();
         assert!(staged.n_shared > 0 && staged.split < 11008u32.div_ceil(MMA_K_PER_BLOCK));
+    }
+
+    #[test]
+    fn large_codebooks_at_batch_1_take_the_lut_large_kernel() {
+        let ov = Overrides::default();
+        // aqlm3: a per-k-tile table would be 2 MiB; one (k tile, lane column, stage) table is 128 KiB.
+        let p = gemv("aqlm3", Level::Auto, 1, 8192, 22016, &ov).unwrap();
+        assert_eq!((p.kernel, p.level), (KernelKind::LutLarge, Level::Lut));
+        assert!(p.uses_workspace() && !p.code_tma && p.cb_stage);
+        let gpu = GpuSpec::for_arch("sm_90").unwrap();
+        assert!(
+            p.smem_bytes >= 4096 * 16 * 2 + 4096 * 16 && p.smem_bytes <= gpu.smem_per_block_optin
+        );
+        // 16 k tiles x 4 lane columns x 2 stages = 128 units: one block per unit.
+        assert_eq!(p.grid, (128, 1, 1));
+        let src = crate::instantiate(&p, None).source;
+        assert!(
+            src.contains("vq_lut_large_body") && src.contains("CODE_TMA = false, CB_STAGE = true")
+        );
+        // 4096x11008: 64 units, each split over two blocks.
+        assert_eq!(
+            gemv("aqlm3", Level::Auto, 1, 4096, 11008, &ov)
+                .unwrap()
+                .grid,
+            (128, 1, 1)
+        );
+        // TMA on request (sm_90+): two code buffers per warp next to the table, still within the opt-in limit.
+        let tma = Overrides {
+            code_tma: Some(true),
+            ..Overrides::default()
+        };
+        let t = gemv("aqlm3", Level::Lut, 1, 8192, 22016, &tma).unwrap();
+        assert!(
+            t.code_tma
+                && t.smem_bytes <= gpu.smem_per_block_optin
+                && t.smem_bytes >= 128 * 1024 + 96 * 1024
+        );
+        // Few rows: the table build would cost more than the lookups, so auto keeps the dequantizing GeMV, while the
+        // explicit LUT level still runs it.
+        assert_eq!(
+            gemv("aqlm3", Level::Auto, 1, 4096, 1000, &ov)
+                .unwrap()
+                .kernel,
+            KernelKind::Dequant
+        );
+        assert_eq!(
+            gemv("aqlm3", Level::Lut, 1, 4096, 1000, &ov)
+                .unwrap()
+                .kernel,
+            KernelKind::LutLarge
+        );
+        // Small codebooks keep the per-k-tile LUT; a 1 MiB codebook fits neither table.
+        assert_eq!(
+            gemv("aqlm-2x8", Level::Auto, 1, 8192, 22016, &ov)
+                .unwrap()
+                .kernel,
+            KernelKind::Lut
+        );
+        assert!(matches!(
+            gemv("aqlm-1x16", Level::Lut, 1, 8192, 22016, &ov),
+            Err(CodegenError::Unsupported(_))
+        ));
+        // The kernel override cannot force it where it does not apply.
+        let force = Overrides {
+            kernel: Some(KernelKind::LutLarge),
+            ..Overrides::default()
+        };
+        assert!(matches!(
+            gemv("aqlm3", Level::Auto, 4, 8192, 22016, &force),
+            Err(CodegenError::Unsupported(_))
+        ));
     }
 
     #[test]

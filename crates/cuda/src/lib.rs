@@ -63,6 +63,7 @@ pub mod kernel;
 pub mod libs;
 pub mod nvrtc;
 pub mod timing;
+pub mod tma;
 
 pub use cache::{default_cache_dir, CacheKey, CacheStats, ModuleCache};
 pub use cublas::{reference_xwt, Blas, GemmShape};

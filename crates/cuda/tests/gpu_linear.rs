@@ -36,6 +36,17 @@ fn mma_variants() -> [Overrides; 3] {
     ]
 }
 
+/// The LUT-large GeMV's code loads: per-lane loads (the default) and TMA copies (sm_90+).
+fn lut_variants() -> [Overrides; 2] {
+    [
+        Overrides::default(),
+        Overrides {
+            code_tma: Some(true),
+            ..Overrides::default()
+        },
+    ]
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check(
     gpu: &Gpu,
@@ -99,6 +110,9 @@ fn configs() -> Vec<VqConfig> {
         "vq<2,8,2>",
         "vq<8,10,1>",
         "vq<4,8,1>:tile=64x128",
+        // LUT-large GeMV shapes beyond aqlm3: four stages, 8 and 4 vectors per chunk.
+        "vq<4,12,4>:scale",
+        "vq<4,8,4>",
     ] {
         v.push(s.parse().unwrap());
     }
@@ -132,6 +146,8 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
                 let seed = rng.random();
                 let variants = if m == 16 {
                     &mma_variants()[..]
+                } else if m == 1 && level == Level::Lut {
+                    &lut_variants()[..]
                 } else {
                     &mma_variants()[..1]
                 };
@@ -140,8 +156,8 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
                         Some(e) => {
                             ran += 1;
                             println!(
-                                "ok  {c:<28} {level:<4} m={m:<3} {rows}x{cols} x_hoist={:?} copies={:?}  rel.err {e:.2e}",
-                                ov.x_hoist, ov.cb_copies
+                                "ok  {c:<28} {level:<4} m={m:<3} {rows}x{cols} x_hoist={:?} copies={:?} tma={:?}  rel.err {e:.2e}",
+                                ov.x_hoist, ov.cb_copies, ov.code_tma
                             );
                         }
                         None => skipped += 1,
@@ -157,10 +173,10 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn large_layer_matches_reference_sampled_rows() {
-    // A full 4096 x 11008 layer at the auto level, checked on all rows.
+    // A full 4096 x 11008 layer at the auto level (LUT, LUT-large and dequantizing kernels), checked on all rows.
     let gpu = Gpu::new(0).expect("GPU");
     let cache = ModuleCache::memory_only();
-    for p in ["aqlm-2x8", "quip4"] {
+    for p in ["aqlm-2x8", "quip4", "aqlm3"] {
         let c = VqConfig::preset(p).unwrap();
         assert!(check(
             &gpu,
@@ -190,6 +206,8 @@ fn sanitizer_subset() {
             for (op, m) in [(Op::Gemv, 1), (Op::Gemv, 2), (Op::Gemv, 16), (Op::Gemm, 33)] {
                 let variants = if m == 16 {
                     &mma_variants()[..]
+                } else if m == 1 && level == Level::Lut {
+                    &lut_variants()[..]
                 } else {
                     &mma_variants()[..1]
                 };

@@ -49,7 +49,7 @@ pub struct OverrideArgs {
     /// Override: warps per block.
     #[arg(long)]
     pub warps: Option<u32>,
-    /// Override: kernel (dequant, lut, mma).
+    /// Override: kernel (dequant, lut, lut-large, mma).
     #[arg(long)]
     pub kernel: Option<String>,
     /// Override (mma kernel): copies of each staged 16-byte codebook entry (1, 2, 4, 8).
@@ -58,6 +58,9 @@ pub struct OverrideArgs {
     /// Override (mma kernel): load activation fragments once per vector slot for all row blocks (true / false).
     #[arg(long)]
     pub x_hoist: Option<bool>,
+    /// Override (LUT-large kernel, sm_90+): stage the code chunks with TMA copies (true) or per-lane loads (false).
+    #[arg(long)]
+    pub tma: Option<bool>,
 }
 
 impl OverrideArgs {
@@ -66,8 +69,9 @@ impl OverrideArgs {
             None => None,
             Some("dequant") => Some(KernelKind::Dequant),
             Some("lut") => Some(KernelKind::Lut),
+            Some("lut-large") | Some("lut_large") => Some(KernelKind::LutLarge),
             Some("mma") => Some(KernelKind::Mma),
-            Some(k) => anyhow::bail!("unknown --kernel `{k}` (dequant, lut, mma)"),
+            Some(k) => anyhow::bail!("unknown --kernel `{k}` (dequant, lut, lut-large, mma)"),
         };
         Ok(Overrides {
             n_reg: self.n_reg,
@@ -77,6 +81,7 @@ impl OverrideArgs {
             kernel,
             cb_copies: self.cb_copies,
             x_hoist: self.x_hoist,
+            code_tma: self.tma,
             base_registers: None,
         })
     }

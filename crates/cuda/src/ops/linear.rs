@@ -50,6 +50,8 @@ pub struct VqLinear {
     pub local_bytes: u32,
     /// Weight copies (codes only) for benchmarks that rotate past the L2 cache.
     codes: Vec<CudaSlice<u32>>,
+    /// LUT-large GeMV: one TMA descriptor of the codes per copy (`crate::tma`).
+    code_maps: Vec<CudaSlice<u32>>,
     codebooks: CudaSlice<f16>,
     scales: CudaSlice<f16>,
     e8p_abs: CudaSlice<u32>,
@@ -114,6 +116,22 @@ impl VqLinear {
         for _ in 0..copies.max(1) {
             codes.push(gpu.htod(&packed.codes)?);
         }
+        let code_maps = if plan.code_tma {
+            codes
+                .iter()
+                .map(|c| {
+                    crate::tma::code_tensor_map(
+                        gpu,
+                        c,
+                        packed.geometry.l as usize,
+                        packed.kb,
+                        packed.rows_padded / 8,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         let codebooks = if packed.codebooks.is_empty() {
             gpu.alloc_zeros::<f16>(8)?
         } else {
@@ -158,6 +176,7 @@ impl VqLinear {
             kb: packed.kb as i32,
             plan,
             codes,
+            code_maps,
             codebooks,
             scales,
             e8p_abs,
@@ -232,6 +251,12 @@ impl VqLinear {
             shared_mem_bytes: smem,
         };
         let [ss0, ss1, ss2, ss3] = self.stage_scales;
+        // The kernels' last argument: the LUT-large GeMV's code tensor map, unused by the others.
+        let aux = if self.code_maps.is_empty() {
+            &self.e8p_abs
+        } else {
+            &self.code_maps[copy % self.code_maps.len()]
+        };
         let mut b = stream.launch_builder(&self.main);
         b.arg(codes)
             .arg(&self.codebooks)
@@ -248,7 +273,8 @@ impl VqLinear {
             .arg(&ss0)
             .arg(&ss1)
             .arg(&ss2)
-            .arg(&ss3);
+            .arg(&ss3)
+            .arg(aux);
         unsafe { b.launch(cfg) }?;
         if let Some((w, blas)) = &self.dense {
             return blas.hgemm_xwt(
@@ -262,7 +288,7 @@ impl VqLinear {
                 y,
             );
         }
-        if p.split > 1 {
+        if p.uses_workspace() {
             let total = (p.m * p.n) as i32;
             let has_scale = p.config.per_channel_scale as i32;
             let cfg = LaunchConfig {
