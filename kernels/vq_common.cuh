@@ -37,15 +37,21 @@ __device__ __forceinline__ uint32_t vq_lut_addr_pair(uint32_t codes, uint32_t pa
     return __byte_perm(codes, pair, 0x7500u | k << 4 | (odd ? 6u : 4u));
 }
 
-template <int L>
+// KEEP_IN_L1: allocate in L1 instead, for callers whose lanes' chunks share sectors (vq_lut_large.cuh).
+template <int L, bool KEEP_IN_L1 = false>
 __device__ __forceinline__ void vq_load_chunk(const uint4* __restrict__ codes, size_t tile, int lane, uint32_t (&w)[4 * L]) {
     const uint4* p = codes + (tile * 32 + lane) * L;
 #pragma unroll
     for (int i = 0; i < L; ++i) {
         uint4 u;
-        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w)
-                     : "l"(p + i));
+        if constexpr (KEEP_IN_L1)
+            asm volatile("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];"
+                         : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w)
+                         : "l"(p + i));
+        else
+            asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                         : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w)
+                         : "l"(p + i));
         w[4 * i + 0] = u.x;
         w[4 * i + 1] = u.y;
         w[4 * i + 2] = u.z;

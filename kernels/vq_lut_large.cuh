@@ -156,26 +156,20 @@ struct LutLargeSmem {
     static constexpr int BUF = 32 * 16 * Cfg::L;  // one warp step: 32 rows x L x 16 B
     static constexpr int CB_BYTES = G::ENTRIES * G::V * 2;
     static constexpr int REGION = Cfg::CODE_TMA ? 2 * Cfg::WARPS * BUF : (Cfg::CB_STAGE ? CB_BYTES : 0);
-    static constexpr int BUFS = TABLE;
-    static constexpr int BARS = BUFS + REGION;
+    static constexpr int BARS = TABLE + REGION;  // the region starts at byte TABLE
     static_assert(!Cfg::CB_STAGE || CB_BYTES <= REGION, "the staged codebook must fit in the region");
 };
 
-// Per-warp TMA pipeline state: bit b is the parity of buffer b's next wait (a register, not an indexed array,
-// which would live in local memory).
-struct LutLargePipe {
-    uint32_t parity = 0u;
-};
-
 // Lookups of stage S for the 32-row groups [rw_lo, rw_hi) of unit (tile, t): warp w takes groups rw_lo + w,
-// + WARPS, ...; lane = row within the group. Two TMA copies in flight per warp.
+// + WARPS, ...; lane = row within the group. Two TMA copies in flight per warp. Bit b of `parity` is the parity of
+// buffer b's next wait (kept across units; a register, where an indexed array would live in local memory).
 template <class Cfg, int S>
-__device__ __forceinline__ void vq_lutl_rows(const void* tmap, float* __restrict__ ws, uint32_t smem_s, LutLargePipe& pipe,
+__device__ __forceinline__ void vq_lutl_rows(const void* tmap, float* __restrict__ ws, uint32_t smem_s, uint32_t& parity,
                                              int rows, int tile, int t, int rw_lo, int rw_hi) {
     using M = LutLargeSmem<Cfg>;
     constexpr int L = Cfg::L;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const uint32_t buf0 = smem_s + M::BUFS + 2 * warp * M::BUF;
+    const uint32_t buf0 = smem_s + M::TABLE + 2 * warp * M::BUF;
     const uint32_t bar0 = smem_s + M::BARS + 16 * warp;
     auto issue = [&](int rw, int b) {
         if (lane == 0 && rw < rw_hi) {
@@ -190,8 +184,8 @@ __device__ __forceinline__ void vq_lutl_rows(const void* tmap, float* __restrict
     issue(rw_lo + warp + Cfg::WARPS, 1);
     int b = 0;
     for (int rw = rw_lo + warp; rw < rw_hi; rw += Cfg::WARPS, b ^= 1) {
-        vq_mbar_wait(bar0 + 8 * b, (pipe.parity >> b) & 1u);
-        pipe.parity ^= 1u << b;
+        vq_mbar_wait(bar0 + 8 * b, (parity >> b) & 1u);
+        parity ^= 1u << b;
         uint32_t w[4 * L];
 #pragma unroll
         for (int i = 0; i < L; ++i)
@@ -216,17 +210,8 @@ __device__ __forceinline__ void vq_lutl_rows_ldg(const uint4* __restrict__ codes
     uint32_t buf[2][4 * L];
     auto load = [&](int rw, uint32_t (&w)[4 * L]) {
         const int row = rw * 32 + lane;
-        if (rw < rw_hi && row < rows) {
-            const uint4* p = codes + (((size_t)(row / 8) * kb + tile) * 32 + 4 * (row % 8) + t) * L;
-#pragma unroll
-            for (int i = 0; i < L; ++i) {
-                uint4 u;
-                asm volatile("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];"
-                             : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w)
-                             : "l"(p + i));
-                w[4 * i] = u.x, w[4 * i + 1] = u.y, w[4 * i + 2] = u.z, w[4 * i + 3] = u.w;
-            }
-        }
+        if (rw < rw_hi && row < rows)
+            vq_load_chunk<L, /* KEEP_IN_L1 */ true>(codes, (size_t)(row / 8) * kb + tile, 4 * (row % 8) + t, w);
     };
     auto process = [&](int rw, const uint32_t (&w)[4 * L]) {
         const int row = rw * 32 + lane;
@@ -247,15 +232,15 @@ __device__ __forceinline__ void vq_lutl_rows_ldg(const uint4* __restrict__ codes
 // Stage dispatch: the bit offsets of the lookups are compile-time constants per stage.
 template <class Cfg, int S = 0>
 __device__ __forceinline__ void vq_lutl_rows_stage(int s, const void* codes, float* __restrict__ ws, uint32_t smem_s,
-                                                   LutLargePipe& pipe, int rows, int kb, int tile, int t, int rw_lo,
+                                                   uint32_t& parity, int rows, int kb, int tile, int t, int rw_lo,
                                                    int rw_hi) {
     if (s == S) {
-        if constexpr (Cfg::CODE_TMA) vq_lutl_rows<Cfg, S>(codes, ws, smem_s, pipe, rows, tile, t, rw_lo, rw_hi);
+        if constexpr (Cfg::CODE_TMA) vq_lutl_rows<Cfg, S>(codes, ws, smem_s, parity, rows, tile, t, rw_lo, rw_hi);
         else vq_lutl_rows_ldg<Cfg, S>(static_cast<const uint4*>(codes), ws, smem_s, rows, kb, tile, t, rw_lo, rw_hi);
         return;
     }
     if constexpr (S + 1 < Cfg::R)
-        vq_lutl_rows_stage<Cfg, S + 1>(s, codes, ws, smem_s, pipe, rows, kb, tile, t, rw_lo, rw_hi);
+        vq_lutl_rows_stage<Cfg, S + 1>(s, codes, ws, smem_s, parity, rows, kb, tile, t, rw_lo, rw_hi);
 }
 
 // Partial sums go to the fp32 workspace `ws` (zeroed by the previous call's finalize); the finalize kernel applies
@@ -274,7 +259,7 @@ __device__ __forceinline__ void vq_lut_large_body(const void* codes, const __hal
         vq_mbar_init(smem_s + M::BARS + 16 * (threadIdx.x / 32) + 8, 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
-    LutLargePipe pipe;
+    uint32_t parity = 0u;  // TMA buffers' wait parities
     const long long groups = (rows + 31) / 32;
     const long long total = (long long)kb * 4 * G::R * groups;
     long long u = total * blockIdx.x / gridDim.x;
@@ -289,7 +274,7 @@ __device__ __forceinline__ void vq_lut_large_body(const void* codes, const __hal
         const __half* cb = codebooks + (size_t)s * G::ENTRIES * G::V;
         if constexpr (Cfg::CB_STAGE) {
             // Every thread's loads in flight at once (one L2 round trip), instead of the build's dependent rounds.
-            uint4* dst = reinterpret_cast<uint4*>(smem_raw + M::BUFS);
+            uint4* dst = reinterpret_cast<uint4*>(smem_raw + M::TABLE);
             const uint4* src = reinterpret_cast<const uint4*>(cb);
             constexpr int N = M::CB_BYTES / 16, PER = (N + G::THREADS - 1) / G::THREADS;
             uint4 v[PER];
@@ -300,11 +285,11 @@ __device__ __forceinline__ void vq_lut_large_body(const void* codes, const __hal
             for (int i = 0; i < PER; ++i)
                 if (threadIdx.x + i * G::THREADS < N) dst[threadIdx.x + i * G::THREADS] = v[i];
             __syncthreads();
-            cb = reinterpret_cast<const __half*>(smem_raw + M::BUFS);
+            cb = reinterpret_cast<const __half*>(smem_raw + M::TABLE);
         }
         vq_lutl_build<Cfg>(cb, x, smem_raw, cols, tile, t);
         __syncthreads();
-        vq_lutl_rows_stage<Cfg>(s, codes, ws, smem_s, pipe, rows, kb, tile, t, rw_lo, rw_hi);
+        vq_lutl_rows_stage<Cfg>(s, codes, ws, smem_s, parity, rows, kb, tile, t, rw_lo, rw_hi);
         u += rw_hi - rw_lo;
     }
 }

@@ -19,34 +19,31 @@ fn rel_err(got: &[f32], want: &[f32]) -> f64 {
     (num / den.max(1e-30)).sqrt()
 }
 
-/// Runs one (config, level, m) case; returns Ok(None) when the planner rejects the combination.
-/// The mma kernel's variants the planner may not pick for a config: the other loop order, and 8 codebook copies.
-fn mma_variants() -> [Overrides; 3] {
-    [
-        Overrides::default(),
-        Overrides {
+/// The planner overrides a (level, batch) case also runs with, beyond the default plan: at m = 16 the mma kernel's
+/// variants the planner may not pick for a config (the other loop order, and 8 codebook copies); at the LUT level at
+/// m = 1 the LUT-large GeMV's TMA code loads (sm_90+; per-lane loads are the default).
+fn variants(level: Level, m: usize) -> Vec<Overrides> {
+    let mut v = vec![Overrides::default()];
+    if m == 16 {
+        v.push(Overrides {
             x_hoist: Some(false),
             ..Overrides::default()
-        },
-        Overrides {
+        });
+        v.push(Overrides {
             x_hoist: Some(true),
             cb_copies: Some(8),
             ..Overrides::default()
-        },
-    ]
-}
-
-/// The LUT-large GeMV's code loads: per-lane loads (the default) and TMA copies (sm_90+).
-fn lut_variants() -> [Overrides; 2] {
-    [
-        Overrides::default(),
-        Overrides {
+        });
+    } else if m == 1 && level == Level::Lut {
+        v.push(Overrides {
             code_tma: Some(true),
             ..Overrides::default()
-        },
-    ]
+        });
+    }
+    v
 }
 
+/// Runs one (config, level, m) case; returns None when the planner rejects the combination.
 #[allow(clippy::too_many_arguments)]
 fn check(
     gpu: &Gpu,
@@ -144,14 +141,7 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
                         c.v * rng.random_range(1..8)
                     };
                 let seed = rng.random();
-                let variants = if m == 16 {
-                    &mma_variants()[..]
-                } else if m == 1 && level == Level::Lut {
-                    &lut_variants()[..]
-                } else {
-                    &mma_variants()[..1]
-                };
-                for ov in variants {
+                for ov in &variants(level, m) {
                     match check(&gpu, &cache, &c, level, op, m, rows, cols, seed, ov) {
                         Some(e) => {
                             ran += 1;
@@ -204,14 +194,7 @@ fn sanitizer_subset() {
     for c in configs() {
         for level in [Level::Gc, Level::O2, Level::O4, Level::Lut] {
             for (op, m) in [(Op::Gemv, 1), (Op::Gemv, 2), (Op::Gemv, 16), (Op::Gemm, 33)] {
-                let variants = if m == 16 {
-                    &mma_variants()[..]
-                } else if m == 1 && level == Level::Lut {
-                    &lut_variants()[..]
-                } else {
-                    &mma_variants()[..1]
-                };
-                for ov in variants {
+                for ov in &variants(level, m) {
                     ran += check(
                         &gpu,
                         &cache,
