@@ -37,6 +37,16 @@ __device__ __forceinline__ uint32_t vq_lut_addr_pair(uint32_t codes, uint32_t pa
     return __byte_perm(codes, pair, 0x7500u | k << 4 | (odd ? 6u : 4u));
 }
 
+// The B-bit code at bit `bit` (a compile-time constant after unrolling) of a lane's 128-bit chunk: one PRMT for
+// byte-aligned 8-bit codes, else a shift and mask, or a funnel shift across two words.
+template <int B>
+__device__ __forceinline__ uint32_t vq_code_at(const uint32_t (&w)[4], int bit) {
+    constexpr uint32_t MASK = (1u << B) - 1;
+    if (B == 8 && bit % 8 == 0) return __byte_perm(w[bit / 32], 0u, 0x4440u | ((bit % 32) / 8));
+    if ((bit % 32) + B <= 32) return (w[bit / 32] >> (bit % 32)) & MASK;
+    return __funnelshift_r(w[bit / 32], w[(bit / 32 + 1) & 3], bit % 32) & MASK;
+}
+
 // KEEP_IN_L1: allocate in L1 instead, for callers whose lanes' chunks share sectors (vq_lut_large.cuh).
 template <int L, bool KEEP_IN_L1 = false>
 __device__ __forceinline__ void vq_load_chunk(const uint4* __restrict__ codes, size_t tile, int lane, uint32_t (&w)[4 * L]) {

@@ -10,7 +10,7 @@ fn main() {
     for preset in vqllm_vq::WEIGHT_PRESETS {
         let c = vqllm_vq::VqConfig::preset(preset).unwrap();
         for (op, m) in [(Op::Gemv, 1usize), (Op::Gemv, 16), (Op::Gemm, 256)] {
-            for level in Level::LADDER {
+            for level in Level::WEIGHT_LEVELS {
                 match Plan::new(&c, op, m, 4096, 4096, level, &gpu, &Overrides::default()) {
                     Ok(p) => {
                         let ks = instantiate(&p, c.hadamard.then_some(4096));

@@ -378,6 +378,11 @@ impl AttentionPlan {
     ) -> Result<AttentionPlan> {
         config.validate().map_err(CodegenError::Vq)?;
         check_shape(config, batch, seq, q_heads, kv_heads, head_dim)?;
+        if level == Level::Replica {
+            return Err(CodegenError::Unsupported(
+                "the replica level is a batch-1 weight GeMV; attention levels are gc, sc, o1-o4, lut and auto".into(),
+            ));
+        }
         let mut d: Vec<Decision> = Vec::new();
         let mut note = |what: &str, value: String, why: String| {
             d.push(Decision {

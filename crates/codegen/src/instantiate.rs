@@ -24,6 +24,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../kernels/vq_lut_gemv.cuh"),
     ),
     (
+        "vq_replica_gemv.cuh",
+        include_str!("../../../kernels/vq_replica_gemv.cuh"),
+    ),
+    (
         "vq_lut_large.cuh",
         include_str!("../../../kernels/vq_lut_large.cuh"),
     ),
@@ -133,6 +137,7 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         KernelKind::Dequant => ("vq_gemv.cuh", "vq_gemv"),
         KernelKind::Lut => ("vq_lut_gemv.cuh", "vq_lut_gemv"),
         KernelKind::LutLarge => ("vq_lut_large.cuh", "vq_lut_large"),
+        KernelKind::Replica => ("vq_replica_gemv.cuh", "vq_replica_gemv"),
         KernelKind::Mma => ("vq_mma.cuh", "vq_mma"),
         KernelKind::DequantGemm => ("vq_dequant.cuh", "vq_dequant"),
     };
@@ -158,6 +163,7 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
             "vq_gemv_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, x, y, ws, rows, cols, kb, tiles_per_split, ss0, ss1, ss2, ss3);"
         ),
         KernelKind::Lut => format!("vq_lut_gemv_body<Cfg_{key}>(codes, codebooks, scales, x, y, ws, rows, cols, kb, /* chunks */ tiles_per_split);"),
+        KernelKind::Replica => format!("vq_replica_gemv_body<Cfg_{key}>(codes, codebooks, scales, x, y, ws, rows, cols, kb); (void)tiles_per_split;"),
         KernelKind::LutLarge => format!(
             "vq_lut_large_body<Cfg_{key}>(Cfg_{key}::CODE_TMA ? aux /* code tensor map */ : (const void*)codes, codebooks, x, ws, rows, cols, kb); (void)scales; (void)y; (void)tiles_per_split;"
         ),
@@ -175,7 +181,10 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         // LUT: 3 resident blocks of 256 (<= 85 registers) or 2 of 512 (<= 64) per SM (ptxas's default choice spills).
         // Others: no minimum (a minimum of 1 made ptxas raise the dequant kernel to 106 registers, 30% slower).
         match plan.kernel {
-            KernelKind::Lut => format!(", {}", crate::plan::lut_min_blocks(plan.warps)),
+            KernelKind::Lut | KernelKind::Replica => format!(
+                ", {}",
+                crate::plan::row_block_min_blocks(plan.kernel, plan.warps)
+            ),
             KernelKind::LutLarge => ", 1".into(),
             _ => String::new(),
         }

@@ -28,12 +28,14 @@ pub enum Op {
     Gemm,
 }
 
-/// `__launch_bounds__` minimum blocks per SM of the LUT GeMV: 3 blocks of 8 warps (<= 85 registers), 2 of 16 or
-/// 1 of 32 (<= 64 registers); its 64-128 KiB table allows no more.
-pub fn lut_min_blocks(warps: u32) -> u32 {
-    match warps {
-        32.. => 1,
-        16.. => 2,
+/// `__launch_bounds__` minimum blocks per SM of the row-block GeMVs. LUT: 3 blocks of 8 warps (<= 85 registers), 2
+/// of 16 or 1 of 32 (<= 64 registers); its 64-128 KiB table allows no more. Replica: 64 warps per SM (<= 32 KiB of
+/// copies per block; <= 64 registers, of which 32 hold the lane's activations).
+pub fn row_block_min_blocks(kernel: KernelKind, warps: u32) -> u32 {
+    match (kernel, warps) {
+        (KernelKind::Replica, w) => (32 / w.max(1)).max(1),
+        (_, 32..) => 1,
+        (_, 16..) => 2,
         _ => 3,
     }
 }
@@ -48,7 +50,7 @@ pub fn lut_row_floats(tg: u32, bits: u32, tile_scope: bool) -> u32 {
     }
 }
 
-/// Optimisation level (paper Table IV, plus `Lut`). `Auto` lets the heuristics choose.
+/// Optimisation level (paper Table IV, plus `Lut` and `Replica`). `Auto` lets the heuristics choose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
@@ -59,11 +61,13 @@ pub enum Level {
     O3,
     O4,
     Lut,
+    /// Batch 1: the whole codebook set in shared memory with one copy per lane of a load wavefront.
+    Replica,
     Auto,
 }
 
 impl Level {
-    /// The ablation ladder in order.
+    /// The ablation ladder in order (every op: weight kernels and decode attention).
     pub const LADDER: [Level; 7] = [
         Level::Gc,
         Level::Sc,
@@ -74,6 +78,17 @@ impl Level {
         Level::Lut,
     ];
 
+    /// The weight kernels' levels: the ladder plus `Replica` (a batch-1 GeMV, no attention counterpart).
+    pub const WEIGHT_LEVELS: [Level; 8] = {
+        let mut levels = [Level::Replica; 8];
+        let mut i = 0;
+        while i < Self::LADDER.len() {
+            levels[i] = Self::LADDER[i];
+            i += 1;
+        }
+        levels
+    };
+
     pub fn parse(s: &str) -> Result<Level> {
         Ok(match s.to_ascii_lowercase().as_str() {
             "gc" => Level::Gc,
@@ -83,10 +98,11 @@ impl Level {
             "o3" => Level::O3,
             "o4" => Level::O4,
             "lut" => Level::Lut,
+            "rep" | "replica" => Level::Replica,
             "auto" | "best" => Level::Auto,
             _ => {
                 return Err(CodegenError::Invalid(format!(
-                    "unknown level `{s}` (gc, sc, o1, o2, o3, o4, lut, auto)"
+                    "unknown level `{s}` (gc, sc, o1, o2, o3, o4, lut, rep, auto)"
                 )))
             }
         })
@@ -99,7 +115,7 @@ impl Level {
             Level::O1 => 2,
             Level::O2 => 3,
             Level::O3 => 4,
-            Level::O4 | Level::Lut | Level::Auto => 5,
+            Level::O4 | Level::Lut | Level::Replica | Level::Auto => 5,
         }
     }
 }
@@ -114,6 +130,7 @@ impl fmt::Display for Level {
             Level::O3 => "O3",
             Level::O4 => "O4",
             Level::Lut => "LUT",
+            Level::Replica => "REP",
             Level::Auto => "auto",
         };
         f.write_str(s)
@@ -131,6 +148,9 @@ pub enum KernelKind {
     /// `kernels/vq_lut_large.cuh`: lookup-table GeMV for batch 1 with codebooks too large for `Lut` (aqlm3): one
     /// fp16 table per (k tile, lane column, stage).
     LutLarge,
+    /// `kernels/vq_replica_gemv.cuh`: batch-1 GeMV reading V-wide entries from bank-spread copies of the
+    /// codebook set in shared memory (per-tile codebooks, whose LUT table would not be amortised).
+    Replica,
     /// `kernels/vq_mma.cuh`: tensor cores (batch 16 GeMV, GeMM).
     Mma,
     /// `kernels/vq_dequant.cuh` into an fp16 scratch matrix, then cuBLAS: large-batch GeMM.
@@ -138,9 +158,13 @@ pub enum KernelKind {
 }
 
 impl KernelKind {
-    /// The lookup-table GeMVs (no codebook cache tiers, no O3 split).
-    pub fn is_lut(self) -> bool {
-        matches!(self, KernelKind::Lut | KernelKind::LutLarge)
+    /// The batch-1 GeMVs beyond the paper's ladder (lookup tables, replicated codebooks): no codebook cache tiers,
+    /// no O3 split.
+    pub fn is_batch1(self) -> bool {
+        matches!(
+            self,
+            KernelKind::Lut | KernelKind::LutLarge | KernelKind::Replica
+        )
     }
 }
 
@@ -159,6 +183,9 @@ pub struct Overrides {
     pub n_shared: Option<u32>,
     pub split: Option<u32>,
     pub warps: Option<u32>,
+    /// LUT and replica GeMVs: 8-row blocks per warp per chunk (LUT) or code piece (replica): 1, 2, 4 or 8.
+    #[serde(default)]
+    pub rows_per_warp: Option<u32>,
     pub kernel: Option<KernelKind>,
     /// Mma kernel: copies of each staged codebook entry (1, 2, 4 or 8).
     pub cb_copies: Option<u32>,
@@ -284,15 +311,20 @@ impl Plan {
                 + 4 * geo.vpc * config.v as u32 * 2;
         // Tile scopes: a block's rows (8 warps x lut_rpw row blocks x 8) must lie in one codebook row band and a
         // k tile in one column span, so one table serves the whole block.
-        let lut_rpw: Option<u32> = match config.scope {
-            Scope::Tile { rows, cols } if cols % (geo.tile_vectors() * config.v) == 0 => {
-                [8u32, 4, 2, 1]
-                    .into_iter()
-                    .find(|r| rows % (64 * *r as usize) == 0)
+        // `band_rpw(warps, max)`: the most row blocks per warp (<= max) that keep a chunk inside one row band.
+        let band_rpw = |warps: u32, max: u32| -> Option<u32> {
+            match config.scope {
+                Scope::Tile { rows, cols } if cols % (geo.tile_vectors() * config.v) == 0 => {
+                    [8u32, 4, 2, 1]
+                        .into_iter()
+                        .filter(|r| *r <= max)
+                        .find(|r| rows.is_multiple_of((8 * warps * r) as usize))
+                }
+                Scope::Tile { .. } => None,
+                _ => Some(max),
             }
-            Scope::Tile { .. } => None,
-            _ => Some(4),
         };
+        let lut_rpw = band_rpw(8, 8);
         let lut_ok = m == 1
             && learned
             && lut_rpw.is_some()
@@ -330,6 +362,31 @@ impl Plan {
             && geo.l <= 4
             && geo.vpc.is_power_of_two()
             && lutl_warps.is_some();
+        // Replica GeMV (kernels/vq_replica_gemv.cuh): the codebook set staged in shared memory with 128 / (2v) copies
+        // of every entry (one 128-byte row per entry), the LUT GeMV's lane mapping (so the same row-band condition)
+        // and the lane's activations in registers (v/2 half2 per vector, at most 32 registers).
+        // Shared memory (kernels/vq_replica_gemv.cuh `ReplicaGeo`): the copies, then two code buffers of 2 row blocks
+        // per warp.
+        let replica_cb_bytes = config.r as u32 * entries * 128;
+        let replica_smem = |w: u32, rpw: u32| replica_cb_bytes + 2 * rpw * w * 512;
+        // A piece (2 row blocks per warp) must lie inside one codebook row band, and a k tile in one column span.
+        let replica_bands_ok = |w: u32, rpw: u32| match config.scope {
+            Scope::Tile { rows, cols } => {
+                cols.is_multiple_of(geo.tile_vectors() * config.v)
+                    && rows.is_multiple_of((8 * rpw * w) as usize)
+            }
+            _ => true,
+        };
+        let replica_ok = m == 1
+            && learned
+            && replica_bands_ok(8, 1)
+            && geo.l == 1
+            && matches!(config.v, 2 | 4 | 8)
+            && config.v as u32 * geo.vpc <= 64
+            && replica_smem(8, 1) <= gpu.smem_per_block_optin;
+        // Auto: per-tile codebooks, where the LUT table is rebuilt for every codebook row band.
+        let want_replica =
+            level == Level::Replica || (level == Level::Auto && tile_scope && replica_ok);
         let want_lut = match level {
             Level::Lut => true,
             // The table build (2^b entries x v FMAs per group) must cost less than the lookups it replaces.
@@ -345,6 +402,16 @@ impl Plan {
         };
         let kernel = if let Some(kk) = ov.kernel {
             kk
+        } else if want_replica {
+            if !replica_ok {
+                return Err(CodegenError::Unsupported(format!(
+                    "the replica GeMV needs batch 1, learned codebooks of 4-, 8- or 16-byte entries, 16-byte lane chunks with \
+                     <= 32 activation registers, per-tile codebooks whose rows are a multiple of 64 and columns of the k tile, and \
+                     {} KiB of shared memory for the copies ({config} at m={m})",
+                    replica_smem(8, 1) / 1024
+                )));
+            }
+            KernelKind::Replica
         } else if want_lut {
             if lut_ok {
                 KernelKind::Lut
@@ -367,7 +434,10 @@ impl Plan {
         } else {
             KernelKind::Mma
         };
-        if (kernel == KernelKind::Lut && !lut_ok) || (kernel == KernelKind::LutLarge && !lutl_ok) {
+        if (kernel == KernelKind::Lut && !lut_ok)
+            || (kernel == KernelKind::LutLarge && !lutl_ok)
+            || (kernel == KernelKind::Replica && !replica_ok)
+        {
             return Err(CodegenError::Unsupported(format!(
                 "kernel {kernel:?} cannot run {config} at m={m} (see `vqllm plan --level lut` for its conditions)"
             )));
@@ -394,6 +464,19 @@ impl Plan {
                     config.r as u32 * entry_bytes,
                     config.v
                 ),
+                KernelKind::Replica => format!(
+                    "batch 1{}: each vector reads its {entry_bytes}-byte entry from one of {} copies in shared memory ({} KiB per set, \
+                     conflict-free for any codes) and does {} HFMA2, instead of a LUT table of {} KiB rebuilt for every {}-row band",
+                    if tile_scope { ", per-tile codebooks" } else { "" },
+                    128 / entry_bytes,
+                    replica_cb_bytes / 1024,
+                    config.v / 2,
+                    lut_table_bytes / 1024,
+                    match config.scope {
+                        Scope::Tile { rows, .. } => rows.min(n),
+                        _ => n,
+                    }
+                ),
                 KernelKind::Dequant => format!("batch {m} <= 4: CUDA-core dot products keep up with memory"),
                 KernelKind::Mma => format!("batch {m} > 4: tensor cores (mma.m16n8k16) amortise each decoded vector over 16 rows"),
                 KernelKind::DequantGemm => format!(
@@ -408,6 +491,7 @@ impl Plan {
         let auto = level == Level::Auto;
         let level = match (level, kernel) {
             (Level::Auto, KernelKind::Lut | KernelKind::LutLarge) => Level::Lut,
+            (Level::Auto, KernelKind::Replica) => Level::Replica,
             (Level::Auto, _) => Level::O4,
             (l, _) => l,
         };
@@ -444,6 +528,32 @@ impl Plan {
                             lutl_table_bytes / 1024
                         )
                     },
+                );
+            }
+            KernelKind::Replica => {
+                // 8 warps (<= 64 registers, 32 of which hold the activations). Codes go through shared memory in pieces
+                // of 4 row blocks per warp where a band allows (cp.async, the next piece in flight): fewer per-piece
+                // setups (H200 gptvq2 8192x22016, 1 / 2 / 4 row blocks: 33.4 / 30.6 / 28.4 us; 8 warps x 4 with 3
+                // blocks per SM beat 4 warps x 4 with 4: 31.8 us).
+                rows_per_warp = [4u32, 2, 1]
+                    .into_iter()
+                    .find(|r| {
+                        replica_bands_ok(warps, *r)
+                            && replica_smem(warps, *r) <= gpu.smem_per_block_optin
+                    })
+                    .unwrap_or(1);
+                note(
+                    "warps",
+                    format!("{warps} x {rows_per_warp} row blocks"),
+                    format!(
+                        "pieces of {} rows{}, copied into shared memory with cp.async one piece ahead",
+                        8 * warps * rows_per_warp,
+                        if tile_scope {
+                            " (inside one codebook row band)"
+                        } else {
+                            ""
+                        }
+                    ),
                 );
             }
             KernelKind::Lut => {
@@ -504,8 +614,31 @@ impl Plan {
                 );
             }
         }
-        if let Some(w) = ov.warps {
-            warps = w.clamp(1, 32);
+        if let Some(r) = ov.rows_per_warp {
+            if !(r.is_power_of_two() && r <= 8) {
+                return Err(CodegenError::Invalid(format!(
+                    "rows per warp must be 1, 2, 4 or 8, not {r}"
+                )));
+            }
+            if matches!(kernel, KernelKind::Lut | KernelKind::Replica) {
+                rows_per_warp = r;
+            }
+        }
+        if ov.warps.is_some() || ov.rows_per_warp.is_some() {
+            warps = ov.warps.unwrap_or(warps).clamp(1, 32);
+            // The row-block kernels' chunks (8·warps·rpw rows) must stay inside one codebook row band.
+            let fits = match kernel {
+                KernelKind::Lut if tile_scope => {
+                    band_rpw(warps, rows_per_warp).map(|r| rows_per_warp = r)
+                }
+                KernelKind::Replica => replica_bands_ok(warps, rows_per_warp).then_some(()),
+                _ => Some(()),
+            };
+            if fits.is_none() {
+                return Err(CodegenError::Unsupported(format!(
+                    "{warps} warps x {rows_per_warp} blocks of 8 rows do not fit in one codebook row band of {config}"
+                )));
+            }
         }
 
         // Staged activations of the mma kernel (kernels/vq_mma.cuh `MmaShape`): BM rows of TK + 16 halves.
@@ -515,7 +648,7 @@ impl Plan {
         let threads = 32 * warps;
         let est_regs: u32 = ov.base_registers.unwrap_or(match kernel {
             KernelKind::Dequant | KernelKind::DequantGemm => 40,
-            KernelKind::Lut => 80,
+            KernelKind::Lut | KernelKind::Replica => 80,
             KernelKind::LutLarge => 64,
             KernelKind::Mma => 48 + 8 * mt * wn,
         });
@@ -538,7 +671,7 @@ impl Plan {
                     "auto, batch <= 4: L1-cached 16-byte codebook reads beat the shared/register tiers on H200 (perf-notes v0.4)".into()
                 },
             );
-        } else if learned && !kernel.is_lut() {
+        } else if learned && !kernel.is_batch1() {
             let sets_per_block = if tensor_scope { 1 } else { 2 };
             let x_bytes = match kernel {
                 KernelKind::Mma => mma_x_bytes,
@@ -600,7 +733,7 @@ impl Plan {
         }
         // O1/O2 rely on the hot entries sitting at the front of the codebook.
         let frequency_ordered =
-            !kernel.is_lut() && ((n_shared > 0 && n_shared < entries) || n_reg > 0);
+            !kernel.is_batch1() && ((n_shared > 0 && n_shared < entries) || n_reg > 0);
 
         // 4b. Mma: loop order and codebook copies.
         let mut x_hoist = false;
@@ -679,7 +812,7 @@ impl Plan {
         //    and fill the GPU.
         let row_groups = match kernel {
             KernelKind::Dequant | KernelKind::DequantGemm => row_blocks.div_ceil(warps),
-            KernelKind::Lut => row_blocks.div_ceil(warps * rows_per_warp),
+            KernelKind::Lut | KernelKind::Replica => row_blocks.div_ceil(warps * rows_per_warp),
             KernelKind::LutLarge => 1,
             KernelKind::Mma => row_blocks.div_ceil(warps * wn),
         };
@@ -690,7 +823,7 @@ impl Plan {
         };
         let mut split = 1u32;
         let x_tile_bytes = (m_tile as usize * geo.tile_vectors() * config.v * 2) as u32;
-        if rank >= Level::O3.rank() && !kernel.is_lut() {
+        if rank >= Level::O3.rank() && !kernel.is_batch1() {
             let target_blocks = 2 * gpu.sm_count;
             let fill = target_blocks.div_ceil((row_groups * m_groups).max(1));
             let cb_traffic = (row_groups * m_groups) as f64
@@ -764,16 +897,40 @@ impl Plan {
             n_shared = 0;
             n_reg = 0;
         }
+        if kernel == KernelKind::Replica {
+            // Units of one codebook row band (or one piece) x one k tile, k tile major, cut into equal ranges, one per
+            // resident block: a block loads its activations once per k tile it touches and stages each band's set
+            // from registers loaded during the piece before.
+            let band_rb = match config.scope {
+                Scope::Tile { rows, .. } => rows as u32 / 8,
+                _ => warps * rows_per_warp,
+            };
+            let units = tiles * row_blocks.div_ceil(band_rb);
+            let per_sm = row_block_min_blocks(kernel, warps)
+                .min(gpu.smem_per_sm / (replica_smem(warps, rows_per_warp) + 1024))
+                .max(1);
+            row_groups = (per_sm * gpu.sm_count).min(units).max(1);
+            split = tiles;
+            tiles_per_split = 1;
+            note(
+                "replica blocks",
+                row_groups.to_string(),
+                format!(
+                    "{units} (k tile, {} rows) units cut into {row_groups} equal ranges ({per_sm} resident blocks per SM); \
+                     partial sums reduced with atomics",
+                    8 * band_rb
+                ),
+            );
+        }
         if kernel == KernelKind::Lut {
             // One k tile per block (one table), reused by `lut_chunks` chunks of 8·warps·rpw rows; enough blocks for
             // three waves of 3 resident blocks per SM, the rest of the rows amortise the table build.
-            let row_chunks = row_blocks.div_ceil(warps * rows_per_warp);
-            let slots = lut_min_blocks(warps) * gpu.sm_count;
+            let slots = row_block_min_blocks(kernel, warps) * gpu.sm_count;
             tiles_per_split = 1;
             if tile_scope {
                 // A block's rows must stay inside one codebook row band: one chunk per block, one k tile each.
                 lut_chunks = 1;
-                row_groups = row_chunks;
+                row_groups = row_blocks.div_ceil(warps * rows_per_warp);
                 split = tiles;
                 note("lut chunks", "1".into(), format!(
                     "per-tile codebooks: each block builds one table for one k tile and one chunk of {} rows; {row_groups} x \
@@ -791,7 +948,7 @@ impl Plan {
                 note("lut blocks", row_groups.to_string(), format!(
                     "stream mode: {units} (k tile, row block) units cut into {row_groups} equal ranges ({} resident blocks per SM, \
                      >= {} row blocks each); a block builds one table per k tile it touches (1-2), partial sums reduced with atomics",
-                    lut_min_blocks(warps),
+                    row_block_min_blocks(kernel, warps),
                     warps * rows_per_warp
                 ));
             }
@@ -878,6 +1035,7 @@ impl Plan {
                 m_tile * tiles_per_split * tk * 2 + cb_stage(sets) + e8p_bytes
             }
             KernelKind::Lut => lut_smem,
+            KernelKind::Replica => replica_smem(warps, rows_per_warp),
             KernelKind::LutLarge => lutl_smem(warps, lutl_cb_stage),
             KernelKind::Mma => mma_x_bytes + cb_stage(1) * cb_copies + e8p_bytes,
             KernelKind::DequantGemm => 0,
@@ -899,12 +1057,13 @@ impl Plan {
                 )));
             }
         }
-        let grid =
-            if (kernel == KernelKind::Lut && lut_chunks == 0) || kernel == KernelKind::LutLarge {
-                (row_groups, 1, 1) // stream mode: blockIdx.x picks a range of (k tile, row block) units
-            } else {
-                (row_groups, split, m_groups)
-            };
+        let grid = if (kernel == KernelKind::Lut && lut_chunks == 0)
+            || matches!(kernel, KernelKind::LutLarge | KernelKind::Replica)
+        {
+            (row_groups, 1, 1) // stream mode: blockIdx.x picks a range of (k tile, row block) units
+        } else {
+            (row_groups, split, m_groups)
+        };
         note(
             "grid",
             format!("{} x {} x {}", grid.0, grid.1, grid.2),
@@ -988,6 +1147,13 @@ impl fmt::Display for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kernel of a default GeMV plan on sm_90 (panics when the planner rejects it).
+    fn kernel_of(preset: &str, level: Level, m: usize, k: usize, n: usize) -> KernelKind {
+        gemv(preset, level, m, k, n, &Overrides::default())
+            .unwrap()
+            .kernel
+    }
 
     /// A GeMV plan on sm_90 with input features `k` and output features `n`.
     fn gemv(
@@ -1092,22 +1258,16 @@ mod tests {
         // Few rows: the table build would cost more than the lookups, so auto keeps the dequantizing GeMV, while the
         // explicit LUT level still runs it.
         assert_eq!(
-            gemv("aqlm3", Level::Auto, 1, 4096, 1000, &ov)
-                .unwrap()
-                .kernel,
+            kernel_of("aqlm3", Level::Auto, 1, 4096, 1000),
             KernelKind::Dequant
         );
         assert_eq!(
-            gemv("aqlm3", Level::Lut, 1, 4096, 1000, &ov)
-                .unwrap()
-                .kernel,
+            kernel_of("aqlm3", Level::Lut, 1, 4096, 1000),
             KernelKind::LutLarge
         );
         // Small codebooks keep the per-k-tile LUT; a 1 MiB codebook fits neither table.
         assert_eq!(
-            gemv("aqlm-2x8", Level::Auto, 1, 8192, 22016, &ov)
-                .unwrap()
-                .kernel,
+            kernel_of("aqlm-2x8", Level::Auto, 1, 8192, 22016),
             KernelKind::Lut
         );
         assert!(matches!(
@@ -1121,6 +1281,64 @@ mod tests {
         };
         assert!(matches!(
             gemv("aqlm3", Level::Auto, 4, 8192, 22016, &force),
+            Err(CodegenError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn per_tile_codebooks_at_batch_1_take_the_replica_kernel() {
+        let ov = Overrides::default();
+        // gptvq2: 16 copies of 8-byte entries (32 KiB) + two code pieces of 8 warps x 4 row blocks (2 x 16 KiB).
+        let p = gemv("gptvq2", Level::Auto, 1, 8192, 22016, &ov).unwrap();
+        assert_eq!((p.kernel, p.level), (KernelKind::Replica, Level::Replica));
+        assert_eq!((p.warps, p.rows_per_warp), (8, 4));
+        assert_eq!(p.smem_bytes, 256 * 128 + 2 * 4 * 8 * 512);
+        assert!(p.uses_workspace() && p.n_shared == 0 && !p.frequency_ordered);
+        // 3 resident blocks per SM (shared memory) over 32 k tiles x 86 bands.
+        assert_eq!(p.grid, (3 * 132, 1, 1));
+        let src = crate::instantiate(&p, None).source;
+        assert!(src.contains("vq_replica_gemv_body") && src.contains("ROWS_PER_WARP = 4"));
+        // Codebooks shared by the whole tensor keep the LUT at auto; the REP level still runs there.
+        for (level, want) in [
+            (Level::Auto, KernelKind::Lut),
+            (Level::Replica, KernelKind::Replica),
+        ] {
+            assert_eq!(kernel_of("aqlm-2x8", level, 1, 8192, 22016), want);
+        }
+        // Batch > 1, 4096-entry codebooks and E8P are typed errors at the REP level.
+        for (preset, m) in [("gptvq2", 2), ("aqlm3", 1), ("quip4", 1)] {
+            assert!(matches!(
+                gemv(preset, Level::Replica, m, 8192, 22016, &ov),
+                Err(CodegenError::Unsupported(_))
+            ));
+        }
+        // Row-block overrides: a piece must stay inside one 256-row band, and the count is 1, 2, 4 or 8.
+        let rpw = |r: u32, w: Option<u32>| {
+            gemv(
+                "gptvq2",
+                Level::Replica,
+                1,
+                8192,
+                22016,
+                &Overrides {
+                    rows_per_warp: Some(r),
+                    warps: w,
+                    ..Overrides::default()
+                },
+            )
+        };
+        assert_eq!(rpw(1, None).unwrap().smem_bytes, 256 * 128 + 2 * 8 * 512);
+        assert!(matches!(rpw(8, None), Err(CodegenError::Unsupported(_))));
+        assert!(matches!(
+            rpw(4, Some(16)),
+            Err(CodegenError::Unsupported(_))
+        ));
+        assert!(matches!(rpw(3, None), Err(CodegenError::Invalid(_))));
+        // Attention has no replica level.
+        let g = GpuSpec::for_arch("sm_90").unwrap();
+        let cq2 = VqConfig::preset("cq2").unwrap();
+        assert!(matches!(
+            crate::attention::AttentionPlan::new(&cq2, 1, 1024, 32, 32, 128, Level::Replica, &g),
             Err(CodegenError::Unsupported(_))
         ));
     }

@@ -21,7 +21,8 @@ fn rel_err(got: &[f32], want: &[f32]) -> f64 {
 
 /// The planner overrides a (level, batch) case also runs with, beyond the default plan: at m = 16 the mma kernel's
 /// variants the planner may not pick for a config (the other loop order, and 8 codebook copies); at the LUT level at
-/// m = 1 the LUT-large GeMV's TMA code loads (sm_90+; per-lane loads are the default).
+/// m = 1 the LUT-large GeMV's TMA code loads (sm_90+; per-lane loads are the default); at the replica level one row
+/// block per warp per code piece.
 fn variants(level: Level, m: usize) -> Vec<Overrides> {
     let mut v = vec![Overrides::default()];
     if m == 16 {
@@ -37,6 +38,12 @@ fn variants(level: Level, m: usize) -> Vec<Overrides> {
     } else if m == 1 && level == Level::Lut {
         v.push(Overrides {
             code_tma: Some(true),
+            ..Overrides::default()
+        });
+    } else if m == 1 && level == Level::Replica {
+        // One row block per warp: several code pieces per codebook row band.
+        v.push(Overrides {
+            rows_per_warp: Some(1),
             ..Overrides::default()
         });
     }
@@ -124,7 +131,7 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
     let (mut ran, mut skipped) = (0, 0);
     for c in configs() {
-        for level in Level::LADDER {
+        for level in Level::WEIGHT_LEVELS {
             // m = 20: two m16 slices, the second partly past the batch (zero rows).
             for (op, m) in [
                 (Op::Gemv, 1),
@@ -146,8 +153,8 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
                         Some(e) => {
                             ran += 1;
                             println!(
-                                "ok  {c:<28} {level:<4} m={m:<3} {rows}x{cols} x_hoist={:?} copies={:?} tma={:?}  rel.err {e:.2e}",
-                                ov.x_hoist, ov.cb_copies, ov.code_tma
+                                "ok  {c:<28} {level:<4} m={m:<3} {rows}x{cols} x_hoist={:?} copies={:?} tma={:?} rpw={:?}  rel.err {e:.2e}",
+                                ov.x_hoist, ov.cb_copies, ov.code_tma, ov.rows_per_warp
                             );
                         }
                         None => skipped += 1,
@@ -192,7 +199,7 @@ fn sanitizer_subset() {
     let cache = ModuleCache::memory_only();
     let mut ran = 0;
     for c in configs() {
-        for level in [Level::Gc, Level::O2, Level::O4, Level::Lut] {
+        for level in [Level::Gc, Level::O2, Level::O4, Level::Lut, Level::Replica] {
             for (op, m) in [(Op::Gemv, 1), (Op::Gemv, 2), (Op::Gemv, 16), (Op::Gemm, 33)] {
                 for ov in &variants(level, m) {
                     ran += check(

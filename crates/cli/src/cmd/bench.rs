@@ -105,10 +105,10 @@ pub(super) fn open_device() -> Result<(Gpu, ModuleCache, f64)> {
     Ok((gpu, cache, bw))
 }
 
-/// `all` (the ablation ladder plus auto) or a comma-separated list of levels.
-pub(super) fn parse_levels(spec: &str) -> Result<Vec<Level>> {
+/// `all` (the levels of `all_levels`, usually the ablation ladder, plus auto) or a comma-separated list of levels.
+pub(super) fn parse_levels(spec: &str, all_levels: &[Level]) -> Result<Vec<Level>> {
     if spec == "all" {
-        let mut l = Level::LADDER.to_vec();
+        let mut l = all_levels.to_vec();
         l.push(Level::Auto);
         return Ok(l);
     }
@@ -150,7 +150,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     } else {
         a.preset.split(',').map(|s| s.trim().to_string()).collect()
     };
-    let levels = parse_levels(&a.level)?;
+    let levels = parse_levels(&a.level, &Level::WEIGHT_LEVELS)?;
     let ov = a.overrides.to_overrides()?;
     let (gpu, cache, bw) = open_device()?;
     let spec = gpu.spec().clone();

@@ -91,7 +91,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         calls: a.calls,
         repeats: a.repeats,
     };
-    let levels = super::bench::parse_levels(&a.level)?;
+    let levels = super::bench::parse_levels(&a.level, &Level::LADDER)?;
     let presets: Vec<String> = if a.preset == "all" {
         vec!["cq2".into(), "cq4".into()]
     } else {

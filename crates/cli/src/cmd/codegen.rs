@@ -92,7 +92,7 @@ fn check_all(archs: &str) -> Result<()> {
                 (Op::Gemv, 16),
                 (Op::Gemm, 2048),
             ] {
-                for level in Level::LADDER {
+                for level in Level::WEIGHT_LEVELS {
                     let plan =
                         match Plan::new(&c, op, m, 4096, 11008, level, &gpu, &Overrides::default())
                         {

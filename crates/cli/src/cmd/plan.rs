@@ -49,7 +49,10 @@ pub struct OverrideArgs {
     /// Override: warps per block.
     #[arg(long)]
     pub warps: Option<u32>,
-    /// Override: kernel (dequant, lut, lut-large, mma).
+    /// Override (LUT and replica GeMV): 8-row blocks per warp per chunk / code piece (1, 2, 4, 8).
+    #[arg(long)]
+    pub rows_per_warp: Option<u32>,
+    /// Override: kernel (dequant, lut, lut-large, replica, mma).
     #[arg(long)]
     pub kernel: Option<String>,
     /// Override (mma kernel): copies of each staged 16-byte codebook entry (1, 2, 4, 8).
@@ -70,14 +73,18 @@ impl OverrideArgs {
             Some("dequant") => Some(KernelKind::Dequant),
             Some("lut") => Some(KernelKind::Lut),
             Some("lut-large") | Some("lut_large") => Some(KernelKind::LutLarge),
+            Some("replica") => Some(KernelKind::Replica),
             Some("mma") => Some(KernelKind::Mma),
-            Some(k) => anyhow::bail!("unknown --kernel `{k}` (dequant, lut, lut-large, mma)"),
+            Some(k) => {
+                anyhow::bail!("unknown --kernel `{k}` (dequant, lut, lut-large, replica, mma)")
+            }
         };
         Ok(Overrides {
             n_reg: self.n_reg,
             n_shared: self.n_shared,
             split: self.split,
             warps: self.warps,
+            rows_per_warp: self.rows_per_warp,
             kernel,
             cb_copies: self.cb_copies,
             x_hoist: self.x_hoist,

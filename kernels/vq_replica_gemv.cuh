@@ -1,0 +1,252 @@
+// vq_replica_gemv.cuh — batch-1 GeMV that reads codebook entries from replicated copies in shared memory.
+//
+// Why: with per-tile codebooks (GPTVQ: a 256-entry set per 256 x 256 tile) the LUT GeMV's table cannot be shared
+// beyond one codebook row band, so building it (2^B entries x TG groups x V FMAs) costs as much as the lookups it
+// replaces. Here each vector reads its V-wide entry and does V/2 HFMA2, and nothing is built but a copy of the set.
+//
+// Bank conflicts: a warp's random V-wide loads are served in wavefronts of 128 / (2V) lanes. Each entry is stored
+// COPIES = 128 / (2V) times, [stage][entry][copy][V], so one entry fills one 128-byte row of the 32 banks and copy c
+// always sits in the same banks whatever the entry; lane l reads copy l % COPIES, so the lanes of one wavefront hit
+// distinct banks for any codes: 2V / 4 wavefronts per warp load, the minimum for its bytes.
+//
+// Lane mapping and row reduction are the LUT GeMV's (vq_row_block_store): lane (g, t) takes row g of a row block and
+// the vectors t + 4j of the k tile, whose activations it keeps in registers (V/2 half2 per vector). Products and the
+// per-chunk sums run in half2 (two chains, <= VPC·R·V/4 products per half); the chunk's sum goes to fp32 before the
+// shuffles and atomics.
+//
+// Work: units of BAND_RB row blocks (a codebook row band for per-tile codebooks, else one piece) of one k tile, k
+// tile major, cut into gridDim.x equal ranges. A block loads its activations once per k tile it touches and streams
+// the row blocks in pieces of PIECE_RB (ROWS_PER_WARP per warp): a piece's codes are copied into one of two shared buffers with
+// cp.async (no registers held while in flight; the next piece's copies run during this piece's lookups), and the
+// next band's codebook set is loaded into registers during the piece before it, so staging waits on nothing.
+//
+// Extra Cfg members: WARPS, ROWS_PER_WARP, SPLIT. Requires L == 1, M == 1, E8P == false, V in {2, 4, 8}, and for per-tile codebooks
+// TILE_ROWS a multiple of 8·PIECE_RB and TILE_COLS of the k tile (crates/codegen/src/plan.rs `replica_ok`).
+#pragma once
+#include "vq_lut_gemv.cuh"
+
+template <class Cfg>
+struct ReplicaGeo {
+    static constexpr int ENTRY_BYTES = 2 * Cfg::V;
+    static constexpr int COPIES = 128 / ENTRY_BYTES;  // lanes per shared-memory wavefront of one entry load
+    static constexpr int ENTRIES = 1 << Cfg::B;
+    static constexpr int SET_ENTRIES = Cfg::R * ENTRIES;
+    static constexpr int SET_BYTES = SET_ENTRIES * 128;
+    // Code buffers: two pieces of PIECE_RB row blocks (512 bytes each) after the copies (plan.rs `replica_smem`).
+    static constexpr int PIECE_RB = Cfg::ROWS_PER_WARP * Cfg::WARPS;
+    static constexpr int PIECE_BYTES = PIECE_RB * 512;
+    static constexpr int BAND_RB = Cfg::TILE_ROWS > 0 ? Cfg::TILE_ROWS / 8 : PIECE_RB;
+    static_assert(BAND_RB % PIECE_RB == 0, "a piece lies inside one codebook row band");
+    static constexpr int THREADS = Cfg::WARPS * 32;
+    static constexpr int CB_PER_THREAD = (SET_ENTRIES + THREADS - 1) / THREADS;  // entries a thread stages
+};
+
+// One V-wide entry from a 32-bit shared-window address (one LDS.32 / .64 / .128).
+template <int V>
+__device__ __forceinline__ void vq_lds_entry(uint32_t addr, __half2 (&e)[V / 2]) {
+    uint32_t u[4];
+    if constexpr (V == 8)
+        asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];" : "=r"(u[0]), "=r"(u[1]), "=r"(u[2]), "=r"(u[3]) : "r"(addr));
+    else if constexpr (V == 4)
+        asm volatile("ld.shared.v2.b32 {%0,%1}, [%2];" : "=r"(u[0]), "=r"(u[1]) : "r"(addr));
+    else
+        asm volatile("ld.shared.b32 %0, [%1];" : "=r"(u[0]) : "r"(addr));
+#pragma unroll
+    for (int i = 0; i < V / 2; ++i) e[i] = *reinterpret_cast<__half2*>(&u[i]);
+}
+
+// A thread's share of one codebook set ([R][2^B][V] fp16 in global memory), as 16-byte words of 16 / (2V) copies.
+template <class Cfg>
+struct ReplicaSetRegs {
+    uint4 v[ReplicaGeo<Cfg>::CB_PER_THREAD];
+
+    __device__ __forceinline__ void load(const __half* __restrict__ cb_src) {
+        using G = ReplicaGeo<Cfg>;
+#pragma unroll
+        for (int i = 0; i < G::CB_PER_THREAD; ++i) {
+            const int se = threadIdx.x + i * G::THREADS;
+            if (G::SET_ENTRIES % G::THREADS != 0 && se >= G::SET_ENTRIES) break;
+            if constexpr (Cfg::V == 8) {
+                v[i] = __ldg(reinterpret_cast<const uint4*>(cb_src) + se);
+            } else if constexpr (Cfg::V == 4) {
+                const uint2 u = __ldg(reinterpret_cast<const uint2*>(cb_src) + se);
+                v[i] = make_uint4(u.x, u.y, u.x, u.y);
+            } else {
+                const unsigned int u = __ldg(reinterpret_cast<const unsigned int*>(cb_src) + se);
+                v[i] = make_uint4(u, u, u, u);
+            }
+        }
+    }
+
+    // Writes each entry as the 8 identical 16-byte words of its 128-byte row, word k at slot (k + thread) % 8, so the
+    // 8 lanes of a store phase hit 8 different bank groups.
+    __device__ __forceinline__ void store(uint4* dst) const {
+        using G = ReplicaGeo<Cfg>;
+        const int rot = threadIdx.x % 8;
+#pragma unroll
+        for (int i = 0; i < G::CB_PER_THREAD; ++i) {
+            const int se = threadIdx.x + i * G::THREADS;
+            if (G::SET_ENTRIES % G::THREADS != 0 && se >= G::SET_ENTRIES) break;
+#pragma unroll
+            for (int k = 0; k < 8; ++k) dst[se * 8 + ((k + rot) & 7)] = v[i];
+        }
+    }
+};
+
+// The activations of lane column t's vectors t + 4j of k tile `tile` (zero past `cols`, where the codes are padding).
+template <class Cfg>
+__device__ __forceinline__ void vq_replica_load_x(const __half* __restrict__ x, int cols, int tile, int t,
+                                                  __half2 (&xv)[Cfg::VPC][Cfg::V / 2]) {
+    constexpr int V = Cfg::V, VPC = Cfg::VPC;
+    const int col0 = tile * 4 * VPC * V;
+    const bool whole = col0 + 4 * VPC * V <= cols;  // block-uniform: only the last k tile needs the checks
+#pragma unroll
+    for (int j = 0; j < VPC; ++j) {
+        const int col = col0 + (t + 4 * j) * V;
+        uint32_t u[4] = {0u, 0u, 0u, 0u};
+        if (whole || col < cols) {
+            if constexpr (V == 8) {
+                const uint4 a = __ldg(reinterpret_cast<const uint4*>(x + col));
+                u[0] = a.x, u[1] = a.y, u[2] = a.z, u[3] = a.w;
+            } else if constexpr (V == 4) {
+                const uint2 a = __ldg(reinterpret_cast<const uint2*>(x + col));
+                u[0] = a.x, u[1] = a.y;
+            } else {
+                u[0] = __ldg(reinterpret_cast<const unsigned int*>(x + col));
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < V / 2; ++i) xv[j][i] = *reinterpret_cast<__half2*>(&u[i]);
+    }
+}
+
+// One k tile, row blocks [rb_lo, rb_hi) (rb_lo at a band start), in pieces of PIECE_RB row blocks. `staged` is the
+// codebook set now in shared memory (-1: none). Every piece ends with a barrier, so the buffers and the copies are
+// free when the next piece (or range) starts.
+template <class Cfg>
+__device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes, const __half* __restrict__ codebooks,
+                                                 const __half* __restrict__ scales, const __half* __restrict__ x,
+                                                 __half* __restrict__ y, float* __restrict__ ws, int rows, int cols,
+                                                 int kb, int tile, int rb_lo, int rb_hi, int& staged) {
+    using G = ReplicaGeo<Cfg>;
+    constexpr int V = Cfg::V, R = Cfg::R, B = Cfg::B, VPC = Cfg::VPC;
+    constexpr int RB = R * B, P = G::PIECE_RB;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const uint32_t smem_s = (uint32_t)__cvta_generic_to_shared(smem_raw);
+    const uint32_t bufs = smem_s + G::SET_BYTES;
+    const int pieces = (rb_hi - rb_lo + P - 1) / P;
+    const int col0 = tile * 4 * VPC * V;
+    // Codebook set of the range's first band; each band further down is one row of sets further (per-tile
+    // codebooks: sets are row-band major), and a band is BAND_RB / P pieces.
+    const int set0 = vq_set_of<Cfg>(min(rb_lo * 8, rows - 1), col0, cols);
+    const int sets_per_band = Cfg::TILE_ROWS > 0 ? (cols + Cfg::TILE_COLS - 1) / max(Cfg::TILE_COLS, 1) : 0;
+    auto set_of_piece = [&](int p) { return set0 + (p / (G::BAND_RB / P)) * sets_per_band; };
+
+    // Codes of piece p into buffer p % 2, one commit group per piece: this thread copies word `lane` of row blocks
+    // rb_lo + p·P + warp + i·WARPS. The source pointer advances by one piece per call (pieces are issued in order).
+    const size_t rb_stride = (size_t)kb * 32;  // uint4 words between consecutive row blocks of one k tile
+    const uint4* src_next = codes + ((size_t)(rb_lo + warp) * kb + tile) * 32 + lane;
+    int rb_next = rb_lo + warp;  // this thread's first row block of the next piece to issue
+    auto issue = [&](int p) {
+        const uint32_t dst = bufs + (p & 1) * G::PIECE_BYTES + 16u * threadIdx.x;
+#pragma unroll
+        for (int i = 0; i < P / Cfg::WARPS; ++i) {
+            if (rb_next + i * Cfg::WARPS < rb_hi)
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst + i * G::THREADS * 16),
+                             "l"(src_next + i * Cfg::WARPS * rb_stride));
+        }
+        asm volatile("cp.async.commit_group;");
+        src_next += P * rb_stride;
+        rb_next += P;
+    };
+    issue(0);
+
+    __half2 xv[VPC][V / 2];
+    vq_replica_load_x<Cfg>(x, cols, tile, lane % 4, xv);
+    ReplicaSetRegs<Cfg> next;  // the set of the piece about to start, when it must be staged
+    int pending = set_of_piece(0);
+    if (pending != staged) next.load(codebooks + (size_t)pending * G::SET_ENTRIES * V);
+
+    // Byte address of this lane's copy of entry 0 (stage 0); entry e of stage s is 128·(s·2^B + e) further.
+    const uint32_t copy_base = smem_s + (lane % G::COPIES) * G::ENTRY_BYTES;
+    // Entries loaded ahead per batch of vectors (<= 8 registers): a batch's loads are in flight together.
+    constexpr int BATCH = (16 / (R * V)) < 1 ? 1 : (16 / (R * V)) > VPC ? VPC : 16 / (R * V);
+    static_assert(VPC % BATCH == 0, "whole batches");
+    auto dot = [&](const uint32_t (&w)[4]) -> float {
+        __half2 acc[2] = {__float2half2_rn(0.f), __float2half2_rn(0.f)};  // even / odd steps: two dependency chains
+#pragma unroll
+        for (int j0 = 0; j0 < VPC; j0 += BATCH) {
+            __half2 e[BATCH][R][V / 2];
+#pragma unroll
+            for (int jj = 0; jj < BATCH; ++jj)
+#pragma unroll
+                for (int s = 0; s < R; ++s) {
+                    const uint32_t idx = vq_code_at<B>(w, (j0 + jj) * RB + s * B);
+                    // ptxas folds the stage offset into the LDS immediate.
+                    vq_lds_entry<V>(copy_base + idx * 128u + s * G::ENTRIES * 128, e[jj][s]);
+                }
+#pragma unroll
+            for (int jj = 0; jj < BATCH; ++jj)
+#pragma unroll
+                for (int s = 0; s < R; ++s)
+#pragma unroll
+                    for (int i = 0; i < V / 2; ++i)
+                        acc[(j0 + jj) % 2] = __hfma2(xv[j0 + jj][i], e[jj][s][i], acc[(j0 + jj) % 2]);
+        }
+        return (__low2float(acc[0]) + __high2float(acc[0])) + (__low2float(acc[1]) + __high2float(acc[1]));
+    };
+
+    for (int p = 0; p < pieces; ++p) {
+        if (pending != staged) {  // block-uniform; the previous piece's barrier freed the copies
+            next.store(reinterpret_cast<uint4*>(smem_raw));
+            staged = pending;
+        }
+        if (p + 1 < pieces) {
+            issue(p + 1);
+            asm volatile("cp.async.wait_group 1;" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 0;" ::: "memory");
+        }
+        __syncthreads();  // piece p and the staged copies visible to every warp
+        if (p + 1 < pieces) {
+            pending = set_of_piece(p + 1);
+            if (pending != staged) next.load(codebooks + (size_t)pending * G::SET_ENTRIES * V);  // in flight meanwhile
+        }
+        const uint32_t src = bufs + (p & 1) * G::PIECE_BYTES;
+#pragma unroll
+        for (int i = 0; i < P / Cfg::WARPS; ++i) {
+            const int rbl = warp + i * Cfg::WARPS, rb = rb_lo + p * P + rbl;
+            if (rb >= rb_hi) continue;  // warp-uniform
+            uint32_t w[4];
+            asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];"
+                         : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3])
+                         : "r"(src + 16u * (rbl * 32 + lane)));
+            vq_row_block_store<Cfg>(dot(w), rb, scales, y, ws, rows);
+        }
+        __syncthreads();  // buffer p % 2 and the copies are free
+    }
+}
+
+template <class Cfg>
+__device__ __forceinline__ void vq_replica_gemv_body(const uint4* __restrict__ codes, const __half* __restrict__ codebooks,
+                                                     const __half* __restrict__ scales, const __half* __restrict__ x,
+                                                     __half* __restrict__ y, float* __restrict__ ws, int rows, int cols,
+                                                     int kb) {
+    static_assert(Cfg::L == 1 && Cfg::M == 1 && !Cfg::E8P, "replica GeMV preconditions");
+    static_assert(Cfg::V == 2 || Cfg::V == 4 || Cfg::V == 8, "entries of 4, 8 or 16 bytes");
+    using G = ReplicaGeo<Cfg>;
+    const int row_blocks = (rows + 7) / 8;
+    const int bands = (row_blocks + G::BAND_RB - 1) / G::BAND_RB;
+    const long long units = (long long)bands * kb;
+    long long u = units * blockIdx.x / gridDim.x;
+    const long long u1 = units * (blockIdx.x + 1) / gridDim.x;
+    int staged = -1;
+    while (u < u1) {
+        const int tile = (int)(u / bands), b_lo = (int)(u % bands);
+        const int b_hi = (int)min((long long)bands, b_lo + (u1 - u));
+        vq_replica_range<Cfg>(codes, codebooks, scales, x, y, ws, rows, cols, kb, tile, b_lo * G::BAND_RB,
+                              min(row_blocks, b_hi * G::BAND_RB), staged);
+        u += b_hi - b_lo;
+    }
+}
