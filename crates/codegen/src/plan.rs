@@ -407,7 +407,7 @@ impl Plan {
                 return Err(CodegenError::Unsupported(format!(
                     "the replica GeMV needs batch 1, learned codebooks of 4-, 8- or 16-byte entries, 16-byte lane chunks with \
                      <= 32 activation registers, per-tile codebooks whose rows are a multiple of 64 and columns of the k tile, and \
-                     {} KiB of shared memory for the copies ({config} at m={m})",
+                     {} KiB of shared memory for the copies and code buffers ({config} at m={m})",
                     replica_smem(8, 1) / 1024
                 )));
             }
