@@ -47,6 +47,22 @@ __device__ __forceinline__ uint32_t vq_code_at(const uint32_t (&w)[4], int bit) 
     return __funnelshift_r(w[bit / 32], w[(bit / 32 + 1) & 3], bit % 32) & MASK;
 }
 
+// Stream mode of the batch-1 kernels: the (unit, part) pairs, unit major (`units` x `parts`), are cut into gridDim.x
+// equal ranges, so every block gets the same amount of work (no partial last wave); `fn(unit, part_lo, part_hi)` runs
+// once for each unit the block's range touches.
+template <class Fn>
+__device__ __forceinline__ void vq_for_block_range(long long units, int parts, Fn&& fn) {
+    const long long total = units * parts;
+    long long u = total * blockIdx.x / gridDim.x;
+    const long long u1 = total * (blockIdx.x + 1) / gridDim.x;
+    while (u < u1) {
+        const int unit = (int)(u / parts), lo = (int)(u % parts);
+        const int hi = (int)min((long long)parts, lo + (u1 - u));
+        fn(unit, lo, hi);
+        u += hi - lo;
+    }
+}
+
 // KEEP_IN_L1: allocate in L1 instead, for callers whose lanes' chunks share sectors (vq_lut_large.cuh).
 template <int L, bool KEEP_IN_L1 = false>
 __device__ __forceinline__ void vq_load_chunk(const uint4* __restrict__ codes, size_t tile, int lane, uint32_t (&w)[4 * L]) {

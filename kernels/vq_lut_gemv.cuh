@@ -40,7 +40,8 @@ __device__ __forceinline__ void vq_rotate_chunk(uint32_t (&w)[4], int bits) {
 }
 
 // Sums the partial dot products of row block `rb`'s lanes (g, t) over the four lane columns t and hands row g's
-// result to lane t = 0, which writes y (SPLIT == 1, scaled) or adds it into the fp32 workspace. Whole warp.
+// result to lane t = 0, which writes y (SPLIT == 1, scaled) or adds it into the fp32 workspace. Whole warp. Shared
+// with the replica GeMV (vq_replica_gemv.cuh), which uses the same lane mapping.
 template <class Cfg>
 __device__ __forceinline__ void vq_row_block_store(float a, int rb, const __half* __restrict__ scales,
                                                    __half* __restrict__ y, float* __restrict__ ws, int rows) {
@@ -59,51 +60,6 @@ __device__ __forceinline__ void vq_row_block_store(float a, int rb, const __half
     }
 }
 
-// The LUT GeMV's row-block stream. For k tile
-// `tile` and row blocks [rb_lo, rb_hi) (8 rows each; lane (g, t) holds row g's chunk of lane column t), warps take
-// chunks of WARPS · RPW row blocks, with two chunks of codes in flight per warp. `prepare()` runs once the first
-// chunk's loads are issued (staging, table build); `dot(chunk)` returns the lane's partial dot product for its row,
-// which vq_row_block_store reduces and writes.
-template <class Cfg, class Prepare, class Dot>
-__device__ __forceinline__ void vq_row_block_stream(const uint4* __restrict__ codes, const __half* __restrict__ scales,
-                                                    __half* __restrict__ y, float* __restrict__ ws, int rows, int kb,
-                                                    int tile, int rb_lo, int rb_hi, Prepare&& prepare, Dot&& dot) {
-    constexpr int RPW = Cfg::ROWS_PER_WARP;
-    constexpr int CHUNK_ROWS = Cfg::WARPS * RPW * 8;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int chunks = (rb_hi - rb_lo + CHUNK_ROWS / 8 - 1) / (CHUNK_ROWS / 8);
-
-    // Row blocks this warp owns in chunk c: rb_lo + c * CHUNK_ROWS/8 + warp * RPW + d.
-    auto rb_of = [&](int c, int d) { return rb_lo + c * (CHUNK_ROWS / 8) + warp * RPW + d; };
-    uint32_t buf[2][RPW][4];
-    auto load = [&](int c, uint32_t (&dst)[RPW][4]) {
-#pragma unroll
-        for (int d = 0; d < RPW; ++d) {
-            const int rb = rb_of(c, d);
-            if (c < chunks && rb < rb_hi) vq_load_chunk<1>(codes, (size_t)rb * kb + tile, lane, dst[d]);
-        }
-    };
-    load(0, buf[0]);  // in flight during the preparation
-    prepare();
-
-    auto process = [&](int c, uint32_t (&cur)[RPW][4]) {
-#pragma unroll
-        for (int d = 0; d < RPW; ++d) {
-            const int rb = rb_of(c, d);
-            if (rb >= rb_hi) continue;  // (not break: keeps the loop unrolled, cur[] in registers)
-            vq_row_block_store<Cfg>(dot(cur[d]), rb, scales, y, ws, rows);
-        }
-    };
-    // Two code buffers: chunk c+1 is in flight while chunk c is processed.
-    for (int c = 0; c < chunks; c += 2) {
-        load(c + 1, buf[1]);
-        process(c, buf[0]);
-        if (c + 1 >= chunks) break;
-        load(c + 2, buf[0]);
-        process(c + 1, buf[1]);
-    }
-}
-
 // One k tile, row blocks [rb_lo, rb_hi): stage the codebook set and the activation slice, build the table, then
 // stream the codes of the row blocks (CHUNK_ROWS / 8 per step, two steps of codes in flight per warp).
 template <class Cfg>
@@ -117,14 +73,60 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
     constexpr bool FAST = ROWP == 64 && B == 8;
     constexpr int ENTRIES = 1 << B;
     constexpr int RB = R * B;
+    constexpr int RPW = Cfg::ROWS_PER_WARP;
+    constexpr int CHUNK_ROWS = Cfg::WARPS * RPW * 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     float* table = reinterpret_cast<float*>(smem_raw);                      // [R][ENTRIES][ROWP], TG used
     __half* cbs = reinterpret_cast<__half*>(table + R * ENTRIES * ROWP);     // [R][ENTRIES][V]
     __half* xs = cbs + R * ENTRIES * V;                                      // [TG * V]
 
-    const int lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = lane / 4, t = lane % 4;
     const int col0 = tile * TG * V;
+    const int chunks = (rb_hi - rb_lo + CHUNK_ROWS / 8 - 1) / (CHUNK_ROWS / 8);
+
+    // Row blocks this warp owns in chunk c: rb_lo + c * CHUNK_ROWS/8 + warp * RPW + d.
+    auto rb_of = [&](int c, int d) { return rb_lo + c * (CHUNK_ROWS / 8) + warp * RPW + d; };
+    uint32_t buf[2][RPW][4];
+    auto load = [&](int c, uint32_t (&dst)[RPW][4]) {
+#pragma unroll
+        for (int d = 0; d < RPW; ++d) {
+            const int rb = rb_of(c, d);
+            if (c < chunks && rb < rb_hi) vq_load_chunk<1>(codes, (size_t)rb * kb + tile, lane, dst[d]);
+        }
+    };
+    load(0, buf[0]);  // in flight during staging and the table build
+
+    const __half* cb_src = codebooks;
+    if constexpr (Cfg::TILE_ROWS > 0) cb_src += (size_t)vq_set_of<Cfg>(min(rb_lo * 8, rows - 1), col0, cols) * R * ENTRIES * V;
+    __syncthreads();  // the previous range's lookups are done with the table
+    if constexpr ((R * ENTRIES * V) % 8 == 0) {
+        for (int i = threadIdx.x; i < R * ENTRIES * V / 8; i += blockDim.x)
+            reinterpret_cast<uint4*>(cbs)[i] = __ldg(reinterpret_cast<const uint4*>(cb_src) + i);
+    } else {
+        for (int i = threadIdx.x; i < R * ENTRIES * V; i += blockDim.x) cbs[i] = cb_src[i];
+    }
+    for (int i = threadIdx.x; i < TG * V; i += blockDim.x) xs[i] = col0 + i < cols ? x[col0 + i] : __float2half(0.f);
+    __syncthreads();
+    // Table build. Thread -> fixed group grp (its activation vector stays in registers) and entries
+    // se = tid / TG, + stride, ...: a warp shares se (broadcast codebook reads) and writes consecutive groups
+    // (conflict-free stores). Products in half2 (4 HFMA2 per entry), the two lanes summed in fp32.
+    {
+        const int grp = threadIdx.x % TG;
+        __half2 xv[V / 2];
+#pragma unroll
+        for (int k = 0; k < V / 2; ++k) xv[k] = reinterpret_cast<const __half2*>(xs + grp * V)[k];
+        const int stride = blockDim.x / TG;
+#pragma unroll 4
+        for (int se = threadIdx.x / TG; se < R * ENTRIES; se += stride) {
+            const __half2* cv = reinterpret_cast<const __half2*>(cbs + se * V);
+            __half2 p = __hmul2(xv[0], cv[0]);
+#pragma unroll
+            for (int k = 1; k < V / 2; ++k) p = __hfma2(xv[k], cv[k], p);
+            table[se * ROWP + grp] = __low2float(p) + __high2float(p);
+        }
+    }
+    __syncthreads();
 
     // Lane (g, t) reads group t + 4·((j + g) mod VPC) at step j: one base address per step, computed once.
     // 32-bit shared-window byte addresses of this lane's column of the table at each step: a lookup is then
@@ -135,110 +137,75 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
     // and 3 zero), so one PRMT of (code word, offset word) gives code·256 + column, and the table base is folded
     // into the LDS as a uniform register: PRMT + LDS + FADD per lookup.
     uint32_t offq[FAST ? VPC / 2 : 1];
+    if constexpr (FAST) {
+        static_assert(VPC % 2 == 0, "pairs of steps");
+#pragma unroll
+        for (int i = 0; i < VPC / 2; ++i)
+            offq[i] = vq_lut_offset_pair(4u * (t + 4 * ((2 * i + g) % VPC)), 4u * (t + 4 * ((2 * i + 1 + g) % VPC)));
+        toff[0] = 0u;
+    } else {
+#pragma unroll
+        for (int j = 0; j < VPC; ++j) toff[j] = table_s + 4u * (t + 4 * ((j + g) % VPC));
+        offq[0] = 0u;
+    }
     const unsigned char* tbl_bytes = reinterpret_cast<const unsigned char*>(table);
 
-    auto prepare = [&] {
-        const __half* cb_src = codebooks;
-        if constexpr (Cfg::TILE_ROWS > 0)
-            cb_src += (size_t)vq_set_of<Cfg>(min(rb_lo * 8, rows - 1), col0, cols) * R * ENTRIES * V;
-        __syncthreads();  // the previous range's lookups are done with the table
-        if constexpr ((R * ENTRIES * V) % 8 == 0) {
-            for (int i = threadIdx.x; i < R * ENTRIES * V / 8; i += blockDim.x)
-                reinterpret_cast<uint4*>(cbs)[i] = __ldg(reinterpret_cast<const uint4*>(cb_src) + i);
-        } else {
-            for (int i = threadIdx.x; i < R * ENTRIES * V; i += blockDim.x) cbs[i] = cb_src[i];
-        }
-        for (int i = threadIdx.x; i < TG * V; i += blockDim.x) xs[i] = col0 + i < cols ? x[col0 + i] : __float2half(0.f);
-        __syncthreads();
-        // Table build. Thread -> fixed group grp (its activation vector stays in registers) and entries
-        // se = tid / TG, + stride, ...: a warp shares se (broadcast codebook reads) and writes consecutive groups
-        // (conflict-free stores). Products in half2 (4 HFMA2 per entry), the two lanes summed in fp32.
-        {
-            const int grp = threadIdx.x % TG;
-            __half2 xv[V / 2];
+    auto process = [&](int c, uint32_t (&cur)[RPW][4]) {
 #pragma unroll
-            for (int k = 0; k < V / 2; ++k) xv[k] = reinterpret_cast<const __half2*>(xs + grp * V)[k];
-            const int stride = blockDim.x / TG;
-#pragma unroll 4
-            for (int se = threadIdx.x / TG; se < R * ENTRIES; se += stride) {
-                const __half2* cv = reinterpret_cast<const __half2*>(cbs + se * V);
-                __half2 p = __hmul2(xv[0], cv[0]);
+        for (int d = 0; d < RPW; ++d) {
+            const int rb = rb_of(c, d);
+            if (rb >= rb_hi) continue;  // (not break: keeps the loop unrolled, cur[] in registers)
+            vq_rotate_chunk<Cfg>(cur[d], (g % VPC) * RB);
+            float acc[2] = {0.f, 0.f};  // two chains of adds (even / odd steps): half the dependent-add latency
 #pragma unroll
-                for (int k = 1; k < V / 2; ++k) p = __hfma2(xv[k], cv[k], p);
-                table[se * ROWP + grp] = __low2float(p) + __high2float(p);
-            }
-        }
-        __syncthreads();
-        if constexpr (FAST) {
-            static_assert(VPC % 2 == 0, "pairs of steps");
+            for (int j = 0; j < VPC; ++j) {
 #pragma unroll
-            for (int i = 0; i < VPC / 2; ++i)
-                offq[i] = vq_lut_offset_pair(4u * (t + 4 * ((2 * i + g) % VPC)), 4u * (t + 4 * ((2 * i + 1 + g) % VPC)));
-            toff[0] = 0u;
-        } else {
-#pragma unroll
-            for (int j = 0; j < VPC; ++j) toff[j] = table_s + 4u * (t + 4 * ((j + g) % VPC));
-            offq[0] = 0u;
-        }
-    };
-
-    auto dot = [&](uint32_t (&w)[4]) -> float {
-        vq_rotate_chunk<Cfg>(w, (g % VPC) * RB);
-        float acc[2] = {0.f, 0.f};  // two chains of adds (even / odd steps): half the dependent-add latency
-#pragma unroll
-        for (int j = 0; j < VPC; ++j) {
-#pragma unroll
-            for (int s = 0; s < R; ++s) {
-                const int bit = j * RB + s * B;
-                if constexpr (FAST) {
-                    const uint32_t k = (uint32_t)((bit % 32) / 8);
-                    const uint32_t addr = vq_lut_addr_pair(w[bit / 32], offq[j / 2], k, j % 2);
-                    acc[j % 2] += *reinterpret_cast<const float*>(tbl_bytes + addr + s * ENTRIES * ROWP * 4);
-                    continue;
+                for (int s = 0; s < R; ++s) {
+                    const int bit = j * RB + s * B;
+                    if constexpr (FAST) {
+                        const uint32_t k = (uint32_t)((bit % 32) / 8);
+                        const uint32_t addr = vq_lut_addr_pair(cur[d][bit / 32], offq[j / 2], k, j % 2);
+                        acc[j % 2] += *reinterpret_cast<const float*>(tbl_bytes + addr + s * ENTRIES * ROWP * 4);
+                        continue;
+                    }
+                    const uint32_t idx = vq_code_at<B>(cur[d], bit);
+                    float e;
+                    // ptxas folds the stage offset into the LDS immediate.
+                    asm volatile("ld.shared.f32 %0, [%1];" : "=f"(e) : "r"(toff[j] + idx * (ROWP * 4) + s * ENTRIES * ROWP * 4));
+                    acc[j % 2] += e;
                 }
-                const uint32_t idx = vq_code_at<B>(w, bit);
-                float e;
-                // ptxas folds the stage offset into the LDS immediate.
-                asm volatile("ld.shared.f32 %0, [%1];" : "=f"(e) : "r"(toff[j] + idx * (ROWP * 4) + s * ENTRIES * ROWP * 4));
-                acc[j % 2] += e;
             }
+            vq_row_block_store<Cfg>(acc[0] + acc[1], rb, scales, y, ws, rows);
         }
-        return acc[0] + acc[1];
     };
-    vq_row_block_stream<Cfg>(codes, scales, y, ws, rows, kb, tile, rb_lo, rb_hi, prepare, dot);
-}
-
-// Work split of the batch-1 row-block kernels. chunks > 0: block (x, y) takes k tile y and `chunks` chunks of rows
-// from x · chunks · CHUNK_ROWS (per-tile codebooks need a block's rows inside one codebook row band). chunks == 0
-// (stream mode): the (k tile, row block) units, k tile major, are cut into gridDim.x equal ranges, so every block
-// gets the same number of row blocks (no partial last wave); a range that crosses a k tile prepares it again.
-// `tile_range(tile, rb_lo, rb_hi)` does the work.
-template <int CHUNK_ROWS, class TileRange>
-__device__ __forceinline__ void vq_row_block_split(int rows, int kb, int chunks, TileRange&& tile_range) {
-    const int row_blocks = (rows + 7) / 8;
-    if (chunks > 0) {
-        const int rb0 = blockIdx.x * chunks * (CHUNK_ROWS / 8);
-        tile_range((int)blockIdx.y, rb0, min(row_blocks, rb0 + chunks * (CHUNK_ROWS / 8)));
-        return;
-    }
-    const long long units = (long long)row_blocks * kb;
-    long long u = units * blockIdx.x / gridDim.x;
-    const long long u1 = units * (blockIdx.x + 1) / gridDim.x;
-    while (u < u1) {
-        const int tile = (int)(u / row_blocks), rb_lo = (int)(u % row_blocks);
-        const int rb_hi = (int)min((long long)row_blocks, rb_lo + (u1 - u));
-        tile_range(tile, rb_lo, rb_hi);
-        u += rb_hi - rb_lo;
+    // Two code buffers: chunk c+1 is in flight while chunk c is looked up.
+    for (int c = 0; c < chunks; c += 2) {
+        load(c + 1, buf[1]);
+        process(c, buf[0]);
+        if (c + 1 >= chunks) break;
+        load(c + 2, buf[0]);
+        process(c + 1, buf[1]);
     }
 }
 
+// Work split. chunks > 0: block (x, y) takes k tile y and `chunks` chunks of rows from x · chunks · CHUNK_ROWS (per-tile
+// codebooks need a block's rows inside one codebook row band). chunks == 0 (stream mode, vq_for_block_range): the
+// (k tile, row block) pairs are cut into gridDim.x equal ranges; a range that crosses a k tile rebuilds the table once.
 template <class Cfg>
 __device__ __forceinline__ void vq_lut_gemv_body(const uint4* __restrict__ codes, const __half* __restrict__ codebooks,
                                                  const __half* __restrict__ scales, const __half* __restrict__ x,
                                                  __half* __restrict__ y, float* __restrict__ ws, int rows, int cols, int kb,
                                                  int chunks) {
     static_assert(Cfg::L == 1 && Cfg::M == 1 && !Cfg::E8P, "LUT GeMV preconditions");
-    vq_row_block_split<Cfg::WARPS * Cfg::ROWS_PER_WARP * 8>(rows, kb, chunks, [&](int tile, int rb_lo, int rb_hi) {
+    constexpr int CHUNK_ROWS = Cfg::WARPS * Cfg::ROWS_PER_WARP * 8;
+    const int row_blocks = (rows + 7) / 8;
+    if (chunks > 0) {
+        const int rb0 = blockIdx.x * chunks * (CHUNK_ROWS / 8);
+        vq_lut_tile_range<Cfg>(codes, codebooks, scales, x, y, ws, rows, cols, kb, blockIdx.y, rb0,
+                               min(row_blocks, rb0 + chunks * (CHUNK_ROWS / 8)));
+        return;
+    }
+    vq_for_block_range(kb, row_blocks, [&](int tile, int rb_lo, int rb_hi) {
         vq_lut_tile_range<Cfg>(codes, codebooks, scales, x, y, ws, rows, cols, kb, tile, rb_lo, rb_hi);
     });
 }

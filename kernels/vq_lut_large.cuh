@@ -260,14 +260,7 @@ __device__ __forceinline__ void vq_lut_large_body(const void* codes, const __hal
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     uint32_t parity = 0u;  // TMA buffers' wait parities
-    const long long groups = (rows + 31) / 32;
-    const long long total = (long long)kb * 4 * G::R * groups;
-    long long u = total * blockIdx.x / gridDim.x;
-    const long long u1 = total * (blockIdx.x + 1) / gridDim.x;
-    while (u < u1) {
-        const int unit = (int)(u / groups);
-        const int rw_lo = (int)(u % groups);
-        const int rw_hi = (int)min(groups, rw_lo + (u1 - u));
+    vq_for_block_range((long long)kb * 4 * G::R, (rows + 31) / 32, [&](int unit, int rw_lo, int rw_hi) {
         // unit = (tile·4 + t)·R + s: a (tile, t)'s stages are adjacent, so their blocks share the chunks in L2.
         const int s = unit % G::R, t = (unit / G::R) % 4, tile = unit / (4 * G::R);
         __syncthreads();  // the previous unit's lookups are done with the table and the code buffers
@@ -290,6 +283,5 @@ __device__ __forceinline__ void vq_lut_large_body(const void* codes, const __hal
         vq_lutl_build<Cfg>(cb, x, smem_raw, cols, tile, t);
         __syncthreads();
         vq_lutl_rows_stage<Cfg>(s, codes, ws, smem_s, parity, rows, kb, tile, t, rw_lo, rw_hi);
-        u += rw_hi - rw_lo;
-    }
+    });
 }

@@ -41,20 +41,6 @@ struct ReplicaGeo {
     static constexpr int CB_PER_THREAD = (SET_ENTRIES + THREADS - 1) / THREADS;  // entries a thread stages
 };
 
-// One V-wide entry from a 32-bit shared-window address (one LDS.32 / .64 / .128).
-template <int V>
-__device__ __forceinline__ void vq_lds_entry(uint32_t addr, __half2 (&e)[V / 2]) {
-    uint32_t u[4];
-    if constexpr (V == 8)
-        asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];" : "=r"(u[0]), "=r"(u[1]), "=r"(u[2]), "=r"(u[3]) : "r"(addr));
-    else if constexpr (V == 4)
-        asm volatile("ld.shared.v2.b32 {%0,%1}, [%2];" : "=r"(u[0]), "=r"(u[1]) : "r"(addr));
-    else
-        asm volatile("ld.shared.b32 %0, [%1];" : "=r"(u[0]) : "r"(addr));
-#pragma unroll
-    for (int i = 0; i < V / 2; ++i) e[i] = *reinterpret_cast<__half2*>(&u[i]);
-}
-
 // A thread's share of one codebook set ([R][2^B][V] fp16 in global memory), as 16-byte words of 16 / (2V) copies.
 template <class Cfg>
 struct ReplicaSetRegs {
@@ -62,19 +48,17 @@ struct ReplicaSetRegs {
 
     __device__ __forceinline__ void load(const __half* __restrict__ cb_src) {
         using G = ReplicaGeo<Cfg>;
+        constexpr int H2 = Cfg::V / 2;
 #pragma unroll
         for (int i = 0; i < G::CB_PER_THREAD; ++i) {
             const int se = threadIdx.x + i * G::THREADS;
             if (G::SET_ENTRIES % G::THREADS != 0 && se >= G::SET_ENTRIES) break;
-            if constexpr (Cfg::V == 8) {
-                v[i] = __ldg(reinterpret_cast<const uint4*>(cb_src) + se);
-            } else if constexpr (Cfg::V == 4) {
-                const uint2 u = __ldg(reinterpret_cast<const uint2*>(cb_src) + se);
-                v[i] = make_uint4(u.x, u.y, u.x, u.y);
-            } else {
-                const unsigned int u = __ldg(reinterpret_cast<const unsigned int*>(cb_src) + se);
-                v[i] = make_uint4(u, u, u, u);
-            }
+            Entry<Cfg::V> e;
+            vq_load_entry_global<Cfg::V>(cb_src + se * Cfg::V, e);
+            uint32_t w[4];
+#pragma unroll
+            for (int k = 0; k < 4; ++k) w[k] = *reinterpret_cast<const uint32_t*>(&e.h[k % H2]);
+            v[i] = make_uint4(w[0], w[1], w[2], w[3]);
         }
     }
 
@@ -96,27 +80,19 @@ struct ReplicaSetRegs {
 // The activations of lane column t's vectors t + 4j of k tile `tile` (zero past `cols`, where the codes are padding).
 template <class Cfg>
 __device__ __forceinline__ void vq_replica_load_x(const __half* __restrict__ x, int cols, int tile, int t,
-                                                  __half2 (&xv)[Cfg::VPC][Cfg::V / 2]) {
+                                                  Entry<Cfg::V> (&xv)[Cfg::VPC]) {
     constexpr int V = Cfg::V, VPC = Cfg::VPC;
     const int col0 = tile * 4 * VPC * V;
     const bool whole = col0 + 4 * VPC * V <= cols;  // block-uniform: only the last k tile needs the checks
 #pragma unroll
     for (int j = 0; j < VPC; ++j) {
         const int col = col0 + (t + 4 * j) * V;
-        uint32_t u[4] = {0u, 0u, 0u, 0u};
         if (whole || col < cols) {
-            if constexpr (V == 8) {
-                const uint4 a = __ldg(reinterpret_cast<const uint4*>(x + col));
-                u[0] = a.x, u[1] = a.y, u[2] = a.z, u[3] = a.w;
-            } else if constexpr (V == 4) {
-                const uint2 a = __ldg(reinterpret_cast<const uint2*>(x + col));
-                u[0] = a.x, u[1] = a.y;
-            } else {
-                u[0] = __ldg(reinterpret_cast<const unsigned int*>(x + col));
-            }
-        }
+            vq_load_entry_global<V>(x + col, xv[j]);
+        } else {
 #pragma unroll
-        for (int i = 0; i < V / 2; ++i) xv[j][i] = *reinterpret_cast<__half2*>(&u[i]);
+            for (int i = 0; i < V / 2; ++i) xv[j].h[i] = __float2half2_rn(0.f);
+        }
     }
 }
 
@@ -162,14 +138,14 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
     };
     issue(0);
 
-    __half2 xv[VPC][V / 2];
+    Entry<V> xv[VPC];
     vq_replica_load_x<Cfg>(x, cols, tile, lane % 4, xv);
     ReplicaSetRegs<Cfg> next;  // the set of the piece about to start, when it must be staged
     int pending = set_of_piece(0);
     if (pending != staged) next.load(codebooks + (size_t)pending * G::SET_ENTRIES * V);
 
     // Byte address of this lane's copy of entry 0 (stage 0); entry e of stage s is 128·(s·2^B + e) further.
-    const uint32_t copy_base = smem_s + (lane % G::COPIES) * G::ENTRY_BYTES;
+    const unsigned char* copy_base = smem_raw + (lane % G::COPIES) * G::ENTRY_BYTES;
     // Entries loaded ahead per batch of vectors (<= 8 registers): a batch's loads are in flight together.
     constexpr int BATCH = (16 / (R * V)) < 1 ? 1 : (16 / (R * V)) > VPC ? VPC : 16 / (R * V);
     static_assert(VPC % BATCH == 0, "whole batches");
@@ -177,14 +153,15 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
         __half2 acc[2] = {__float2half2_rn(0.f), __float2half2_rn(0.f)};  // even / odd steps: two dependency chains
 #pragma unroll
         for (int j0 = 0; j0 < VPC; j0 += BATCH) {
-            __half2 e[BATCH][R][V / 2];
+            Entry<V> e[BATCH][R];
 #pragma unroll
             for (int jj = 0; jj < BATCH; ++jj)
 #pragma unroll
                 for (int s = 0; s < R; ++s) {
                     const uint32_t idx = vq_code_at<B>(w, (j0 + jj) * RB + s * B);
                     // ptxas folds the stage offset into the LDS immediate.
-                    vq_lds_entry<V>(copy_base + idx * 128u + s * G::ENTRIES * 128, e[jj][s]);
+                    vq_load_entry_shared<V>(reinterpret_cast<const __half*>(copy_base + idx * 128u + s * G::ENTRIES * 128),
+                                            e[jj][s]);
                 }
 #pragma unroll
             for (int jj = 0; jj < BATCH; ++jj)
@@ -192,7 +169,7 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
                 for (int s = 0; s < R; ++s)
 #pragma unroll
                     for (int i = 0; i < V / 2; ++i)
-                        acc[(j0 + jj) % 2] = __hfma2(xv[j0 + jj][i], e[jj][s][i], acc[(j0 + jj) % 2]);
+                        acc[(j0 + jj) % 2] = __hfma2(xv[j0 + jj].h[i], e[jj][s].h[i], acc[(j0 + jj) % 2]);
         }
         return (__low2float(acc[0]) + __high2float(acc[0])) + (__low2float(acc[1]) + __high2float(acc[1]));
     };
@@ -237,16 +214,9 @@ __device__ __forceinline__ void vq_replica_gemv_body(const uint4* __restrict__ c
     static_assert(Cfg::V == 2 || Cfg::V == 4 || Cfg::V == 8, "entries of 4, 8 or 16 bytes");
     using G = ReplicaGeo<Cfg>;
     const int row_blocks = (rows + 7) / 8;
-    const int bands = (row_blocks + G::BAND_RB - 1) / G::BAND_RB;
-    const long long units = (long long)bands * kb;
-    long long u = units * blockIdx.x / gridDim.x;
-    const long long u1 = units * (blockIdx.x + 1) / gridDim.x;
     int staged = -1;
-    while (u < u1) {
-        const int tile = (int)(u / bands), b_lo = (int)(u % bands);
-        const int b_hi = (int)min((long long)bands, b_lo + (u1 - u));
+    vq_for_block_range(kb, (row_blocks + G::BAND_RB - 1) / G::BAND_RB, [&](int tile, int b_lo, int b_hi) {
         vq_replica_range<Cfg>(codes, codebooks, scales, x, y, ws, rows, cols, kb, tile, b_lo * G::BAND_RB,
                               min(row_blocks, b_hi * G::BAND_RB), staged);
-        u += b_hi - b_lo;
-    }
+    });
 }

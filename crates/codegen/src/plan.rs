@@ -29,8 +29,8 @@ pub enum Op {
 }
 
 /// `__launch_bounds__` minimum blocks per SM of the row-block GeMVs. LUT: 3 blocks of 8 warps (<= 85 registers), 2
-/// of 16 or 1 of 32 (<= 64 registers); its 64-128 KiB table allows no more. Replica: 64 warps per SM (<= 32 KiB of
-/// copies per block; <= 64 registers, of which 32 hold the lane's activations).
+/// of 16 or 1 of 32 (<= 64 registers); its 64-128 KiB table allows no more. Replica: 32 warps per SM (<= 64
+/// registers, of which 32 hold the lane's activations; shared memory may allow fewer blocks, see the planner).
 pub fn row_block_min_blocks(kernel: KernelKind, warps: u32) -> u32 {
     match (kernel, warps) {
         (KernelKind::Replica, w) => (32 / w.max(1)).max(1),
@@ -365,11 +365,11 @@ impl Plan {
         // Replica GeMV (kernels/vq_replica_gemv.cuh): the codebook set staged in shared memory with 128 / (2v) copies
         // of every entry (one 128-byte row per entry), the LUT GeMV's lane mapping (so the same row-band condition)
         // and the lane's activations in registers (v/2 half2 per vector, at most 32 registers).
-        // Shared memory (kernels/vq_replica_gemv.cuh `ReplicaGeo`): the copies, then two code buffers of 2 row blocks
-        // per warp.
+        // Shared memory (kernels/vq_replica_gemv.cuh `ReplicaGeo`): the copies, then two code buffers of `rpw` row
+        // blocks per warp.
         let replica_cb_bytes = config.r as u32 * entries * 128;
         let replica_smem = |w: u32, rpw: u32| replica_cb_bytes + 2 * rpw * w * 512;
-        // A piece (2 row blocks per warp) must lie inside one codebook row band, and a k tile in one column span.
+        // A piece (`rpw` row blocks per warp) must lie inside one codebook row band, and a k tile in one column span.
         let replica_bands_ok = |w: u32, rpw: u32| match config.scope {
             Scope::Tile { rows, cols } => {
                 cols.is_multiple_of(geo.tile_vectors() * config.v)
