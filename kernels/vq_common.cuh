@@ -167,11 +167,22 @@ __device__ __forceinline__ void vq_lookup(const RegTier<Cfg>& reg, int s, uint32
             return;
         }
     }
-    if constexpr (Cfg::N_SHARED >= ENTRIES) {
-        // CB_COPIES > 1 (mma kernel, whole codebook staged): copy threadIdx.x % CB_COPIES of the entry, so that the 8
-        // lanes of a 16-byte load phase read 8 different bank groups whatever their entries.
-        const size_t slot = ((size_t)s * Cfg::N_SHARED + idx) * Cfg::CB_COPIES + threadIdx.x % Cfg::CB_COPIES;
-        vq_load_entry_shared<Cfg::V>(smem_set + slot * Cfg::V, e);
+    if constexpr (Cfg::N_SHARED >= ENTRIES && Cfg::CB_COPIES > 1) {
+        // CB_COPIES > 1 (mma kernel, whole codebook staged): the caller passes smem_set already offset to copy
+        // lane % CB_COPIES of entry 0, so that the 8 lanes of a 16-byte load phase read 8 different bank groups
+        // whatever their entries, at one shift-add per lookup.
+        static_assert(Cfg::V == 8, "codebook copies: 16-byte entries");
+        const uint32_t base = (uint32_t)__cvta_generic_to_shared(smem_set) + (uint32_t)s * Cfg::N_SHARED * Cfg::CB_COPIES * 16;
+        uint4 u;
+        asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w)
+                     : "r"(base + idx * (Cfg::CB_COPIES * 16)));
+        e.h[0] = *reinterpret_cast<__half2*>(&u.x);
+        e.h[1] = *reinterpret_cast<__half2*>(&u.y);
+        e.h[2] = *reinterpret_cast<__half2*>(&u.z);
+        e.h[3] = *reinterpret_cast<__half2*>(&u.w);
+    } else if constexpr (Cfg::N_SHARED >= ENTRIES) {
+        vq_load_entry_shared<Cfg::V>(smem_set + ((size_t)s * Cfg::N_SHARED + idx) * Cfg::V, e);
     } else if constexpr (Cfg::N_SHARED > 0) {
         static_assert(Cfg::CB_COPIES == 1, "codebook copies need the whole codebook in shared memory");
         if (idx < (uint32_t)Cfg::N_SHARED)

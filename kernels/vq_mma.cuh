@@ -13,7 +13,7 @@
 // shared-memory exchange path is not implemented.
 //
 // Block: WARPS warps; warp w owns WN row blocks (8 weight rows each); all warps share BM activation rows
-// (BM = 16·MT) staged per k tile in shared memory with a padded row stride (conflict-free 8-byte fragment loads).
+// (BM = 16·MT) staged per k tile in shared memory in fragment order (vq_mma_xcol: one LDS.128 per A fragment).
 // Loop order (XHOIST): vector slot j outer and row blocks inner loads a slot's activation fragments once for the WN
 // row blocks; row blocks outer keeps a row block's VPC codebook lookups in flight together (global-tier codebooks).
 // CB_COPIES: each staged 16-byte codebook entry is stored CB_COPIES times and lane l reads copy l % CB_COPIES
@@ -35,9 +35,19 @@ struct MmaShape {
     static constexpr int TV = 4 * Cfg::VPC;
     static constexpr int TK = TV * Cfg::V;          // input columns per k tile
     static constexpr int BM = 16 * Cfg::MT;
-    static constexpr int XSTRIDE = TK + 16;         // halves; +32 bytes keeps 8-byte fragment loads conflict-free
-    static constexpr int STEPS = (Cfg::V >= 4) ? TK / 16 : TK / 16;
+    static constexpr int STEPS = TK / 16;           // k16 steps per k tile
 };
+
+// The staged activation tile is kept in fragment order: for k16 step st and m16 slice mt, lane l's four A registers
+// are the 16 bytes at uint4 index (st·MT + mt)·32 + l, so one conflict-free LDS.128 loads a whole A fragment, already
+// in the register order mma wants, and the staging writes whole fragments (conflict-free STS.128).
+// Tile column of the pair (a0, a1) (p = 0) or (a2, a3) (p = 1) of lane column t in step st (see the mapping above).
+template <class Cfg>
+__device__ __forceinline__ int vq_mma_xcol(int st, int t, int p) {
+    constexpr int V = Cfg::V;
+    if constexpr (V >= 4) return (st / (V / 4)) * 4 * V + V * t + 4 * (st % (V / 4)) + 2 * p;
+    else return (2 * st + p) * 8 + 2 * t;
+}
 
 // Decodes vector j of a lane's chunk into V/2 half2 (sum of the residual stages, times stage scales for E8P).
 template <class Cfg>
@@ -56,7 +66,8 @@ __device__ __forceinline__ void vq_decode_vec(const uint32_t* chunk, int j, cons
             const int bit = j * RB + s * B;
             const int wd = bit / 32, sh = bit % 32;
             uint32_t idx;
-            if (sh + B <= 32) idx = (chunk[wd] >> sh) & ((1u << B) - 1u);
+            if (B == 8 && sh % 8 == 0) idx = __byte_perm(chunk[wd], 0u, 0x4440u | (sh / 8));
+            else if (sh + B <= 32) idx = (chunk[wd] >> sh) & ((1u << B) - 1u);
             else idx = __funnelshift_r(chunk[wd], chunk[wd + 1], sh) & ((1u << B) - 1u);
             Entry<V> e;
             vq_lookup<Cfg>(reg, s, idx, cb_set, sm_set, e);
@@ -74,26 +85,13 @@ struct MmaSlots {
     static constexpr int STEP = Cfg::V >= 4 ? 1 : 2;
 };
 
-// A fragment of k16 step sg of vector slot j, m16 slice mt, from the staged activations: rows g and g + 8, columns
-// c .. c+3 (V >= 4), or c0 .. c0+1 of slot j and c1 .. c1+1 of slot j + 1 (V == 2).
+// A fragment of k16 step sg of vector slot j (V == 2: slots j and j + 1), m16 slice mt: one 16-byte load.
 template <class Cfg>
-__device__ __forceinline__ void vq_mma_afrag(const __half* xs, int j, int sg, int mt, int g, int t, uint32_t (&a)[4]) {
-    using S = MmaShape<Cfg>;
-    constexpr int V = Cfg::V;
-    const __half* r0 = xs + (mt * 16 + g) * S::XSTRIDE;
-    const __half* r8 = r0 + 8 * S::XSTRIDE;
-    if constexpr (V >= 4) {
-        const int c = j * 4 * V + V * t + 4 * sg;
-        const uint2 lo = *reinterpret_cast<const uint2*>(r0 + c);
-        const uint2 hi = *reinterpret_cast<const uint2*>(r8 + c);
-        a[0] = lo.x; a[1] = hi.x; a[2] = lo.y; a[3] = hi.y;
-    } else {
-        const int c0 = j * 8 + 2 * t, c1 = (j + 1) * 8 + 2 * t;
-        a[0] = *reinterpret_cast<const uint32_t*>(r0 + c0);
-        a[1] = *reinterpret_cast<const uint32_t*>(r8 + c0);
-        a[2] = *reinterpret_cast<const uint32_t*>(r0 + c1);
-        a[3] = *reinterpret_cast<const uint32_t*>(r8 + c1);
-    }
+__device__ __forceinline__ void vq_mma_afrag(const __half* xs, int j, int sg, int mt, int lane, uint32_t (&a)[4]) {
+    constexpr int st_of_slot = Cfg::V >= 4 ? Cfg::V / 4 : 1;  // V == 2: slot j (even) is step j / 2
+    const int st = Cfg::V >= 4 ? j * st_of_slot + sg : j / 2;
+    const uint4 f = reinterpret_cast<const uint4*>(xs)[(st * Cfg::MT + mt) * 32 + lane];
+    a[0] = f.x; a[1] = f.y; a[2] = f.z; a[3] = f.w;
 }
 
 // Decodes row block w's vector(s) of slot j (weight row `row`) and feeds them with the A fragments to the mma steps.
@@ -130,8 +128,8 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
     constexpr int V = Cfg::V, MT = Cfg::MT, WN = Cfg::WN, VPC = Cfg::VPC, TK = S::TK, BM = S::BM;
     constexpr int ENTRIES = 1 << Cfg::B;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    __half* xs = reinterpret_cast<__half*>(smem_raw);                       // [BM][XSTRIDE]
-    __half* cbs = xs + BM * S::XSTRIDE;                                        // [R][N_SHARED][CB_COPIES][V] (tensor scope)
+    __half* xs = reinterpret_cast<__half*>(smem_raw);                       // [STEPS][MT][32 lanes][8] (fragment order)
+    __half* cbs = xs + BM * TK;                                                // [R][N_SHARED][CB_COPIES][V] (tensor scope)
     uint32_t* abs_s = reinterpret_cast<uint32_t*>(cbs + (Cfg::N_SHARED > 0 ? Cfg::R * Cfg::N_SHARED * Cfg::CB_COPIES * V : 0));
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -160,6 +158,8 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
     }
     RegTier<Cfg> reg;
     if constexpr (Cfg::N_REG > 0) reg.load(codebooks, lane);
+    // This lane's copy of the staged codebook entries (vq_lookup).
+    const __half* cb_lane = cbs + (Cfg::CB_COPIES > 1 ? (lane % Cfg::CB_COPIES) * V : 0);
 
     float acc[MT][WN][4];
 #pragma unroll
@@ -169,40 +169,111 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
 #pragma unroll
             for (int c = 0; c < 4; ++c) acc[a][b][c] = 0.f;
 
-    for (int tile = tile0; tile < tile1; ++tile) {
-        // Codes first so their latency overlaps the activation staging.
-        uint32_t chunk[WN][4 * Cfg::L];
+    // One tile ahead (PIPE, batch <= 16): the next tile's codes and activations are loaded into registers before
+    // this tile's lookups and mma steps, so their L2/DRAM latency overlaps the compute instead of stalling every tile
+    // at its barrier. Larger activation tiles (MT > 1) keep their registers for the accumulators and stage in place.
+    constexpr int XR = (BM * (TK / 8) + Cfg::WARPS * 32 - 1) / (Cfg::WARPS * 32);
+    constexpr bool PIPE = MT == 1 && XR <= 4;
+    // Chunk of row block w at k tile `tile`: uint4 offset w·row_stride + tile·32·L from this lane's tile-0 chunk.
+    const uint4* lane_codes = codes + (size_t)rb0 * kb * 32 * Cfg::L + lane * Cfg::L;
+    const size_t row_stride = (size_t)kb * 32 * Cfg::L;
+    auto load_codes = [&](int tile, uint32_t (&c)[WN][4 * Cfg::L]) {
 #pragma unroll
-        for (int w = 0; w < WN; ++w)
-            if ((rb0 + w) * 8 < rows) vq_load_chunk<Cfg::L>(codes, (size_t)(rb0 + w) * kb + tile, lane, chunk[w]);
-        __syncthreads();
-        const int col0 = tile * TK;
-        for (int i = threadIdx.x; i < BM * (TK / 8); i += blockDim.x) {
-            const int r = i / (TK / 8), c8 = (i % (TK / 8)) * 8;
-            const int m = m0 + r, c = col0 + c8;
-            uint4 v = make_uint4(0, 0, 0, 0);
-            if (m < m_total) {
-                if (c + 8 <= cols && (cols % 8) == 0) {
-                    v = *reinterpret_cast<const uint4*>(x + (size_t)m * cols + c);
-                } else {
-                    __half tmp[8];
+        for (int w = 0; w < WN; ++w) {
+            if ((rb0 + w) * 8 < rows) {
+                vq_load_chunk<Cfg::L>(lane_codes + w * row_stride, (size_t)tile, 0, c[w]);
+            } else {
+                // Row blocks past the matrix decode code 0 (no branch around the mma steps); the store skips them.
 #pragma unroll
-                    for (int q = 0; q < 8; ++q) tmp[q] = (c + q < cols) ? x[(size_t)m * cols + c + q] : __float2half(0.f);
-                    v = *reinterpret_cast<uint4*>(tmp);
-                }
+                for (int q = 0; q < 4 * Cfg::L; ++q) c[w][q] = 0u;
             }
-            *reinterpret_cast<uint4*>(xs + r * S::XSTRIDE + c8) = v;
+        }
+    };
+    // Fragment slot f = (st·MT + mt)·32 + l of a tile: A registers {a0, a1, a2, a3} = rows (g, g+8) x column pairs
+    // (p = 0, 1) of lane (g, t) = (l / 4, l % 4), zero outside the matrix. Pairs are loaded as 32-bit words (two pairs
+    // as one 64-bit word when V >= 4, where they are adjacent) if the row length keeps them aligned.
+    const bool cols_even = cols % 2 == 0, cols_quad = cols % 4 == 0;
+    auto x_pair = [&](int m, int c) -> uint32_t {
+        if (m >= m_total || c >= cols) return 0u;
+        const __half* p = x + (size_t)m * cols + c;
+        if (cols_even) return *reinterpret_cast<const uint32_t*>(p);
+        __half2 h = __halves2half2(p[0], c + 1 < cols ? p[1] : __float2half(0.f));
+        return *reinterpret_cast<uint32_t*>(&h);
+    };
+    // Thread item i stages fragment slot x_slot(i): lane bits (t, g % 2, SL steps) vary fastest, so a warp's 64-bit
+    // loads cover two rows of 128 contiguous bytes each (not 8 rows of 32 bytes) and each 8-lane phase of its
+    // 16-byte stores hits 8 different bank groups (slot mod 8 = 4·(g % 2) + t).
+    constexpr int SL = S::STEPS % 4 == 0 ? 4 : S::STEPS % 2 == 0 ? 2 : 1;
+    auto x_slot = [&](int i) {
+        const int t = i & 3, gp = (i >> 2) & 1, stl = (i >> 3) % SL, rest = (i >> 3) / SL;
+        const int gh = rest & 3, mt = (rest >> 2) % MT, st = (rest >> 2) / MT * SL + stl;
+        return (st * MT + mt) * 32 + 4 * (2 * gh + gp) + t;
+    };
+    auto x_frag = [&](int tile, int i) {
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (i >= BM * (TK / 8)) return v;
+        const int f = x_slot(i);
+        const int l = f % 32, st = f / 32 / MT, mt = f / 32 % MT;
+        const int m = m0 + mt * 16 + l / 4;
+        const int c0 = tile * TK + vq_mma_xcol<Cfg>(st, l % 4, 0), c1 = tile * TK + vq_mma_xcol<Cfg>(st, l % 4, 1);
+        if (V >= 4 && cols_quad) {
+            if (m < m_total && c0 < cols) {
+                const uint2 u = *reinterpret_cast<const uint2*>(x + (size_t)m * cols + c0);
+                v.x = u.x; v.z = u.y;
+            }
+            if (m + 8 < m_total && c0 < cols) {
+                const uint2 u = *reinterpret_cast<const uint2*>(x + (size_t)(m + 8) * cols + c0);
+                v.y = u.x; v.w = u.y;
+            }
+        } else {
+            v.x = x_pair(m, c0); v.y = x_pair(m + 8, c0); v.z = x_pair(m, c1); v.w = x_pair(m + 8, c1);
+        }
+        return v;
+    };
+    auto x_store = [&](int i, uint4 v) {
+        if (i < BM * (TK / 8)) reinterpret_cast<uint4*>(xs)[x_slot(i)] = v;
+    };
+    uint32_t chunk[WN][4 * Cfg::L], next_chunk[WN][4 * Cfg::L];
+    uint4 xr[PIPE ? XR : 1];
+    if (PIPE && tile0 < tile1) {
+        load_codes(tile0, next_chunk);
+#pragma unroll
+        for (int q = 0; q < XR; ++q) xr[q] = x_frag(tile0, threadIdx.x + q * Cfg::WARPS * 32);
+    }
+
+    for (int tile = tile0; tile < tile1; ++tile) {
+        if constexpr (PIPE) {
+#pragma unroll
+            for (int w = 0; w < WN; ++w)
+#pragma unroll
+                for (int q = 0; q < 4 * Cfg::L; ++q) chunk[w][q] = next_chunk[w][q];
+        } else {
+            load_codes(tile, chunk);  // codes first: their latency overlaps the staging
         }
         __syncthreads();
+        if constexpr (PIPE) {
+#pragma unroll
+            for (int q = 0; q < XR; ++q) x_store(threadIdx.x + q * Cfg::WARPS * 32, xr[q]);
+        } else {
+            for (int i = threadIdx.x; i < BM * (TK / 8); i += blockDim.x) x_store(i, x_frag(tile, i));
+        }
+        __syncthreads();
+        if (PIPE && tile + 1 < tile1) {
+            load_codes(tile + 1, next_chunk);
+#pragma unroll
+            for (int q = 0; q < XR; ++q) xr[q] = x_frag(tile + 1, threadIdx.x + q * Cfg::WARPS * 32);
+        }
+        const int col0 = tile * TK;
         using Sl = MmaSlots<Cfg>;
         auto afrags = [&](int j, uint32_t (&a)[Sl::NSG][MT][4]) {
 #pragma unroll
             for (int sg = 0; sg < Sl::NSG; ++sg)
 #pragma unroll
-                for (int mt = 0; mt < MT; ++mt) vq_mma_afrag<Cfg>(xs, j, sg, mt, g, t, a[sg][mt]);
+                for (int mt = 0; mt < MT; ++mt) vq_mma_afrag<Cfg>(xs, j, sg, mt, lane, a[sg][mt]);
         };
         auto slot = [&](int w, int j, const uint32_t (&a)[Sl::NSG][MT][4]) {
-            vq_mma_slot<Cfg>(acc, w, chunk[w], j, (rb0 + w) * 8 + g, col0, cols, t, reg, codebooks, cbs, abs_s, ss0, ss1, a);
+            const int row = min((rb0 + w) * 8 + g, rows - 1);  // codebook set of rows past the matrix: any valid one
+            vq_mma_slot<Cfg>(acc, w, chunk[w], j, row, col0, cols, t, reg, codebooks, cb_lane, abs_s, ss0, ss1, a);
         };
         if constexpr (Cfg::XHOIST) {
             // Slots outer, row blocks inner: a slot's activation fragments are loaded from shared memory once and feed
@@ -213,13 +284,15 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
                 afrags(j, a);
 #pragma unroll
                 for (int w = 0; w < WN; ++w)
-                    if ((rb0 + w) * 8 < rows) slot(w, j, a);
+                    if (PIPE || (rb0 + w) * 8 < rows) slot(w, j, a);  // the branch keeps MT > 1 tiles from spilling
             }
         } else {
             // Row blocks outer: each row block's VPC lookups are independent and in flight together, which hides the
             // latency of codebooks read from global memory (large codebooks in a partial shared tier).
 #pragma unroll
             for (int w = 0; w < WN; ++w) {
+                // Row blocks past the matrix are skipped here: without the branch ptxas hoists the lookups of all WN
+                // row blocks of the large (MT = 8) GeMM tiles together and spills kilobytes.
                 if ((rb0 + w) * 8 >= rows) continue;
 #pragma unroll
                 for (int j = 0; j < VPC; j += Sl::STEP) {

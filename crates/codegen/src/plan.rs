@@ -256,6 +256,25 @@ pub struct Plan {
 const SMEM_RESERVED_PER_BLOCK: u32 = 1024;
 /// Mma kernel without a staged codebook: input columns per block along the reduction axis.
 const MMA_K_PER_BLOCK: u32 = 768;
+/// Registers a thread of the pipelined batch <= 16 mma kernel holds (NVRTC sm_90: 108-142 at 4 warps, 116 at 8).
+const MMA_PIPE_REGS: u32 = 128;
+/// Largest codebook the batch <= 16 mma kernel treats as cheap to read (4096 entries, aqlm3; not aqlm-1x16's 65536).
+const MMA_WAVE_MAX_ENTRIES: u32 = 4096;
+
+/// The smallest split whose blocks make at least 0.9 of a wave and fill their last wave to at least 90%; else the
+/// split with the fullest last wave.
+fn wave_split(groups: u32, slots: u32, tiles: u32) -> u32 {
+    let waves = |s: u32| (groups * s) as f64 / slots.max(1) as f64;
+    let fill = |s: u32| waves(s) / waves(s).ceil();
+    let max = tiles.clamp(1, 64);
+    (1..=max)
+        .find(|&s| waves(s) >= 0.9 && fill(s) >= 0.9)
+        .unwrap_or_else(|| {
+            (1..=max)
+                .max_by(|&a, &b| fill(a).total_cmp(&fill(b)))
+                .unwrap_or(1)
+        })
+}
 
 fn one() -> u32 {
     1
@@ -641,11 +660,11 @@ impl Plan {
             }
         }
 
-        // Staged activations of the mma kernel (kernels/vq_mma.cuh `MmaShape`): BM rows of TK + 16 halves.
-        let mma_x_bytes = 16 * mt * ((geo.tile_vectors() * config.v) as u32 + 16) * 2;
+        // Staged activations of the mma kernel (kernels/vq_mma.cuh `MmaShape`): BM x TK halves in fragment order.
+        let mma_x_bytes = 16 * mt * (geo.tile_vectors() * config.v) as u32 * 2;
 
         // 4. Codebook cache tiers (n_shared, n_reg) from slack.
-        let threads = 32 * warps;
+        let mut threads = 32 * warps;
         let est_regs: u32 = ov.base_registers.unwrap_or(match kernel {
             KernelKind::Dequant | KernelKind::DequantGemm => 40,
             KernelKind::Lut | KernelKind::Replica => 80,
@@ -757,6 +776,25 @@ impl Plan {
                 }
             }
         }
+        // Batch <= 16 (one m16 slice): the pipelined mma kernel holds ~120 registers a thread at 4 warps, so blocks of 8
+        // warps put more lookups in flight where lookups are the limit (H200 m=16, 4096x11008 / 8192x22016, 4 -> 8
+        // warps at the split of one wave: aqlm-2x8 25.6 / 62.2 -> 21.9 / 49.6 us, aqlm3 51.1 / 171.4 -> 38.1 / 124.3;
+        // gptvq2, quip4 and aqlm-1x16 gain nothing or lose, perf-notes v0.15).
+        let mma_pipe = kernel == KernelKind::Mma && mt == 1;
+        let mma_wide = mma_pipe
+            && ov.warps.is_none()
+            && (whole_16b_codebook || (l1_codebooks && entries <= MMA_WAVE_MAX_ENTRIES));
+        if mma_wide {
+            warps = 8;
+            threads = 32 * warps;
+            note(
+                "warps",
+                format!("8 (tile 16 x {})", 64 * wn),
+                "batch <= 16 with a staged 16-byte codebook or 4096-entry codebooks through L1: 8 warps keep more \
+                 lookups in flight than 4 (~120 registers a thread leave few resident warps)"
+                    .into(),
+            );
+        }
         if let Some(h) = ov.x_hoist {
             x_hoist = h && kernel == KernelKind::Mma;
         }
@@ -856,10 +894,44 @@ impl Plan {
             if short_k {
                 split = short_split;
             }
+            // The pipelined batch <= 16 kernel (codes and activations one tile ahead) has no latency left for extra
+            // blocks to hide: one full wave of resident blocks, no partial one, is best (H200 m=16 8192x22016, splits
+            // 2 / 3 / 4: aqlm3 at 8 warps 158.7 / 124.3 / 128.2 us; gptvq2 split 3 / 6 / 11: 60.2 / 64.8 / 69.8 at
+            // 8192x22016, 25.2 / 23.1 at 4096x11008 with splits 3 / 6). Not for 65536-entry codebooks, read from L2,
+            // where more blocks still hide latency (aqlm-1x16 split 3 / 6 / 11: 172.7 / 166.0 / 159.2 us).
+            let wave = mma_pipe && (entries <= MMA_WAVE_MAX_ENTRIES || !learned);
+            let cb_stage_bytes = if learned && n_shared > 0 {
+                config.r as u32 * n_shared * entry_bytes
+            } else {
+                0
+            };
+            let mut wave_note = String::new();
+            if wave {
+                let regs = if warps >= 8 && l1_codebooks {
+                    255
+                } else {
+                    MMA_PIPE_REGS
+                };
+                let block_smem =
+                    mma_x_bytes + cb_stage_bytes * cb_copies + if learned { 0 } else { 1024 };
+                let per_sm = (gpu.regs_per_sm / (32 * warps * regs))
+                    .min(gpu.smem_per_sm / (block_smem + SMEM_RESERVED_PER_BLOCK))
+                    .clamp(1, gpu.max_blocks_per_sm);
+                let slots = per_sm * gpu.sm_count;
+                split = wave_split(row_groups * m_groups, slots, tiles);
+                wave_note = format!(
+                    "{row_groups} row groups x {m_groups} batch groups; the pipelined kernel fills whole waves of {slots} \
+                     resident blocks ({per_sm} per SM at ~{regs} registers): {} blocks = {:.2} waves",
+                    row_groups * m_groups * split,
+                    (row_groups * m_groups * split) as f64 / slots as f64
+                );
+            }
             note(
                 "split",
                 split.to_string(),
-                if short_k {
+                if wave {
+                    wave_note
+                } else if short_k {
                     format!(
                     "{row_groups} row groups x {m_groups} batch groups; no staged codebook to amortise: k ranges of \
                      ~{MMA_K_PER_BLOCK} columns put more blocks in flight to hide the codebook latency"
@@ -1203,21 +1275,52 @@ mod tests {
     }
 
     #[test]
-    fn mma_without_a_staged_codebook_splits_k_into_short_ranges() {
-        let p = gemv(
-            "gptvq2",
+    fn batch_16_mma_fills_whole_waves_and_widens_blocks_where_lookups_limit() {
+        let ov = Overrides::default();
+        // gptvq2: 172 row groups x 3 = 516 blocks of 4 warps, 4 per SM on 132 SMs (528 slots).
+        let p = gemv("gptvq2", Level::Auto, 16, 8192, 22016, &ov).unwrap();
+        assert_eq!(
+            (p.kernel, p.n_shared, p.warps, p.split),
+            (KernelKind::Mma, 0, 4, 3)
+        );
+        let small = gemv("gptvq2", Level::Auto, 16, 4096, 11008, &ov).unwrap();
+        assert_eq!(small.split, 6);
+        // aqlm-2x8 (staged codebook) and aqlm3 (4096 entries through L1): blocks of 8 warps.
+        let staged = gemv("aqlm-2x8", Level::Auto, 16, 8192, 22016, &ov).unwrap();
+        assert_eq!((staged.warps, staged.block, staged.split), (8, 256, 3));
+        let big = gemv("aqlm3", Level::Auto, 16, 8192, 22016, &ov).unwrap();
+        assert_eq!((big.warps, big.split), (8, 3));
+        // aqlm-1x16 (65536 entries, read from L2) keeps short k ranges: more blocks hide its latency.
+        let huge = gemv("aqlm-1x16", Level::Auto, 16, 8192, 22016, &ov).unwrap();
+        assert_eq!(
+            (huge.warps, huge.split),
+            (4, 8192u32.div_ceil(MMA_K_PER_BLOCK))
+        );
+        // Two m16 slices: the 4-warp kernel without the pipeline, as before.
+        let m20 = gemv("aqlm-2x8", Level::Auto, 20, 8192, 22016, &ov).unwrap();
+        assert_eq!(m20.warps, 4);
+        // An explicit --warps wins.
+        let four = gemv(
+            "aqlm3",
             Level::Auto,
             16,
             8192,
             22016,
-            &Overrides::default(),
+            &Overrides {
+                warps: Some(4),
+                ..ov.clone()
+            },
         )
         .unwrap();
-        assert_eq!((p.kernel, p.n_shared), (KernelKind::Mma, 0));
-        assert_eq!(p.split, 8192u32.div_ceil(MMA_K_PER_BLOCK));
-        // A staged codebook keeps the long ranges that amortise its staging.
-        let staged = mma_plan("aqlm-2x8", 16, &Overrides::default()).unwrap();
-        assert!(staged.n_shared > 0 && staged.split < 11008u32.div_ceil(MMA_K_PER_BLOCK));
+        assert_eq!(four.warps, 4);
+    }
+
+    #[test]
+    fn wave_split_takes_the_first_split_with_full_waves() {
+        assert_eq!(wave_split(172, 528, 32), 3); // 516 / 528
+        assert_eq!(wave_split(86, 528, 16), 6); // 516 / 528; 3 would leave half the slots idle
+        assert_eq!(wave_split(86, 132, 52), 3); // 1.30 waves at 2, 1.95 at 3
+        assert_eq!(wave_split(500, 132, 1), 1); // no room to split
     }
 
     #[test]
