@@ -18,7 +18,7 @@
 // row blocks; row blocks outer keeps a row block's VPC codebook lookups in flight together (global-tier codebooks).
 // CB_COPIES: each staged 16-byte codebook entry is stored CB_COPIES times and lane l reads copy l % CB_COPIES
 // (vq_lookup), so random entries no longer collide on shared-memory banks.
-// Extra Cfg members: MT, WN, WARPS, SPLIT, XHOIST, CB_COPIES.
+// Extra Cfg members: MT, WN, WARPS, SPLIT, XHOIST, PIPE, CB_COPIES.
 #pragma once
 #include "vq_common.cuh"
 
@@ -172,8 +172,10 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
     // One tile ahead (PIPE, batch <= 16): the next tile's codes and activations are loaded into registers before
     // this tile's lookups and mma steps, so their L2/DRAM latency overlaps the compute instead of stalling every tile
     // at its barrier. Larger activation tiles (MT > 1) keep their registers for the accumulators and stage in place.
+    // The planner sets PIPE (plan.mma_pipe) for one m16 slice of at most 4 pieces per thread.
     constexpr int XR = (BM * (TK / 8) + Cfg::WARPS * 32 - 1) / (Cfg::WARPS * 32);
-    constexpr bool PIPE = MT == 1 && XR <= 4;
+    constexpr bool PIPE = Cfg::PIPE;
+    static_assert(!PIPE || (MT == 1 && XR <= 4), "pipelined mma: one m16 slice, <= 4 activation pieces per thread");
     // Chunk of row block w at k tile `tile`: uint4 offset w·row_stride + tile·32·L from this lane's tile-0 chunk.
     const uint4* lane_codes = codes + (size_t)rb0 * kb * 32 * Cfg::L + lane * Cfg::L;
     const size_t row_stride = (size_t)kb * 32 * Cfg::L;

@@ -239,6 +239,10 @@ pub struct Plan {
     /// Mma kernel: vector slots outer, row blocks inner (activation fragments loaded once per slot).
     #[serde(default)]
     pub x_hoist: bool,
+    /// Mma kernel: the next k tile's codes and activations loaded into registers during this tile's compute (one m16
+    /// slice whose activation tile is at most 4 16-byte pieces per thread).
+    #[serde(default)]
+    pub mma_pipe: bool,
     /// LUT-large GeMV: code chunks staged by TMA copies (else per-lane loads).
     #[serde(default)]
     pub code_tma: bool,
@@ -798,6 +802,15 @@ impl Plan {
         if let Some(h) = ov.x_hoist {
             x_hoist = h && kernel == KernelKind::Mma;
         }
+        // kernels/vq_mma.cuh PIPE: a 16 x TK activation tile of at most 4 16-byte pieces per thread.
+        let pipe = mma_pipe && geo.tile_vectors() as u32 * config.v as u32 <= 64 * warps;
+        if pipe {
+            note(
+                "k loop",
+                "pipelined".into(),
+                "the next k tile's codes and activations are loaded into registers during this tile's lookups".into(),
+            );
+        }
         if let Some(c) = ov.cb_copies {
             if !(c.is_power_of_two() && c <= 8) {
                 return Err(CodegenError::Invalid(format!(
@@ -899,7 +912,7 @@ impl Plan {
             // 2 / 3 / 4: aqlm3 at 8 warps 158.7 / 124.3 / 128.2 us; gptvq2 split 3 / 6 / 11: 60.2 / 64.8 / 69.8 at
             // 8192x22016, 25.2 / 23.1 at 4096x11008 with splits 3 / 6). Not for 65536-entry codebooks, read from L2,
             // where more blocks still hide latency (aqlm-1x16 split 3 / 6 / 11: 172.7 / 166.0 / 159.2 us).
-            let wave = mma_pipe && (entries <= MMA_WAVE_MAX_ENTRIES || !learned);
+            let wave = pipe && (entries <= MMA_WAVE_MAX_ENTRIES || !learned);
             let cb_stage_bytes = if learned && n_shared > 0 {
                 config.r as u32 * n_shared * entry_bytes
             } else {
@@ -1162,6 +1175,7 @@ impl Plan {
             n_shared,
             cb_copies,
             x_hoist,
+            mma_pipe: pipe,
             code_tma: kernel == KernelKind::LutLarge && code_tma,
             cb_stage: lutl_cb_stage,
             frequency_ordered,
@@ -1290,6 +1304,13 @@ mod tests {
         assert_eq!((staged.warps, staged.block, staged.split), (8, 256, 3));
         let big = gemv("aqlm3", Level::Auto, 16, 8192, 22016, &ov).unwrap();
         assert_eq!((big.warps, big.split), (8, 3));
+        assert!(p.mma_pipe && staged.mma_pipe && big.mma_pipe);
+        assert!(crate::instantiate(&big, None)
+            .source
+            .contains("PIPE = true"));
+        // aqlm3's 512-column k tile at 4 warps (explicit O4) is 8 pieces a thread: not pipelined, old split rule.
+        let o4 = gemv("aqlm3", Level::O4, 16, 8192, 22016, &ov).unwrap();
+        assert!(o4.warps == 4 && !o4.mma_pipe);
         // aqlm-1x16 (65536 entries, read from L2) keeps short k ranges: more blocks hide its latency.
         let huge = gemv("aqlm-1x16", Level::Auto, 16, 8192, 22016, &ov).unwrap();
         assert_eq!(
@@ -1298,7 +1319,7 @@ mod tests {
         );
         // Two m16 slices: the 4-warp kernel without the pipeline, as before.
         let m20 = gemv("aqlm-2x8", Level::Auto, 20, 8192, 22016, &ov).unwrap();
-        assert_eq!(m20.warps, 4);
+        assert!(m20.warps == 4 && !m20.mma_pipe);
         // An explicit --warps wins.
         let four = gemv(
             "aqlm3",
