@@ -1,6 +1,8 @@
 //! GPU correctness of every VQ weight kernel against the CPU reference: every preset (plus generic configs) x
 //! level x kernel kind, on random shapes that are not multiples of the tiles, outputs poisoned before each run.
 //! Run on a GPU with `cargo test -p vqllm-cuda --release --test gpu_linear -- --ignored`.
+//! `every_config` can be narrowed for a quick check (same shapes and seeds as the full run):
+//! `VQLLM_TEST_CONFIGS=gptvq2,vq<2` (configs whose preset name or config string contains one of the parts) and `VQLLM_TEST_BATCHES=16,20`.
 
 use half::f16;
 use rand::{Rng, SeedableRng};
@@ -103,6 +105,17 @@ fn check(
     Some(e)
 }
 
+/// The comma-separated parts of an environment variable, if it is set and not empty.
+fn env_list(name: &str) -> Option<Vec<String>> {
+    let v = std::env::var(name).ok()?;
+    let parts: Vec<String> = v
+        .split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    (!parts.is_empty()).then_some(parts)
+}
+
 fn configs() -> Vec<VqConfig> {
     let mut v: Vec<VqConfig> = vqllm_vq::WEIGHT_PRESETS
         .iter()
@@ -130,7 +143,22 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
     let cache = ModuleCache::memory_only();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
     let (mut ran, mut skipped) = (0, 0);
+    let only_configs = env_list("VQLLM_TEST_CONFIGS");
+    let only_batches: Option<Vec<usize>> = env_list("VQLLM_TEST_BATCHES").map(|v| {
+        v.iter()
+            .map(|m| m.parse().expect("VQLLM_TEST_BATCHES: batch sizes"))
+            .collect()
+    });
+    let filtered = only_configs.is_some() || only_batches.is_some();
     for c in configs() {
+        // The config string, and the preset name where it is one (`gptvq2` matches vq<4,8,1>:tile=256x256).
+        let preset = vqllm_vq::WEIGHT_PRESETS
+            .iter()
+            .find(|p| VqConfig::preset(p).ok() == Some(c));
+        let name = format!("{c} {}", preset.copied().unwrap_or(""));
+        let config_wanted = only_configs
+            .as_ref()
+            .is_none_or(|parts| parts.iter().any(|p| name.contains(p.as_str())));
         for level in Level::WEIGHT_LEVELS {
             // m = 20: two m16 slices, the second partly past the batch (zero rows).
             for (op, m) in [
@@ -148,6 +176,10 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
                         c.v * rng.random_range(1..8)
                     };
                 let seed = rng.random();
+                // Filters skip after drawing the shape, so a narrowed run sees the full run's shapes and seeds.
+                if !config_wanted || only_batches.as_ref().is_some_and(|b| !b.contains(&m)) {
+                    continue;
+                }
                 for ov in &variants(level, m) {
                     match check(&gpu, &cache, &c, level, op, m, rows, cols, seed, ov) {
                         Some(e) => {
@@ -163,8 +195,18 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
             }
         }
     }
-    println!("{ran} cases ran, {skipped} rejected by the planner");
-    assert!(ran >= 150, "too few cases ran: {ran}");
+    println!(
+        "{ran} cases ran, {skipped} rejected by the planner{}",
+        if filtered {
+            " (filtered by VQLLM_TEST_CONFIGS / VQLLM_TEST_BATCHES)"
+        } else {
+            ""
+        }
+    );
+    assert!(
+        ran >= if filtered { 1 } else { 150 },
+        "too few cases ran: {ran}"
+    );
 }
 
 #[test]
