@@ -183,7 +183,8 @@ pub struct Overrides {
     pub n_shared: Option<u32>,
     pub split: Option<u32>,
     pub warps: Option<u32>,
-    /// LUT and replica GeMVs: 8-row blocks per warp per chunk (LUT) or code piece (replica): 1, 2, 4 or 8.
+    /// LUT and replica GeMVs: 8-row blocks per warp per chunk (LUT) or code piece (replica); mma kernel: 8-row blocks
+    /// per warp (WN). 1, 2, 4 or 8.
     #[serde(default)]
     pub rows_per_warp: Option<u32>,
     pub kernel: Option<KernelKind>,
@@ -194,6 +195,9 @@ pub struct Overrides {
     /// LUT-large GeMV: code chunks staged by TMA copies (sm_90+) instead of per-lane loads.
     #[serde(default)]
     pub code_tma: Option<bool>,
+    /// Mma kernel: load the next k tile's codes and activations during this tile's compute (batch <= 16).
+    #[serde(default)]
+    pub pipe: Option<bool>,
     /// Registers per thread of the kernel without a register tier, read from a first compile (slack analysis);
     /// a per-kernel estimate is used when absent.
     pub base_registers: Option<u32>,
@@ -646,6 +650,14 @@ impl Plan {
             if matches!(kernel, KernelKind::Lut | KernelKind::Replica) {
                 rows_per_warp = r;
             }
+            if kernel == KernelKind::Mma {
+                wn = r;
+                note(
+                    "mma tile",
+                    format!("WN={wn} (override)"),
+                    "8-row blocks per warp; the block's weight rows are 8 x WN x warps".into(),
+                );
+            }
         }
         if ov.warps.is_some() || ov.rows_per_warp.is_some() {
             warps = ov.warps.unwrap_or(warps).clamp(1, 32);
@@ -803,7 +815,18 @@ impl Plan {
             x_hoist = h && kernel == KernelKind::Mma;
         }
         // kernels/vq_mma.cuh PIPE: a 16 x TK activation tile of at most 4 16-byte pieces per thread.
-        let pipe = mma_pipe && geo.tile_vectors() as u32 * config.v as u32 <= 64 * warps;
+        let pipe_fits = mma_pipe && geo.tile_vectors() as u32 * config.v as u32 <= 64 * warps;
+        let pipe = match ov.pipe {
+            Some(true) if !pipe_fits => {
+                return Err(CodegenError::Unsupported(
+                    "the pipelined k loop needs the mma kernel with one m16 slice (batch <= 16) and at most 4 16-byte \
+                     activation pieces per thread (k tile <= 64 x warps columns)"
+                        .into(),
+                ))
+            }
+            Some(p) => p && pipe_fits,
+            None => pipe_fits,
+        };
         if pipe {
             note(
                 "k loop",
@@ -1334,6 +1357,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(four.warps, 4);
+    }
+
+    #[test]
+    fn mma_row_blocks_per_warp_and_pipeline_overrides() {
+        let ov = Overrides {
+            rows_per_warp: Some(2),
+            ..Overrides::default()
+        };
+        let p = gemv("aqlm3", Level::Auto, 16, 8192, 22016, &ov).unwrap();
+        assert_eq!((p.wn, p.warps), (2, 8));
+        assert!(crate::instantiate(&p, None).source.contains("WN = 2"));
+        let off = Overrides {
+            pipe: Some(false),
+            ..Overrides::default()
+        };
+        let q = gemv("aqlm-2x8", Level::Auto, 16, 8192, 22016, &off).unwrap();
+        assert!(!q.mma_pipe && q.split != 3); // not pipelined: the older split rule
+        let on = Overrides {
+            pipe: Some(true),
+            ..Overrides::default()
+        };
+        assert!(matches!(
+            gemv("aqlm-2x8", Level::Auto, 20, 8192, 22016, &on),
+            Err(CodegenError::Unsupported(_))
+        ));
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub struct OverrideArgs {
     /// Override: warps per block.
     #[arg(long)]
     pub warps: Option<u32>,
-    /// Override (LUT and replica GeMV): 8-row blocks per warp per chunk / code piece (1, 2, 4, 8).
+    /// Override (LUT and replica GeMV: per chunk / code piece; mma: WN): 8-row blocks per warp (1, 2, 4, 8).
     #[arg(long)]
     pub rows_per_warp: Option<u32>,
     /// Override: kernel (dequant, lut, lut-large, replica, mma).
@@ -64,6 +64,9 @@ pub struct OverrideArgs {
     /// Override (LUT-large kernel, sm_90+): stage the code chunks with TMA copies (true) or per-lane loads (false).
     #[arg(long)]
     pub tma: Option<bool>,
+    /// Override (mma kernel, batch <= 16): load the next k tile's codes and activations during this tile's compute.
+    #[arg(long)]
+    pub pipe: Option<bool>,
 }
 
 impl OverrideArgs {
@@ -89,6 +92,7 @@ impl OverrideArgs {
             cb_copies: self.cb_copies,
             x_hoist: self.x_hoist,
             code_tma: self.tma,
+            pipe: self.pipe,
             base_registers: None,
         })
     }
