@@ -92,7 +92,8 @@ fn check_all(archs: &str) -> Result<()> {
                 (Op::Gemv, 16),
                 (Op::Gemm, 2048),
             ] {
-                for level in Level::WEIGHT_LEVELS {
+                // Auto too: some plans exist only there (the 8-warp batch-16 mma kernel, L1 codebook tiers).
+                for level in Level::WEIGHT_LEVELS.into_iter().chain([Level::Auto]) {
                     let plan =
                         match Plan::new(&c, op, m, 4096, 11008, level, &gpu, &Overrides::default())
                         {
