@@ -37,14 +37,14 @@ __device__ __forceinline__ uint32_t vq_lut_addr_pair(uint32_t codes, uint32_t pa
     return __byte_perm(codes, pair, 0x7500u | k << 4 | (odd ? 6u : 4u));
 }
 
-// The B-bit code at bit `bit` (a compile-time constant after unrolling) of a lane's 128-bit chunk: one PRMT for
+// The B-bit code at bit `bit` (a compile-time constant after unrolling) of a lane's chunk of W words: one PRMT for
 // byte-aligned 8-bit codes, else a shift and mask, or a funnel shift across two words.
-template <int B>
-__device__ __forceinline__ uint32_t vq_code_at(const uint32_t (&w)[4], int bit) {
+template <int B, int W>
+__device__ __forceinline__ uint32_t vq_code_at(const uint32_t (&w)[W], int bit) {
     constexpr uint32_t MASK = (1u << B) - 1;
     if (B == 8 && bit % 8 == 0) return __byte_perm(w[bit / 32], 0u, 0x4440u | ((bit % 32) / 8));
     if ((bit % 32) + B <= 32) return (w[bit / 32] >> (bit % 32)) & MASK;
-    return __funnelshift_r(w[bit / 32], w[(bit / 32 + 1) & 3], bit % 32) & MASK;
+    return __funnelshift_r(w[bit / 32], w[min(bit / 32 + 1, W - 1)], bit % 32) & MASK;
 }
 
 // Stream mode of the batch-1 kernels: the (unit, part) pairs, unit major (`units` x `parts`), are cut into gridDim.x

@@ -51,7 +51,7 @@ __device__ __forceinline__ int vq_mma_xcol(int st, int t, int p) {
 
 // Decodes vector j of a lane's chunk into V/2 half2 (sum of the residual stages, times stage scales for E8P).
 template <class Cfg>
-__device__ __forceinline__ void vq_decode_vec(const uint32_t* chunk, int j, const RegTier<Cfg>& reg, const __half* cb_set,
+__device__ __forceinline__ void vq_decode_vec(const uint32_t (&chunk)[4 * Cfg::L], int j, const RegTier<Cfg>& reg, const __half* cb_set,
                                               const __half* sm_set, const uint32_t* abs_s, float ss0, float ss1,
                                               __half2* out) {
     constexpr int V = Cfg::V, R = Cfg::R, B = Cfg::B, RB = R * B;
@@ -63,12 +63,7 @@ __device__ __forceinline__ void vq_decode_vec(const uint32_t* chunk, int j, cons
     } else {
 #pragma unroll
         for (int s = 0; s < R; ++s) {
-            const int bit = j * RB + s * B;
-            const int wd = bit / 32, sh = bit % 32;
-            uint32_t idx;
-            if (B == 8 && sh % 8 == 0) idx = __byte_perm(chunk[wd], 0u, 0x4440u | (sh / 8));
-            else if (sh + B <= 32) idx = (chunk[wd] >> sh) & ((1u << B) - 1u);
-            else idx = __funnelshift_r(chunk[wd], chunk[wd + 1], sh) & ((1u << B) - 1u);
+            const uint32_t idx = vq_code_at<B>(chunk, j * RB + s * B);
             Entry<V> e;
             vq_lookup<Cfg>(reg, s, idx, cb_set, sm_set, e);
 #pragma unroll
@@ -96,7 +91,7 @@ __device__ __forceinline__ void vq_mma_afrag(const __half* xs, int j, int sg, in
 
 // Decodes row block w's vector(s) of slot j (weight row `row`) and feeds them with the A fragments to the mma steps.
 template <class Cfg>
-__device__ __forceinline__ void vq_mma_slot(float (&acc)[Cfg::MT][Cfg::WN][4], int w, const uint32_t* chunk, int j, int row,
+__device__ __forceinline__ void vq_mma_slot(float (&acc)[Cfg::MT][Cfg::WN][4], int w, const uint32_t (&chunk)[4 * Cfg::L], int j, int row,
                                             int col0, int cols, int t, const RegTier<Cfg>& reg, const __half* __restrict__ codebooks,
                                             const __half* cbs, const uint32_t* abs_s, float ss0, float ss1,
                                             const uint32_t (&a)[MmaSlots<Cfg>::NSG][Cfg::MT][4]) {

@@ -266,6 +266,8 @@ const SMEM_RESERVED_PER_BLOCK: u32 = 1024;
 const MMA_K_PER_BLOCK: u32 = 768;
 /// Registers a thread of the pipelined batch <= 16 mma kernel holds (NVRTC sm_90: 108-142 at 4 warps, 116 at 8).
 const MMA_PIPE_REGS: u32 = 128;
+/// Registers of the 8-warp batch <= 16 mma kernel with 4096-entry codebooks through L1 (aqlm3: the 255 cap).
+const MMA_WIDE_L1_REGS: u32 = 255;
 /// Largest codebook the batch <= 16 mma kernel treats as cheap to read (4096 entries, aqlm3; not aqlm-1x16's 65536).
 const MMA_WAVE_MAX_ENTRIES: u32 = 4096;
 
@@ -676,8 +678,19 @@ impl Plan {
             }
         }
 
-        // Staged activations of the mma kernel (kernels/vq_mma.cuh `MmaShape`): BM x TK halves in fragment order.
-        let mma_x_bytes = 16 * mt * (geo.tile_vectors() * config.v) as u32 * 2;
+        // Input columns per k tile, and the staged activations of the mma kernel (kernels/vq_mma.cuh `MmaShape`): BM x
+        // TK halves in fragment order.
+        let tk = geo.tile_vectors() as u32 * config.v as u32;
+        let mma_x_bytes = 16 * mt * tk * 2;
+        // Shared memory of `sets` staged codebook sets of `n_shared` entries per stage, and of the E8P abs table.
+        let cb_stage = |sets: u32, n_shared: u32| {
+            if learned && n_shared > 0 {
+                sets * config.r as u32 * n_shared * entry_bytes
+            } else {
+                0
+            }
+        };
+        let e8p_bytes = if learned { 0 } else { 1024 };
 
         // 4. Codebook cache tiers (n_shared, n_reg) from slack.
         let mut threads = 32 * warps;
@@ -796,8 +809,8 @@ impl Plan {
         // warps put more lookups in flight where lookups are the limit (H200 m=16, 4096x11008 / 8192x22016, 4 -> 8
         // warps at the split of one wave: aqlm-2x8 25.6 / 62.2 -> 21.9 / 49.6 us, aqlm3 51.1 / 171.4 -> 38.1 / 124.3;
         // gptvq2, quip4 and aqlm-1x16 gain nothing or lose, perf-notes v0.15).
-        let mma_pipe = kernel == KernelKind::Mma && mt == 1;
-        let mma_wide = mma_pipe
+        let one_slice_mma = kernel == KernelKind::Mma && mt == 1;
+        let mma_wide = one_slice_mma
             && ov.warps.is_none()
             && (whole_16b_codebook || (l1_codebooks && entries <= MMA_WAVE_MAX_ENTRIES));
         if mma_wide {
@@ -815,7 +828,7 @@ impl Plan {
             x_hoist = h && kernel == KernelKind::Mma;
         }
         // kernels/vq_mma.cuh PIPE: a 16 x TK activation tile of at most 4 16-byte pieces per thread.
-        let pipe_fits = mma_pipe && geo.tile_vectors() as u32 * config.v as u32 <= 64 * warps;
+        let pipe_fits = one_slice_mma && tk <= 64 * warps;
         let pipe = match ov.pipe {
             Some(true) if !pipe_fits => {
                 return Err(CodegenError::Unsupported(
@@ -847,6 +860,8 @@ impl Plan {
             }
             cb_copies = c;
         }
+        // The mma kernel's shared memory: activation tile, staged codebook copies, E8P table.
+        let mma_smem = mma_x_bytes + cb_stage(1, n_shared) * cb_copies + e8p_bytes;
         if kernel == KernelKind::Mma {
             note(
                 "loop order",
@@ -936,22 +951,15 @@ impl Plan {
             // 8192x22016, 25.2 / 23.1 at 4096x11008 with splits 3 / 6). Not for 65536-entry codebooks, read from L2,
             // where more blocks still hide latency (aqlm-1x16 split 3 / 6 / 11: 172.7 / 166.0 / 159.2 us).
             let wave = pipe && (entries <= MMA_WAVE_MAX_ENTRIES || !learned);
-            let cb_stage_bytes = if learned && n_shared > 0 {
-                config.r as u32 * n_shared * entry_bytes
-            } else {
-                0
-            };
             let mut wave_note = String::new();
             if wave {
                 let regs = if warps >= 8 && l1_codebooks {
-                    255
+                    MMA_WIDE_L1_REGS
                 } else {
                     MMA_PIPE_REGS
                 };
-                let block_smem =
-                    mma_x_bytes + cb_stage_bytes * cb_copies + if learned { 0 } else { 1024 };
                 let per_sm = (gpu.regs_per_sm / (32 * warps * regs))
-                    .min(gpu.smem_per_sm / (block_smem + SMEM_RESERVED_PER_BLOCK))
+                    .min(gpu.smem_per_sm / (mma_smem + SMEM_RESERVED_PER_BLOCK))
                     .clamp(1, gpu.max_blocks_per_sm);
                 let slots = per_sm * gpu.sm_count;
                 split = wave_split(row_groups * m_groups, slots, tiles);
@@ -1125,27 +1133,18 @@ impl Plan {
         }
 
         // 6. Shared memory and launch shape (must match the device-side layout in the templates).
-        let e8p_bytes = if learned { 0 } else { 1024 };
-        let cb_stage = |sets: u32| {
-            if learned && n_shared > 0 {
-                sets * config.r as u32 * n_shared * entry_bytes
-            } else {
-                0
-            }
-        };
-        let tk = geo.tile_vectors() as u32 * config.v as u32;
         let smem_bytes = match kernel {
             KernelKind::Dequant => {
                 let sets = match config.scope {
                     Scope::Tile { cols, .. } => (tiles_per_split * tk).div_ceil(cols as u32) + 1,
                     _ => 1,
                 };
-                m_tile * tiles_per_split * tk * 2 + cb_stage(sets) + e8p_bytes
+                m_tile * tiles_per_split * tk * 2 + cb_stage(sets, n_shared) + e8p_bytes
             }
             KernelKind::Lut => lut_smem,
             KernelKind::Replica => replica_smem(warps, rows_per_warp),
             KernelKind::LutLarge => lutl_smem(warps, lutl_cb_stage),
-            KernelKind::Mma => mma_x_bytes + cb_stage(1) * cb_copies + e8p_bytes,
+            KernelKind::Mma => mma_smem,
             KernelKind::DequantGemm => 0,
         };
         if smem_bytes > gpu.smem_per_block_optin {
