@@ -168,19 +168,22 @@ __device__ __forceinline__ void vq_lookup(const RegTier<Cfg>& reg, int s, uint32
         }
     }
     if constexpr (Cfg::N_SHARED >= ENTRIES && Cfg::CB_COPIES > 1) {
-        // CB_COPIES > 1 (mma kernel, whole codebook staged): the caller passes smem_set already offset to copy
-        // lane % CB_COPIES of entry 0, so that the 8 lanes of a 16-byte load phase read 8 different bank groups
+        // CB_COPIES > 1 (mma kernel, whole codebook or the k tile's set staged): the caller passes smem_set already
+        // offset to copy lane % CB_COPIES of entry 0, so that the lanes of a load phase read different bank groups
         // whatever their entries, at one shift-add per lookup.
-        static_assert(Cfg::V == 8, "codebook copies: 16-byte entries");
-        const uint32_t base = (uint32_t)__cvta_generic_to_shared(smem_set) + (uint32_t)s * Cfg::N_SHARED * Cfg::CB_COPIES * 16;
-        uint4 u;
-        asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w)
-                     : "r"(base + idx * (Cfg::CB_COPIES * 16)));
-        e.h[0] = *reinterpret_cast<__half2*>(&u.x);
-        e.h[1] = *reinterpret_cast<__half2*>(&u.y);
-        e.h[2] = *reinterpret_cast<__half2*>(&u.z);
-        e.h[3] = *reinterpret_cast<__half2*>(&u.w);
+        constexpr int EB = 2 * Cfg::V;  // entry bytes
+        static_assert(EB == 4 || EB == 8 || EB == 16, "codebook copies: 4-, 8- or 16-byte entries");
+        const uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem_set) +
+                              ((uint32_t)s * Cfg::N_SHARED + idx) * (Cfg::CB_COPIES * EB);
+        uint32_t u[4];
+        if constexpr (EB == 16)
+            asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(u[0]), "=r"(u[1]), "=r"(u[2]), "=r"(u[3]) : "r"(addr));
+        else if constexpr (EB == 8)
+            asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(u[0]), "=r"(u[1]) : "r"(addr));
+        else
+            asm volatile("ld.shared.u32 %0, [%1];" : "=r"(u[0]) : "r"(addr));
+#pragma unroll
+        for (int i = 0; i < Cfg::V / 2; ++i) e.h[i] = *reinterpret_cast<__half2*>(&u[i]);
     } else if constexpr (Cfg::N_SHARED >= ENTRIES) {
         vq_load_entry_shared<Cfg::V>(smem_set + ((size_t)s * Cfg::N_SHARED + idx) * Cfg::V, e);
     } else if constexpr (Cfg::N_SHARED > 0) {

@@ -134,12 +134,16 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
     const int tile0 = blockIdx.y * tiles_per_split;
     const int tile1 = min(kb, tile0 + tiles_per_split);
 
-    if constexpr (Cfg::N_SHARED > 0 && !Cfg::E8P && Cfg::CB_COPIES == 1) {
+    // TILE_STAGE: per-tile codebooks (gptvq2) with N_SHARED = all entries: each k tile's set is staged below, in the
+    // k loop, CB_COPIES times (one 128-byte row per entry); the tensor-scope staging here is skipped.
+    constexpr bool TILE_STAGE = Cfg::TILE_ROWS > 0 && Cfg::N_SHARED >= ENTRIES && !Cfg::E8P;
+    static_assert(!TILE_STAGE || Cfg::CB_COPIES * 2 * V == 128, "tile stage: one 128-byte row of copies per entry");
+    if constexpr (Cfg::TILE_ROWS == 0 && Cfg::N_SHARED > 0 && !Cfg::E8P && Cfg::CB_COPIES == 1) {
         for (int i = threadIdx.x; i < Cfg::R * Cfg::N_SHARED * V; i += blockDim.x) {
             const int s = i / (Cfg::N_SHARED * V), ev = i % (Cfg::N_SHARED * V);
             cbs[i] = codebooks[(size_t)s * ENTRIES * V + ev];
         }
-    } else if constexpr (Cfg::N_SHARED > 0 && !Cfg::E8P) {
+    } else if constexpr (Cfg::TILE_ROWS == 0 && Cfg::N_SHARED > 0 && !Cfg::E8P) {
         // [R][N_SHARED][CB_COPIES][V]: every 16-byte entry CB_COPIES times (see vq_lookup).
         static_assert(V == 8 && Cfg::N_SHARED >= ENTRIES, "codebook copies: 16-byte entries, whole codebook");
         constexpr int C = Cfg::CB_COPIES;
@@ -230,10 +234,52 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
     auto x_store = [&](int i, uint4 v) {
         if (i < BM * (TK / 8)) reinterpret_cast<uint4*>(xs)[x_slot(i)] = v;
     };
+    // TILE_STAGE: the k tile's codebook set ([R][ENTRIES][V] halves, SP 16-byte pieces per thread) is loaded with the
+    // codes (a tile ahead under PIPE) and written as 8 16-byte columns per entry row, each column holding 16 / (2V)
+    // copies of the entry; lane l writes column (k + l) % 8 at step k, so a phase of 8 lanes hits 8 bank groups.
+    // The block's rows lie in one codebook row band and its k tiles in whole codebook tiles (the planner checks both).
+    constexpr int SET_PIECES = TILE_STAGE ? Cfg::R * ENTRIES * V / 8 : 1;
+    constexpr int SP = (SET_PIECES + Cfg::WARPS * 32 - 1) / (Cfg::WARPS * 32);
+    auto load_set = [&](int tile, uint4 (&p)[SP]) {
+        if constexpr (TILE_STAGE) {
+            const int block_row0 = blockIdx.x * Cfg::WARPS * WN * 8;
+            const uint4* set = reinterpret_cast<const uint4*>(codebooks) +
+                               (size_t)vq_set_of<Cfg>(min(block_row0, rows - 1), tile * TK, cols) * SET_PIECES;
+#pragma unroll
+            for (int q = 0; q < SP; ++q) {
+                const int i = threadIdx.x + q * Cfg::WARPS * 32;
+                if (i < SET_PIECES) p[q] = __ldg(set + i);
+            }
+        }
+    };
+    auto store_set = [&](const uint4 (&p)[SP]) {
+        if constexpr (TILE_STAGE) {
+            constexpr int PER_PIECE = 8 / V;  // entries per 16-byte piece
+#pragma unroll
+            for (int q = 0; q < SP; ++q) {
+                const int i = threadIdx.x + q * Cfg::WARPS * 32;
+                if (i >= SET_PIECES) continue;
+                const uint32_t w[4] = {p[q].x, p[q].y, p[q].z, p[q].w};
+#pragma unroll
+                for (int e = 0; e < PER_PIECE; ++e) {
+                    // Entry e of the piece replicated across a 16-byte column.
+                    uint4 col;
+                    uint32_t* cw = reinterpret_cast<uint32_t*>(&col);
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) cw[k] = w[(e * V / 2 + k % (V / 2)) % 4];
+                    uint4* row = reinterpret_cast<uint4*>(cbs) + (size_t)(i * PER_PIECE + e) * 8;
+#pragma unroll
+                    for (int k = 0; k < 8; ++k) row[(k + lane) % 8] = col;
+                }
+            }
+        }
+    };
+    uint4 set_regs[SP];
     uint32_t chunk[WN][4 * Cfg::L], next_chunk[WN][4 * Cfg::L];
     uint4 xr[PIPE ? XR : 1];
     if (PIPE && tile0 < tile1) {
         load_codes(tile0, next_chunk);
+        load_set(tile0, set_regs);
 #pragma unroll
         for (int q = 0; q < XR; ++q) xr[q] = x_frag(tile0, threadIdx.x + q * Cfg::WARPS * 32);
     }
@@ -246,8 +292,10 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
                 for (int q = 0; q < 4 * Cfg::L; ++q) chunk[w][q] = next_chunk[w][q];
         } else {
             load_codes(tile, chunk);  // codes first: their latency overlaps the staging
+            load_set(tile, set_regs);
         }
         __syncthreads();
+        store_set(set_regs);
         if constexpr (PIPE) {
 #pragma unroll
             for (int q = 0; q < XR; ++q) x_store(threadIdx.x + q * Cfg::WARPS * 32, xr[q]);
@@ -257,6 +305,7 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
         __syncthreads();
         if (PIPE && tile + 1 < tile1) {
             load_codes(tile + 1, next_chunk);
+            load_set(tile + 1, set_regs);
 #pragma unroll
             for (int q = 0; q < XR; ++q) xr[q] = x_frag(tile + 1, threadIdx.x + q * Cfg::WARPS * 32);
         }

@@ -10,7 +10,7 @@ for t in gpu gpu_linear gpu_attention; do
 for l in sys.stdin:
     m=json.loads(l)
     if m.get("executable") and m.get("target",{}).get("kind")==["test"]: print(m["executable"])' | tail -1)
-  rm -f .gpu/bin/test-"$t"-*
+  rm -f .gpu/bin/test-"$t"-bin
   cp "$f" .gpu/bin/test-"$t"-bin
 done
 ls -la .gpu/bin | tail -5

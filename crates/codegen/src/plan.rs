@@ -847,7 +847,49 @@ impl Plan {
                 "the next k tile's codes and activations are loaded into registers during this tile's lookups".into(),
             );
         }
-        if let Some(c) = ov.cb_copies {
+        // Batch <= 16 with per-tile codebooks (gptvq2): stage each k tile's set in shared memory, 128 bytes of copies
+        // per entry (lane l reads copy l mod copies: conflict-free), instead of gathering entries through L1, which
+        // bounds the kernel (ncu: L1 88-90%, perf-notes v0.15). Needs the block inside one codebook row band and k
+        // tiles inside codebook tiles.
+        let tile_copies = 64 / config.v as u32;
+        let tile_stage_ok = kernel == KernelKind::Mma
+            && mt == 1
+            && learned
+            && matches!(config.v, 2 | 4 | 8)
+            && match config.scope {
+                Scope::Tile { rows, cols } => {
+                    (cols as u32).is_multiple_of(tk) && (rows as u32).is_multiple_of(8 * wn * warps)
+                }
+                _ => false,
+            }
+            && config.r as u32 * entries * 128 <= 48 * 1024;
+        let tile_stage = tile_stage_ok
+            && auto
+            && match ov.cb_copies {
+                None => true,
+                Some(c) if c == tile_copies => true,
+                Some(1) => false,
+                Some(c) => {
+                    return Err(CodegenError::Unsupported(format!(
+                        "--cb-copies {c}: this plan stages per-tile codebooks with {tile_copies} copies per entry \
+                         (128-byte rows); pass {tile_copies}, or 1 to read them through L1"
+                    )))
+                }
+            };
+        if tile_stage {
+            n_shared = entries;
+            cb_copies = tile_copies;
+            note(
+                "codebook tier",
+                format!("shared, {tile_copies} copies"),
+                format!(
+                    "per-tile codebooks at batch <= 16: each k tile's set ({} KiB of copies) staged with the codes a tile \
+                     ahead, so lookups read shared memory without bank conflicts instead of gathering through L1",
+                    config.r as u32 * entries * 128 / 1024
+                ),
+            );
+        }
+        if let Some(c) = ov.cb_copies.filter(|_| !(tile_stage_ok && auto)) {
             if !(c.is_power_of_two() && c <= 8) {
                 return Err(CodegenError::Invalid(format!(
                     "codebook copies must be 1, 2, 4 or 8, not {c}"
@@ -1313,11 +1355,11 @@ mod tests {
     #[test]
     fn batch_16_mma_fills_whole_waves_and_widens_blocks_where_lookups_limit() {
         let ov = Overrides::default();
-        // gptvq2: 172 row groups x 3 = 516 blocks of 4 warps, 4 per SM on 132 SMs (528 slots).
+        // gptvq2 (k tile's set staged): 172 row groups x 3 = 516 blocks of 4 warps, 4 per SM on 132 SMs (528 slots).
         let p = gemv("gptvq2", Level::Auto, 16, 8192, 22016, &ov).unwrap();
         assert_eq!(
             (p.kernel, p.n_shared, p.warps, p.split),
-            (KernelKind::Mma, 0, 4, 3)
+            (KernelKind::Mma, 256, 4, 3)
         );
         let small = gemv("gptvq2", Level::Auto, 16, 4096, 11008, &ov).unwrap();
         assert_eq!(small.split, 6);
@@ -1381,6 +1423,56 @@ mod tests {
             gemv("aqlm-2x8", Level::Auto, 20, 8192, 22016, &on),
             Err(CodegenError::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn per_tile_codebooks_at_batch_16_stage_the_k_tiles_set() {
+        let ov = Overrides::default();
+        let p = gemv("gptvq2", Level::Auto, 16, 8192, 22016, &ov).unwrap();
+        assert_eq!(
+            (p.n_shared, p.cb_copies, p.frequency_ordered),
+            (256, 16, false)
+        );
+        assert_eq!(p.smem_bytes, 16 * 256 * 2 + 256 * 8 * 16);
+        let src = crate::instantiate(&p, None).source;
+        assert!(src.contains("CB_COPIES = 16") && src.contains("N_SHARED = 256"));
+        // --cb-copies 1 reads the sets through L1; other counts are errors.
+        let l1 = gemv(
+            "gptvq2",
+            Level::Auto,
+            16,
+            8192,
+            22016,
+            &Overrides {
+                cb_copies: Some(1),
+                ..ov.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!((l1.n_shared, l1.cb_copies), (0, 1));
+        assert!(matches!(
+            gemv(
+                "gptvq2",
+                Level::Auto,
+                16,
+                8192,
+                22016,
+                &Overrides {
+                    cb_copies: Some(8),
+                    ..ov.clone()
+                }
+            ),
+            Err(CodegenError::Unsupported(_))
+        ));
+        // Codebook tiles narrower than a k tile (128 < 256 columns) keep the L1 path; so does batch 20.
+        let narrow = gemv("vq<4,8,1>:tile=64x128", Level::Auto, 16, 4096, 4096, &ov).unwrap();
+        assert_eq!(narrow.n_shared, 0);
+        assert_eq!(
+            gemv("gptvq2", Level::Auto, 20, 8192, 22016, &ov)
+                .unwrap()
+                .n_shared,
+            0
+        );
     }
 
     #[test]

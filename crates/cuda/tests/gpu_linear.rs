@@ -37,6 +37,11 @@ fn variants(level: Level, m: usize) -> Vec<Overrides> {
             cb_copies: Some(8),
             ..Overrides::default()
         });
+        // Per-tile codebooks read through L1 instead of the staged set of the auto level.
+        v.push(Overrides {
+            cb_copies: Some(1),
+            ..Overrides::default()
+        });
     } else if m == 1 && level == Level::Lut {
         v.push(Overrides {
             code_tma: Some(true),
@@ -127,6 +132,10 @@ fn configs() -> Vec<VqConfig> {
         "vq<2,8,2>",
         "vq<8,10,1>",
         "vq<4,8,1>:tile=64x128",
+        // Per-tile codebooks staged per k tile at batch 16 (mma): 4-byte entries (pipelined), 16-byte entries with a
+        // 512-column k tile (not pipelined).
+        "vq<2,8,1>:tile=256x256",
+        "vq<8,8,1>:tile=256x512",
         // LUT-large GeMV shapes beyond aqlm3: four stages, 8 and 4 vectors per chunk.
         "vq<4,12,4>:scale",
         "vq<4,8,4>",
@@ -241,7 +250,15 @@ fn sanitizer_subset() {
     let cache = ModuleCache::memory_only();
     let mut ran = 0;
     for c in configs() {
-        for level in [Level::Gc, Level::O2, Level::O4, Level::Lut, Level::Replica] {
+        // Auto: the plans only it makes (the per-tile codebook set staged per k tile at batch 16).
+        for level in [
+            Level::Gc,
+            Level::O2,
+            Level::O4,
+            Level::Lut,
+            Level::Replica,
+            Level::Auto,
+        ] {
             for (op, m) in [(Op::Gemv, 1), (Op::Gemv, 2), (Op::Gemv, 16), (Op::Gemm, 33)] {
                 for ov in &variants(level, m) {
                     ran += check(

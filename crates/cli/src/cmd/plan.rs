@@ -55,7 +55,8 @@ pub struct OverrideArgs {
     /// Override: kernel (dequant, lut, lut-large, replica, mma).
     #[arg(long)]
     pub kernel: Option<String>,
-    /// Override (mma kernel): copies of each staged 16-byte codebook entry (1, 2, 4, 8).
+    /// Override (mma kernel): copies of each staged 16-byte codebook entry (1, 2, 4, 8); for per-tile codebooks
+    /// staged per k tile at batch <= 16, 64 / v (128-byte rows), or 1 to read them through L1.
     #[arg(long)]
     pub cb_copies: Option<u32>,
     /// Override (mma kernel): load activation fragments once per vector slot for all row blocks (true / false).
