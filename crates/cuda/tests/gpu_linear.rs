@@ -88,9 +88,12 @@ fn check(
     let xh = random_f16(m * cols, seed ^ 0x5eed);
     let x = gpu.htod(&xh).unwrap();
     // Poison: fp16 NaN everywhere, so an unwritten output fails the finiteness check.
-    let mut y = gpu.htod(&vec![f16::from_bits(0x7e00); m * rows]).unwrap();
-    // Twice: the second run checks that split-K workspaces were cleared by the first.
+    let poison = vec![f16::from_bits(0x7e00); m * rows];
+    let mut y = gpu.htod(&poison).unwrap();
+    // Twice, the output re-poisoned in between: the second run checks that the first cleared the split-K workspace
+    // and that it writes every output itself.
     for _ in 0..2 {
+        gpu.htod_into(&poison, &mut y).unwrap();
         lin.forward(gpu, &x, &mut y, 0).unwrap();
     }
     let got: Vec<f32> = gpu.dtoh(&y).unwrap().iter().map(|v| v.to_f32()).collect();
