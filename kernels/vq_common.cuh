@@ -124,6 +124,20 @@ __device__ __forceinline__ void vq_load_entry_shared(const __half* p, Entry<V>& 
     for (int i = 0; i < V / 2; ++i) e.h[i] = reinterpret_cast<const __half2*>(p)[i];
 }
 
+// Bank-spread codebook copies (replica GeMV, mma kernel's per-k-tile stage): an entry of V halves (V/2 32-bit words at
+// `w`) repeated across a 16-byte word, 16 / (2V) copies ...
+template <int V>
+__device__ __forceinline__ uint4 vq_entry_word(const uint32_t* w) {
+    return make_uint4(w[0], w[1 % (V / 2)], w[2 % (V / 2)], w[3 % (V / 2)]);
+}
+
+// ... and that word written 8 times as the entry's 128-byte row, word k at slot (k + rot) % 8, so that 8 lanes with
+// different rot % 8 write 8 different bank groups in one store phase.
+__device__ __forceinline__ void vq_store_copy_row(uint4* row, uint4 word, int rot) {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) row[(k + rot) & 7] = word;
+}
+
 // The register tier: lane `l` holds entry `l` of each residual stage (when l < N_REG); any lane obtains entry
 // `idx < N_REG` with V/2 shuffles. All lanes of the warp must call this together (no divergence).
 template <class Cfg>

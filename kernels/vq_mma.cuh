@@ -235,8 +235,7 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
         if (i < BM * (TK / 8)) reinterpret_cast<uint4*>(xs)[x_slot(i)] = v;
     };
     // TILE_STAGE: the k tile's codebook set ([R][ENTRIES][V] halves, SP 16-byte pieces per thread) is loaded with the
-    // codes (a tile ahead under PIPE) and written as 8 16-byte columns per entry row, each column holding 16 / (2V)
-    // copies of the entry; lane l writes column (k + l) % 8 at step k, so a phase of 8 lanes hits 8 bank groups.
+    // codes (a tile ahead under PIPE) and each entry written as its 128-byte row of copies (vq_store_copy_row).
     // The block's rows lie in one codebook row band and its k tiles in whole codebook tiles (the planner checks both).
     constexpr int SET_PIECES = TILE_STAGE ? Cfg::R * ENTRIES * V / 8 : 1;
     constexpr int SP = (SET_PIECES + Cfg::WARPS * 32 - 1) / (Cfg::WARPS * 32);
@@ -261,16 +260,9 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
                 if (i >= SET_PIECES) continue;
                 const uint32_t w[4] = {p[q].x, p[q].y, p[q].z, p[q].w};
 #pragma unroll
-                for (int e = 0; e < PER_PIECE; ++e) {
-                    // Entry e of the piece replicated across a 16-byte column.
-                    uint4 col;
-                    uint32_t* cw = reinterpret_cast<uint32_t*>(&col);
-#pragma unroll
-                    for (int k = 0; k < 4; ++k) cw[k] = w[(e * V / 2 + k % (V / 2)) % 4];
-                    uint4* row = reinterpret_cast<uint4*>(cbs) + (size_t)(i * PER_PIECE + e) * 8;
-#pragma unroll
-                    for (int k = 0; k < 8; ++k) row[(k + lane) % 8] = col;
-                }
+                for (int e = 0; e < PER_PIECE; ++e)
+                    vq_store_copy_row(reinterpret_cast<uint4*>(cbs) + (size_t)(i * PER_PIECE + e) * 8,
+                                      vq_entry_word<V>(w + e * V / 2), lane);
             }
         }
     };

@@ -48,31 +48,24 @@ struct ReplicaSetRegs {
 
     __device__ __forceinline__ void load(const __half* __restrict__ cb_src) {
         using G = ReplicaGeo<Cfg>;
-        constexpr int H2 = Cfg::V / 2;
 #pragma unroll
         for (int i = 0; i < G::CB_PER_THREAD; ++i) {
             const int se = threadIdx.x + i * G::THREADS;
             if (G::SET_ENTRIES % G::THREADS != 0 && se >= G::SET_ENTRIES) break;
             Entry<Cfg::V> e;
             vq_load_entry_global<Cfg::V>(cb_src + se * Cfg::V, e);
-            uint32_t w[4];
-#pragma unroll
-            for (int k = 0; k < 4; ++k) w[k] = *reinterpret_cast<const uint32_t*>(&e.h[k % H2]);
-            v[i] = make_uint4(w[0], w[1], w[2], w[3]);
+            v[i] = vq_entry_word<Cfg::V>(reinterpret_cast<const uint32_t*>(e.h));
         }
     }
 
-    // Writes each entry as the 8 identical 16-byte words of its 128-byte row, word k at slot (k + thread) % 8, so the
-    // 8 lanes of a store phase hit 8 different bank groups.
+    // Writes each entry as its 128-byte row of copies (vq_store_copy_row).
     __device__ __forceinline__ void store(uint4* dst) const {
         using G = ReplicaGeo<Cfg>;
-        const int rot = threadIdx.x % 8;
 #pragma unroll
         for (int i = 0; i < G::CB_PER_THREAD; ++i) {
             const int se = threadIdx.x + i * G::THREADS;
             if (G::SET_ENTRIES % G::THREADS != 0 && se >= G::SET_ENTRIES) break;
-#pragma unroll
-            for (int k = 0; k < 8; ++k) dst[se * 8 + ((k + rot) & 7)] = v[i];
+            vq_store_copy_row(dst + se * 8, v[i], threadIdx.x);
         }
     }
 };
