@@ -17,6 +17,23 @@ typedef unsigned long long uint64_t;
 
 #define VQ_FULL_MASK 0xffffffffu
 
+// Programmatic dependent launch (crates/cuda/src/pdl.rs, sm_90+). A kernel launched programmatically may be
+// scheduled before the kernel ahead of it in the stream has finished, so every weight kernel and the split-K finalize
+// call `vq_pdl_wait` first thing: it holds the grid until the kernel before it has finished and its writes are
+// visible. Launches and block scheduling overlap, the work never does. A weight kernel followed by the finalize also
+// calls `vq_pdl_trigger` first, which lets the finalize be scheduled once all of this grid's blocks are resident
+// (without it, the trigger is implicit when the grid exits). Both are no-ops for a plain launch.
+__device__ __forceinline__ void vq_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void vq_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // Loads a lane's chunk (L uint4 words) of tile `tile` into registers, bypassing L1 (streamed once).
 // Makes x opaque to the optimiser: under a tight register cap ptxas otherwise rematerialises per-lane constants
 // (table offsets) inside hot loops, ~50-100 extra instructions per step in the SASS of the LUT kernels.

@@ -174,9 +174,18 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
             "vq_mma_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, x, y, ws, m_total, rows, cols, kb, tiles_per_split, ss0, ss1);"
         ),
     };
+    // Programmatic dependent launch (crates/cuda/src/pdl.rs): a kernel followed by the split-K finalize lets it be
+    // scheduled at once (its blocks are small and only wait). Without a finalize, the next kernel is the next
+    // layer's or call's weight kernel: triggering early let its blocks crowd the SMs this one still runs on
+    // (aqlm-1x16 at batch 1, 184 -> 258 us on an H100, perf-notes v0.18), so it is left to the implicit trigger at exit.
+    let trigger = if plan.uses_workspace() {
+        "vq_pdl_trigger();\n  "
+    } else {
+        ""
+    };
     let _ = write!(
         src,
-        "extern \"C\" __global__ void __launch_bounds__({}{}) {entry}({args}) {{\n  (void)m_total; (void)ss2; (void)ss3; (void)aux;\n  {call}\n}}\n",
+        "extern \"C\" __global__ void __launch_bounds__({}{}) {entry}({args}) {{\n  (void)m_total; (void)ss2; (void)ss3; (void)aux;\n  {trigger}vq_pdl_wait();\n  {call}\n}}\n",
         plan.block,
         // LUT: 3 resident blocks of 256 (<= 85 registers) or 2 of 512 (<= 64) per SM (ptxas's default choice spills).
         // Others: no minimum (a minimum of 1 made ptxas raise the dequant kernel to 106 registers, 30% slower).
@@ -193,7 +202,7 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
     let _ = write!(
         src,
         "extern \"C\" __global__ void {finalize}(float* ws, const __half* scales, int has_scale, __half* y, int rows, int total) {{\n  \
-         vq_gemv_finalize_body(ws, scales, has_scale != 0, y, rows, total);\n}}\n"
+         vq_pdl_wait();\n  vq_gemv_finalize_body(ws, scales, has_scale != 0, y, rows, total);\n}}\n"
     );
     let hadamard = hadamard_block.map(|b| {
         let name = format!("vq_hadamard_{b}_{key}");

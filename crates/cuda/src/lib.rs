@@ -85,3 +85,4 @@ pub use half::f16;
 
 pub mod bench;
 pub mod ops;
+pub mod pdl;

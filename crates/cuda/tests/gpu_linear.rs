@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use vqllm_codegen::{CodegenError, Level, Op, Overrides, Plan};
 use vqllm_cuda::bench::random_f16;
 use vqllm_cuda::ops::linear::VqLinear;
+use vqllm_cuda::pdl::Programmatic;
 use vqllm_cuda::{Gpu, ModuleCache};
 use vqllm_vq::{synthetic::random_weight, VqConfig};
 
@@ -317,5 +318,83 @@ fn large_batch_gemm_path_matches_reference() {
         )
         .unwrap();
         println!("ok  {c:<28} dequant+cuBLAS m=130  rel.err {e:.2e}");
+    }
+}
+
+/// Back-to-back calls with no copy or sync between them, as a decode step issues them: with programmatic dependent
+/// launch (the default on sm_90+) each main kernel may be scheduled while the previous call's finalize still clears
+/// the split-K workspace, and each finalize while its main kernel still adds to it. Each call has its own input
+/// and output; every output must match the reference, in each programmatic-launch mode.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn back_to_back_calls_match_reference() {
+    let gpu = Gpu::new(0).expect("GPU");
+    let cache = ModuleCache::memory_only();
+    const CALLS: usize = 12;
+    // Batch 1 (LUT, replica and dequantizing GeMVs at the auto level) and 16 (mma), split-K at these shapes (a
+    // weight kernel then the finalize); and one plan without split-K (weight kernel after weight kernel).
+    let split_k = (1024 + 8 * 7 + 5, 2048);
+    for (p, m, (rows, cols), splits) in [
+        ("aqlm-2x8", 1, split_k, true),
+        ("gptvq2", 1, split_k, true),
+        ("aqlm3", 1, split_k, true),
+        ("quip4", 1, split_k, true),
+        ("aqlm-1x16", 1, split_k, true),
+        ("gptvq2", 16, split_k, true),
+        ("aqlm-2x8", 16, split_k, true),
+        ("aqlm-1x16", 1, (17003, 512), false),
+    ] {
+        let c = VqConfig::preset(p).unwrap();
+        let plan = Plan::new(
+            &c,
+            Op::Gemv,
+            m,
+            cols,
+            rows,
+            Level::Auto,
+            gpu.spec(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.uses_workspace(),
+            splits,
+            "{p} m={m} {rows}x{cols}: {plan}"
+        );
+        let q = random_weight(&c, rows, cols, 31).unwrap();
+        let mut lin = VqLinear::new(&gpu, &cache, &q, plan.clone(), 1).unwrap();
+        for mode in [
+            Programmatic::Chain,
+            Programmatic::Finalize,
+            Programmatic::Off,
+        ] {
+            let on = lin.set_programmatic_launch(&gpu, mode);
+            let xs: Vec<Vec<f16>> = (0..CALLS)
+                .map(|i| random_f16(m * cols, 500 + i as u64))
+                .collect();
+            let xd: Vec<_> = xs.iter().map(|x| gpu.htod(x).unwrap()).collect();
+            let poison = vec![f16::from_bits(0x7e00); m * rows];
+            let mut ys: Vec<_> = (0..CALLS).map(|_| gpu.htod(&poison).unwrap()).collect();
+            gpu.synchronize().unwrap();
+            for (x, y) in xd.iter().zip(ys.iter_mut()) {
+                lin.forward(&gpu, x, y, 0).unwrap();
+            }
+            for (i, (xh, y)) in xs.iter().zip(&ys).enumerate() {
+                let got: Vec<f32> = gpu.dtoh(y).unwrap().iter().map(|v| v.to_f32()).collect();
+                let xf: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
+                let want = vqllm_vq::reference::gemm(&xf, m, &q).unwrap();
+                let e = rel_err(&got, &want);
+                assert!(
+                    got.iter().all(|v| v.is_finite()) && e < 1e-2,
+                    "{p} m={m} call {i} programmatic launch {on} {:?} split {}: relative error {e:.3e}",
+                    plan.kernel,
+                    plan.split
+                );
+            }
+            println!(
+                "ok  {p:<10} m={m:<2} {:?} split {} programmatic launch {on}: {CALLS} back-to-back calls",
+                plan.kernel, plan.split
+            );
+        }
     }
 }

@@ -51,6 +51,11 @@ pub struct BenchArgs {
     /// paired FP16 time, so that drifts of the device over the run (clocks, temperature) cancel.
     #[arg(long)]
     pub interleave: bool,
+    /// GeMV / GeMM: programmatic dependent launches (sm_90+; ignored before). `chain`: the split-K finalize is
+    /// scheduled while its weight kernel runs and the next weight kernel as the finalize exits; `finalize`: only
+    /// the first; `off`: plain launches.
+    #[arg(long, default_value = "chain")]
+    pub pdl: vqllm_cuda::pdl::Programmatic,
     #[command(flatten)]
     pub attention: super::plan::AttentionShape,
 }
@@ -216,6 +221,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 let bytes = plan.min_bytes();
                 let copies = copies_for(&gpu, bytes);
                 let mut lin = VqLinear::new(&gpu, &cache, &q, plan.clone(), copies)?;
+                lin.set_programmatic_launch(&gpu, a.pdl);
                 let x = random_device_f16(&gpu, m * k, 2)?;
                 let mut y = gpu.alloc_zeros::<half::f16>(m * n)?;
                 let t = time_calls(&gpu, &opts, |i| lin.forward(&gpu, &x, &mut y, i))?;

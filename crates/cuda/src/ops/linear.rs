@@ -14,6 +14,7 @@ use crate::cache::ModuleCache;
 use crate::device::Gpu;
 use crate::error::{CudaError, Result};
 use crate::nvrtc::{CompileOptions, CompiledModule};
+use crate::pdl::{self, Programmatic, RawArgs};
 
 /// Compiles `source` for the GPU (through the cache) and loads it.
 pub fn load_source(
@@ -63,6 +64,8 @@ pub struct VqLinear {
     hadamard: Option<(CudaFunction, usize)>,
     stage_scales: [f32; 4],
     kb: i32,
+    /// Which of the main and finalize launches are programmatic dependent launches (`crate::pdl`).
+    programmatic: Programmatic,
     /// Large-batch GeMM: the dense fp16 weight the dequantize kernel writes, and cuBLAS.
     dense: Option<(CudaSlice<f16>, crate::cublas::Blas)>,
 }
@@ -174,6 +177,11 @@ impl VqLinear {
             registers,
             local_bytes,
             kb: packed.kb as i32,
+            programmatic: if pdl::supported(gpu.spec().cc_major) {
+                Programmatic::default()
+            } else {
+                Programmatic::Off
+            },
             plan,
             codes,
             code_maps,
@@ -189,6 +197,17 @@ impl VqLinear {
             stage_scales,
             dense,
         })
+    }
+
+    /// Chooses which launches are programmatic dependent launches (default [`Programmatic::Chain`] where the
+    /// device supports them, sm_90+; always off before). Returns the mode in effect.
+    pub fn set_programmatic_launch(&mut self, gpu: &Gpu, mode: Programmatic) -> Programmatic {
+        self.programmatic = if pdl::supported(gpu.spec().cc_major) {
+            mode
+        } else {
+            Programmatic::Off
+        };
+        self.programmatic
     }
 
     /// Number of code copies (for L2 rotation).
@@ -257,25 +276,25 @@ impl VqLinear {
         } else {
             &self.code_maps[copy % self.code_maps.len()]
         };
-        let mut b = stream.launch_builder(&self.main);
-        b.arg(codes)
-            .arg(&self.codebooks)
-            .arg(&self.scales)
-            .arg(&self.e8p_abs)
-            .arg(xin)
-            .arg(target)
-            .arg(&mut self.ws)
-            .arg(&m)
-            .arg(&rows)
-            .arg(&cols)
-            .arg(&self.kb)
-            .arg(&tps)
-            .arg(&ss0)
-            .arg(&ss1)
-            .arg(&ss2)
-            .arg(&ss3)
-            .arg(aux);
-        unsafe { b.launch(cfg) }?;
+        let mut a = RawArgs::new(stream);
+        a.buf(codes)
+            .buf(&self.codebooks)
+            .buf(&self.scales)
+            .buf(&self.e8p_abs)
+            .buf(xin)
+            .buf_mut(target)
+            .buf_mut(&mut self.ws)
+            .i32(m)
+            .i32(rows)
+            .i32(cols)
+            .i32(self.kb)
+            .i32(tps)
+            .f32(ss0)
+            .f32(ss1)
+            .f32(ss2)
+            .f32(ss3)
+            .buf(aux);
+        unsafe { a.launch(&self.main, cfg, self.programmatic == Programmatic::Chain) }?;
         if let Some((w, blas)) = &self.dense {
             return blas.hgemm_xwt(
                 crate::cublas::GemmShape {
@@ -296,14 +315,14 @@ impl VqLinear {
                 block_dim: (256, 1, 1),
                 shared_mem_bytes: 0,
             };
-            let mut b = stream.launch_builder(&self.finalize);
-            b.arg(&mut self.ws)
-                .arg(&self.scales)
-                .arg(&has_scale)
-                .arg(&mut *y)
-                .arg(&rows)
-                .arg(&total);
-            unsafe { b.launch(cfg) }?;
+            let mut a = RawArgs::new(stream);
+            a.buf_mut(&mut self.ws)
+                .buf(&self.scales)
+                .i32(has_scale)
+                .buf_mut(&mut *y)
+                .i32(rows)
+                .i32(total);
+            unsafe { a.launch(&self.finalize, cfg, self.programmatic != Programmatic::Off) }?;
         }
         Ok(())
     }
