@@ -31,6 +31,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "vq_lut_large.cuh",
         include_str!("../../../kernels/vq_lut_large.cuh"),
     ),
+    (
+        "vq_sorted_gemv.cuh",
+        include_str!("../../../kernels/vq_sorted_gemv.cuh"),
+    ),
     ("vq_mma.cuh", include_str!("../../../kernels/vq_mma.cuh")),
     (
         "vq_dequant.cuh",
@@ -128,6 +132,14 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         c.v, c.b, c.r, plan.n_reg, plan.n_shared, plan.m_tile, plan.warps, plan.split, plan.rows_per_warp, plan.mt, plan.wn,
         c.per_channel_scale, plan.cb_copies, plan.x_hoist, plan.mma_pipe, plan.code_tma, plan.cb_stage
     );
+    let cfg = if plan.kernel == KernelKind::Sorted {
+        format!(
+            "{cfg}  static constexpr int CHUNK_BITS = {};\n",
+            crate::sorted::CHUNK_BITS
+        )
+    } else {
+        cfg
+    };
     let mut h = DefaultHasher::new();
     cfg.hash(&mut h);
     plan.kernel.hash(&mut h);
@@ -140,6 +152,7 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         KernelKind::Replica => ("vq_replica_gemv.cuh", "vq_replica_gemv"),
         KernelKind::Mma => ("vq_mma.cuh", "vq_mma"),
         KernelKind::DequantGemm => ("vq_dequant.cuh", "vq_dequant"),
+        KernelKind::Sorted => ("vq_sorted_gemv.cuh", "vq_sorted_gemv"),
     };
     let mut src = String::new();
     let _ = writeln!(
@@ -170,6 +183,10 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         KernelKind::DequantGemm => format!(
             "vq_dequant_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, y, rows, cols, kb, ss0, ss1); (void)x; (void)ws; (void)tiles_per_split;"
         ),
+        KernelKind::Sorted => format!(
+            "vq_sorted_gemv_body<Cfg_{key}>(reinterpret_cast<const uint32_t*>(codes), static_cast<const uint32_t*>(aux) /* list starts */, \
+             codebooks, x, ws, rows, cols); (void)scales; (void)y; (void)kb; (void)tiles_per_split;"
+        ),
         KernelKind::Mma => format!(
             "vq_mma_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, x, y, ws, m_total, rows, cols, kb, tiles_per_split, ss0, ss1);"
         ),
@@ -194,7 +211,7 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
                 ", {}",
                 crate::plan::row_block_min_blocks(plan.kernel, plan.warps)
             ),
-            KernelKind::LutLarge => ", 1".into(),
+            KernelKind::LutLarge | KernelKind::Sorted => ", 1".into(),
             _ => String::new(),
         }
     );

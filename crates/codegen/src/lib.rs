@@ -7,6 +7,7 @@ pub mod gpu_spec;
 pub mod instantiate;
 pub mod layout;
 pub mod plan;
+pub mod sorted;
 
 pub use error::{CodegenError, Result};
 pub use gpu_spec::GpuSpec;

@@ -63,6 +63,8 @@ pub enum Level {
     Lut,
     /// Batch 1: the whole codebook set in shared memory with one copy per lane of a load wavefront.
     Replica,
+    /// Batch 1, codebooks too large for shared memory: one chunk per block, codes re-packed by chunk (`sorted`).
+    Sorted,
     Auto,
 }
 
@@ -78,14 +80,16 @@ impl Level {
         Level::Lut,
     ];
 
-    /// The weight kernels' levels: the ladder plus `Replica` (a batch-1 GeMV, no attention counterpart).
-    pub const WEIGHT_LEVELS: [Level; 8] = {
-        let mut levels = [Level::Replica; 8];
+    /// The weight kernels' levels: the ladder plus `Replica` and `Sorted` (batch-1 GeMVs, no attention
+    /// counterpart).
+    pub const WEIGHT_LEVELS: [Level; 9] = {
+        let mut levels = [Level::Sorted; 9];
         let mut i = 0;
         while i < Self::LADDER.len() {
             levels[i] = Self::LADDER[i];
             i += 1;
         }
+        levels[Self::LADDER.len()] = Level::Replica;
         levels
     };
 
@@ -99,10 +103,11 @@ impl Level {
             "o4" => Level::O4,
             "lut" => Level::Lut,
             "rep" | "replica" => Level::Replica,
+            "srt" | "sorted" => Level::Sorted,
             "auto" | "best" => Level::Auto,
             _ => {
                 return Err(CodegenError::Invalid(format!(
-                    "unknown level `{s}` (gc, sc, o1, o2, o3, o4, lut, rep, auto)"
+                    "unknown level `{s}` (gc, sc, o1, o2, o3, o4, lut, rep, srt, auto)"
                 )))
             }
         })
@@ -115,7 +120,7 @@ impl Level {
             Level::O1 => 2,
             Level::O2 => 3,
             Level::O3 => 4,
-            Level::O4 | Level::Lut | Level::Replica | Level::Auto => 5,
+            Level::O4 | Level::Lut | Level::Replica | Level::Sorted | Level::Auto => 5,
         }
     }
 }
@@ -131,6 +136,7 @@ impl fmt::Display for Level {
             Level::O4 => "O4",
             Level::Lut => "LUT",
             Level::Replica => "REP",
+            Level::Sorted => "SRT",
             Level::Auto => "auto",
         };
         f.write_str(s)
@@ -155,6 +161,9 @@ pub enum KernelKind {
     Mma,
     /// `kernels/vq_dequant.cuh` into an fp16 scratch matrix, then cuBLAS: large-batch GeMM.
     DequantGemm,
+    /// `kernels/vq_sorted_gemv.cuh`: batch-1 GeMV, one codebook chunk per block in shared memory, codes re-packed by
+    /// chunk (`crate::sorted`).
+    Sorted,
 }
 
 impl KernelKind {
@@ -163,7 +172,7 @@ impl KernelKind {
     pub fn is_batch1(self) -> bool {
         matches!(
             self,
-            KernelKind::Lut | KernelKind::LutLarge | KernelKind::Replica
+            KernelKind::Lut | KernelKind::LutLarge | KernelKind::Replica | KernelKind::Sorted
         )
     }
 }
@@ -262,6 +271,9 @@ pub struct Plan {
 }
 
 const SMEM_RESERVED_PER_BLOCK: u32 = 1024;
+/// Whether the auto level takes the sorted GeMV where it runs (batch 1, codebooks of 2^13 entries or more): on an H100
+/// aqlm-1x16 at 4096x11008 / 8192x22016 took 31.0 / 76.6 us against the L1-read dequant GeMV's 48.2 / 187.1 (v0.19).
+const AUTO_SORTED: bool = true;
 /// Mma kernel without a staged codebook: input columns per block along the reduction axis.
 const MMA_K_PER_BLOCK: u32 = 768;
 /// Registers a thread of the pipelined batch <= 16 mma kernel holds (NVRTC sm_90: 108-142 at 4 warps, 116 at 8).
@@ -314,9 +326,10 @@ impl Plan {
                 "{config}: an odd number of vectors per chunk"
             )));
         }
-        let mut d = Vec::new();
-        let mut note = |what: &str, value: String, why: String| {
-            d.push(Decision {
+        // A RefCell so that early returns can take the decisions while `note` is still in scope.
+        let d = std::cell::RefCell::new(Vec::new());
+        let note = |what: &str, value: String, why: String| {
+            d.borrow_mut().push(Decision {
                 what: what.into(),
                 value,
                 why,
@@ -429,8 +442,24 @@ impl Plan {
             }
             _ => false,
         };
+        // Sorted GeMV (kernels/vq_sorted_gemv.cuh, crate::sorted): codebooks too large for shared memory, batch 1.
+        let sorted_smem = crate::sorted::smem_bytes(config, k) + SMEM_RESERVED_PER_BLOCK;
+        let sorted_why = crate::sorted::unsupported_reason(config, m, k)
+            .or_else(|| (op != Op::Gemv).then(|| "it is a GeMV".to_string()))
+            .or_else(|| {
+                (sorted_smem > gpu.smem_per_block_optin).then(|| {
+                    format!(
+                        "its codebook chunk and activations need {sorted_smem} B of shared memory, the device allows {}",
+                        gpu.smem_per_block_optin
+                    )
+                })
+            });
+        let want_sorted =
+            level == Level::Sorted || (level == Level::Auto && sorted_why.is_none() && AUTO_SORTED);
         let kernel = if let Some(kk) = ov.kernel {
             kk
+        } else if want_sorted {
+            KernelKind::Sorted
         } else if want_replica {
             if !replica_ok {
                 return Err(CodegenError::Unsupported(format!(
@@ -463,6 +492,11 @@ impl Plan {
         } else {
             KernelKind::Mma
         };
+        if let (KernelKind::Sorted, Some(why)) = (kernel, &sorted_why) {
+            return Err(CodegenError::Unsupported(format!(
+                "the sorted GeMV cannot run {config} at m={m}, k={k}: {why}"
+            )));
+        }
         if (kernel == KernelKind::Lut && !lut_ok)
             || (kernel == KernelKind::LutLarge && !lutl_ok)
             || (kernel == KernelKind::Replica && !replica_ok)
@@ -506,6 +540,13 @@ impl Plan {
                         _ => n,
                     }
                 ),
+                KernelKind::Sorted => format!(
+                    "batch 1, a {} KiB codebook: each block keeps one {} KiB chunk in shared memory and reads only the codes \
+                     that fall in it (re-packed offline as 32-bit words, twice the code bytes), instead of a random 32-byte \
+                     L2 sector per 16-byte entry",
+                    config.entries() * config.v * 2 / 1024,
+                    (1usize << crate::sorted::CHUNK_BITS) * config.v * 2 / 1024
+                ),
                 KernelKind::Dequant => format!("batch {m} <= 4: CUDA-core dot products keep up with memory"),
                 KernelKind::Mma => format!("batch {m} > 4: tensor cores (mma.m16n8k16) amortise each decoded vector over 16 rows"),
                 KernelKind::DequantGemm => format!(
@@ -521,6 +562,7 @@ impl Plan {
         let level = match (level, kernel) {
             (Level::Auto, KernelKind::Lut | KernelKind::LutLarge) => Level::Lut,
             (Level::Auto, KernelKind::Replica) => Level::Replica,
+            (Level::Auto, KernelKind::Sorted) => Level::Sorted,
             (Level::Auto, _) => Level::O4,
             (l, _) => l,
         };
@@ -535,11 +577,60 @@ impl Plan {
         let mma_l1 = kernel == KernelKind::Mma && learned && entries > 256;
         let l1_codebooks = auto && (kernel == KernelKind::Dequant || mma_l1);
 
+        if kernel == KernelKind::Sorted {
+            let chunks = crate::sorted::chunks(config);
+            let parts = crate::sorted::row_parts(config, n, gpu.sm_count);
+            let unroll = crate::sorted::unroll(config, k);
+            note(
+                "grid",
+                format!("{chunks} x {parts} x 1"),
+                format!(
+                    "one block per (codebook chunk, row part), one per SM ({} blocks on {} SMs); {} warps of whole rows, \
+                     {unroll} words per lane in flight per row ({} KiB of shared memory)",
+                    chunks * parts,
+                    gpu.sm_count,
+                    crate::sorted::WARPS,
+                    sorted_smem / 1024
+                ),
+            );
+            return Ok(Plan {
+                config: *config,
+                op,
+                m,
+                k,
+                n,
+                level,
+                kernel,
+                geometry: (geo.rb, geo.l, geo.vpc),
+                warps: crate::sorted::WARPS,
+                rows_per_warp: unroll,
+                mt: 1,
+                wn: 1,
+                lut_chunks: 0,
+                m_tile: 1,
+                split: chunks,
+                tiles_per_split: 0,
+                n_reg: 0,
+                n_shared: 0,
+                cb_copies: 1,
+                x_hoist: false,
+                mma_pipe: false,
+                code_tma: false,
+                cb_stage: false,
+                frequency_ordered: false,
+                smem_bytes: sorted_smem - SMEM_RESERVED_PER_BLOCK,
+                grid: (chunks, parts, 1),
+                block: 32 * crate::sorted::WARPS,
+                decisions: d.take(),
+            });
+        }
+
         // 3. Block shape.
         let (mut warps, mut rows_per_warp, mut mt, mut wn, m_tile) =
             (8u32, 1u32, 1u32, 1u32, m.min(8) as u32);
         match kernel {
-            KernelKind::Dequant | KernelKind::DequantGemm => {}
+            // (The sorted GeMV's plan was returned above.)
+            KernelKind::Dequant | KernelKind::DequantGemm | KernelKind::Sorted => {}
             KernelKind::LutLarge => {
                 warps = lutl_warps.unwrap_or(16);
                 note(
@@ -696,7 +787,7 @@ impl Plan {
         let mut threads = 32 * warps;
         let est_regs: u32 = ov.base_registers.unwrap_or(match kernel {
             KernelKind::Dequant | KernelKind::DequantGemm => 40,
-            KernelKind::Lut | KernelKind::Replica => 80,
+            KernelKind::Lut | KernelKind::Replica | KernelKind::Sorted => 80,
             KernelKind::LutLarge => 64,
             KernelKind::Mma => 48 + 8 * mt * wn,
         });
@@ -944,7 +1035,7 @@ impl Plan {
         let row_groups = match kernel {
             KernelKind::Dequant | KernelKind::DequantGemm => row_blocks.div_ceil(warps),
             KernelKind::Lut | KernelKind::Replica => row_blocks.div_ceil(warps * rows_per_warp),
-            KernelKind::LutLarge => 1,
+            KernelKind::LutLarge | KernelKind::Sorted => 1,
             KernelKind::Mma => row_blocks.div_ceil(warps * wn),
         };
         let m_groups = if kernel == KernelKind::Mma {
@@ -1187,7 +1278,7 @@ impl Plan {
             KernelKind::Replica => replica_smem(warps, rows_per_warp),
             KernelKind::LutLarge => lutl_smem(warps, lutl_cb_stage),
             KernelKind::Mma => mma_smem,
-            KernelKind::DequantGemm => 0,
+            KernelKind::DequantGemm | KernelKind::Sorted => 0,
         };
         if smem_bytes > gpu.smem_per_block_optin {
             return Err(CodegenError::DoesNotFit(format!(
@@ -1246,14 +1337,14 @@ impl Plan {
             smem_bytes,
             grid,
             block: threads,
-            decisions: d,
+            decisions: d.into_inner(),
         })
     }
 
     /// Whether the main kernel leaves fp32 partial sums in the workspace, for the finalize kernel to scale and
     /// convert (split-K and the LUT-large GeMV).
     pub fn uses_workspace(&self) -> bool {
-        self.split > 1 || self.kernel == KernelKind::LutLarge
+        self.split > 1 || matches!(self.kernel, KernelKind::LutLarge | KernelKind::Sorted)
     }
 
     /// Number of k tiles per row.

@@ -143,6 +143,8 @@ fn configs() -> Vec<VqConfig> {
         // LUT-large GeMV shapes beyond aqlm3: four stages, 8 and 4 vectors per chunk.
         "vq<4,12,4>:scale",
         "vq<4,8,4>",
+        // Sorted GeMV: one codebook chunk (aqlm-1x16 has eight), no row scales.
+        "vq<8,13,1>",
     ] {
         v.push(s.parse().unwrap());
     }
@@ -225,16 +227,22 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn large_layer_matches_reference_sampled_rows() {
-    // A full 4096 x 11008 layer at the auto level (LUT, LUT-large and dequantizing kernels), checked on all rows.
+    // A full 4096 x 11008 layer at the auto level (LUT, LUT-large and dequantizing kernels) and the sorted GeMV,
+    // checked on all rows.
     let gpu = Gpu::new(0).expect("GPU");
     let cache = ModuleCache::memory_only();
-    for p in ["aqlm-2x8", "quip4", "aqlm3"] {
+    for (p, level) in [
+        ("aqlm-2x8", Level::Auto),
+        ("quip4", Level::Auto),
+        ("aqlm3", Level::Auto),
+        ("aqlm-1x16", Level::Sorted),
+    ] {
         let c = VqConfig::preset(p).unwrap();
         assert!(check(
             &gpu,
             &cache,
             &c,
-            Level::Auto,
+            level,
             Op::Gemv,
             1,
             11008,
@@ -261,6 +269,7 @@ fn sanitizer_subset() {
             Level::O4,
             Level::Lut,
             Level::Replica,
+            Level::Sorted,
             Level::Auto,
         ] {
             for (op, m) in [(Op::Gemv, 1), (Op::Gemv, 2), (Op::Gemv, 16), (Op::Gemm, 33)] {
@@ -331,7 +340,7 @@ fn back_to_back_calls_match_reference() {
     let gpu = Gpu::new(0).expect("GPU");
     let cache = ModuleCache::memory_only();
     const CALLS: usize = 12;
-    // Batch 1 (LUT, replica and dequantizing GeMVs at the auto level) and 16 (mma), split-K at these shapes (a
+    // Batch 1 (LUT, replica, dequantizing and sorted GeMVs at the auto level) and 16 (mma), split-K at these shapes (a
     // weight kernel then the finalize); and one plan without split-K (weight kernel after weight kernel).
     let split_k = (1024 + 8 * 7 + 5, 2048);
     for (p, m, (rows, cols), splits) in [
@@ -342,7 +351,7 @@ fn back_to_back_calls_match_reference() {
         ("aqlm-1x16", 1, split_k, true),
         ("gptvq2", 16, split_k, true),
         ("aqlm-2x8", 16, split_k, true),
-        ("aqlm-1x16", 1, (17003, 512), false),
+        ("quip4", 1, (17003, 512), false),
     ] {
         let c = VqConfig::preset(p).unwrap();
         let plan = Plan::new(

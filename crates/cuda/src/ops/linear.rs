@@ -53,6 +53,8 @@ pub struct VqLinear {
     codes: Vec<CudaSlice<u32>>,
     /// LUT-large GeMV: one TMA descriptor of the codes per copy (`crate::tma`).
     code_maps: Vec<CudaSlice<u32>>,
+    /// Sorted GeMV: the starts of the (chunk, row) lists in `codes` (`vqllm_codegen::sorted`).
+    list_starts: Option<CudaSlice<u32>>,
     codebooks: CudaSlice<f16>,
     scales: CudaSlice<f16>,
     e8p_abs: CudaSlice<u32>,
@@ -115,10 +117,24 @@ impl VqLinear {
             (Some(name), Some(b)) => Some((module.load_function(name)?, b)),
             _ => None,
         };
+        // The sorted GeMV reads the codes re-packed by codebook chunk instead of the tile layout.
+        let sorted = if plan.kernel == KernelKind::Sorted {
+            Some(
+                vqllm_codegen::sorted::pack_sorted(q)
+                    .map_err(|e| CudaError::InvalidArgument(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let code_words = sorted.as_ref().map_or(&packed.codes, |s| &s.words);
         let mut codes = Vec::with_capacity(copies.max(1));
         for _ in 0..copies.max(1) {
-            codes.push(gpu.htod(&packed.codes)?);
+            codes.push(gpu.htod(code_words)?);
         }
+        let list_starts = match &sorted {
+            Some(s) => Some(gpu.htod(&s.starts)?),
+            None => None,
+        };
         let code_maps = if plan.code_tma {
             codes
                 .iter()
@@ -185,6 +201,7 @@ impl VqLinear {
             plan,
             codes,
             code_maps,
+            list_starts,
             codebooks,
             scales,
             e8p_abs,
@@ -270,8 +287,11 @@ impl VqLinear {
             shared_mem_bytes: smem,
         };
         let [ss0, ss1, ss2, ss3] = self.stage_scales;
-        // The kernels' last argument: the LUT-large GeMV's code tensor map, unused by the others.
-        let aux = if self.code_maps.is_empty() {
+        // The kernels' last argument: the LUT-large GeMV's code tensor map, the sorted GeMV's list starts, unused by
+        // the others.
+        let aux = if let Some(starts) = &self.list_starts {
+            starts
+        } else if self.code_maps.is_empty() {
             &self.e8p_abs
         } else {
             &self.code_maps[copy % self.code_maps.len()]
