@@ -75,13 +75,12 @@ __device__ __forceinline__ void vq_sorted_gemv_body(const uint32_t* __restrict__
     __syncthreads();
 
     for (int r = w0; r < w1; ++r) {
-        // Next row's words first.
+        // Next row's words first (the next list starts where this one ends).
         uint32_t nw[U];
-        const uint32_t ns = e;
         uint32_t ne = e;
         if (r + 1 < w1) {
             ne = st[r + 2];
-            vq_sorted_load<Cfg>(words, ns, ne, nw);
+            vq_sorted_load<Cfg>(words, e, ne, nw);
         }
         __half2 acc2 = __float2half2_rn(0.f);
         const uint32_t base = s & ~31u;
@@ -100,7 +99,7 @@ __device__ __forceinline__ void vq_sorted_gemv_body(const uint32_t* __restrict__
 #pragma unroll
         for (int o = 16; o; o >>= 1) acc += __shfl_xor_sync(VQ_FULL_MASK, acc, o);
         if (lane == 0 && e > s) atomicAdd(ws + r, acc);
-        s = ns;
+        s = e;
         e = ne;
 #pragma unroll
         for (int u = 0; u < U; ++u) w[u] = nw[u];

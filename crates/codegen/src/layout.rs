@@ -71,33 +71,18 @@ impl PackedWeight {
 
 /// Packs `q` into the tile layout.
 pub fn pack_weight(q: &QuantizedWeight) -> PackedWeight {
+    let mut packed = pack_tables(q);
+    packed.codes = tile_codes(q, &packed);
+    packed
+}
+
+/// `q`'s codebooks, scales, stage multipliers and tile geometry, without its codes (`codes` is empty): for kernels
+/// that read the codes in another layout (the sorted GeMV, `crate::sorted`).
+pub fn pack_tables(q: &QuantizedWeight) -> PackedWeight {
     let c = &q.config;
     let geo = TileGeometry::of(c);
-    let groups = q.groups();
-    let tv = geo.tile_vectors();
-    let kb = groups.div_ceil(tv);
+    let kb = q.groups().div_ceil(geo.tile_vectors());
     let rows_padded = q.rows.div_ceil(8) * 8;
-    let nb = rows_padded / 8;
-    let mut codes = vec![0u32; nb * kb * geo.tile_words()];
-    let lane_words = geo.l as usize * 4;
-    for n in 0..q.rows {
-        let (tile_row, g) = (n / 8, n % 8);
-        for k in 0..groups {
-            let (tile_k, kin) = (k / tv, k % tv);
-            let (t, j) = (kin % 4, kin / 4);
-            let lane = 4 * g + t;
-            let base = ((tile_row * kb + tile_k) * 32 + lane) * lane_words;
-            for s in 0..c.r {
-                let bit = j * geo.rb as usize + s * c.b as usize;
-                put_bits(
-                    &mut codes[base..base + lane_words],
-                    bit,
-                    c.b,
-                    q.code(n, k, s) as u32,
-                );
-            }
-        }
-    }
     // Learned codebooks carry their stage multipliers (the kernels read learned entries as they are; only the E8P
     // decode applies `stage_scales`): codebooks are `[sets, r, 2^b, v]`, so stage i is every r-th block of 2^b·v.
     let stage_len = c.entries() * c.v;
@@ -124,11 +109,40 @@ pub fn pack_weight(q: &QuantizedWeight) -> PackedWeight {
         rows_padded,
         kb,
         geometry: geo,
-        codes,
+        codes: Vec::new(),
         codebooks,
         scales,
         stage_scales,
     }
+}
+
+/// The codes interleaved into the tile layout of `p` (docs/kernel-layout.md), little-endian u32 words.
+fn tile_codes(q: &QuantizedWeight, p: &PackedWeight) -> Vec<u32> {
+    let c = &q.config;
+    let (geo, kb, nb) = (p.geometry, p.kb, p.rows_padded / 8);
+    let groups = q.groups();
+    let tv = geo.tile_vectors();
+    let mut codes = vec![0u32; nb * kb * geo.tile_words()];
+    let lane_words = geo.l as usize * 4;
+    for n in 0..q.rows {
+        let (tile_row, g) = (n / 8, n % 8);
+        for k in 0..groups {
+            let (tile_k, kin) = (k / tv, k % tv);
+            let (t, j) = (kin % 4, kin / 4);
+            let lane = 4 * g + t;
+            let base = ((tile_row * kb + tile_k) * 32 + lane) * lane_words;
+            for s in 0..c.r {
+                let bit = j * geo.rb as usize + s * c.b as usize;
+                put_bits(
+                    &mut codes[base..base + lane_words],
+                    bit,
+                    c.b,
+                    q.code(n, k, s) as u32,
+                );
+            }
+        }
+    }
+    codes
 }
 
 fn put_bits(words: &mut [u32], bit: usize, nbits: u32, value: u32) {

@@ -138,6 +138,17 @@ impl From<DriverError> for CudaError {
     }
 }
 
+impl CudaError {
+    /// A driver error returned by a kernel launch: as [`From<DriverError>`], with the generic driver errors (an
+    /// invalid argument, a launch configuration the kernel cannot run) reported as [`CudaError::Launch`].
+    pub fn from_launch(err: DriverError) -> Self {
+        match CudaError::from(err) {
+            CudaError::Driver(msg) => CudaError::Launch(msg),
+            other => other,
+        }
+    }
+}
+
 impl From<NvrtcError> for CudaError {
     fn from(err: NvrtcError) -> Self {
         CudaError::NvrtcUnavailable(format!("NVRTC call failed: {err}"))

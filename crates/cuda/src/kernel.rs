@@ -285,12 +285,7 @@ impl<'a> Launch<'a> {
             block_dim: dims.block,
             shared_mem_bytes: dims.dynamic_smem,
         };
-        self.args
-            .launch(cfg)
-            .map_err(|e| match CudaError::from(e) {
-                CudaError::Driver(msg) => CudaError::Launch(msg),
-                other => other,
-            })?;
+        self.args.launch(cfg).map_err(CudaError::from_launch)?;
         Ok(())
     }
 }

@@ -42,6 +42,17 @@ pub enum Programmatic {
     Chain,
 }
 
+impl Programmatic {
+    /// This mode on a device of compute capability `cc_major`: itself where [`supported`], else `Off`.
+    pub fn on_device(self, cc_major: u32) -> Programmatic {
+        if supported(cc_major) {
+            self
+        } else {
+            Programmatic::Off
+        }
+    }
+}
+
 impl std::str::FromStr for Programmatic {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
@@ -154,10 +165,7 @@ impl<'a> RawArgs<'a> {
         );
         drop(params);
         drop(self.guards);
-        r.result().map_err(|e| match CudaError::from(e) {
-            CudaError::Driver(msg) => CudaError::Launch(msg),
-            other => other,
-        })
+        r.result().map_err(CudaError::from_launch)
     }
 }
 

@@ -7,14 +7,16 @@ use cudarc::driver::sys::CUfunction_attribute_enum as FuncAttr;
 use cudarc::driver::{CudaFunction, CudaModule, CudaSlice, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::Ptx;
 use half::f16;
-use vqllm_codegen::{instantiate, layout::hadamard_block, pack_weight, KernelKind, Plan};
+use vqllm_codegen::{
+    instantiate, layout::hadamard_block, pack_tables, pack_weight, KernelKind, Plan,
+};
 use vqllm_vq::{CodebookKind, QuantizedWeight};
 
 use crate::cache::ModuleCache;
 use crate::device::Gpu;
 use crate::error::{CudaError, Result};
 use crate::nvrtc::{CompileOptions, CompiledModule};
-use crate::pdl::{self, Programmatic, RawArgs};
+use crate::pdl::{Programmatic, RawArgs};
 
 /// Compiles `source` for the GPU (through the cache) and loads it.
 pub fn load_source(
@@ -99,7 +101,20 @@ impl VqLinear {
         } else {
             q
         };
-        let packed = pack_weight(q);
+        // The sorted GeMV reads the codes re-packed by codebook chunk instead of the tile layout.
+        let sorted = if plan.kernel == KernelKind::Sorted {
+            Some(
+                vqllm_codegen::sorted::pack_sorted(q)
+                    .map_err(|e| CudaError::InvalidArgument(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let packed = if sorted.is_some() {
+            pack_tables(q)
+        } else {
+            pack_weight(q)
+        };
         let hblock = q
             .rht
             .as_ref()
@@ -116,15 +131,6 @@ impl VqLinear {
         let hadamard = match (&ks.hadamard, hblock) {
             (Some(name), Some(b)) => Some((module.load_function(name)?, b)),
             _ => None,
-        };
-        // The sorted GeMV reads the codes re-packed by codebook chunk instead of the tile layout.
-        let sorted = if plan.kernel == KernelKind::Sorted {
-            Some(
-                vqllm_codegen::sorted::pack_sorted(q)
-                    .map_err(|e| CudaError::InvalidArgument(e.to_string()))?,
-            )
-        } else {
-            None
         };
         let code_words = sorted.as_ref().map_or(&packed.codes, |s| &s.words);
         let mut codes = Vec::with_capacity(copies.max(1));
@@ -193,11 +199,7 @@ impl VqLinear {
             registers,
             local_bytes,
             kb: packed.kb as i32,
-            programmatic: if pdl::supported(gpu.spec().cc_major) {
-                Programmatic::default()
-            } else {
-                Programmatic::Off
-            },
+            programmatic: Programmatic::default().on_device(gpu.spec().cc_major),
             plan,
             codes,
             code_maps,
@@ -219,11 +221,7 @@ impl VqLinear {
     /// Chooses which launches are programmatic dependent launches (default [`Programmatic::Chain`] where the
     /// device supports them, sm_90+; always off before). Returns the mode in effect.
     pub fn set_programmatic_launch(&mut self, gpu: &Gpu, mode: Programmatic) -> Programmatic {
-        self.programmatic = if pdl::supported(gpu.spec().cc_major) {
-            mode
-        } else {
-            Programmatic::Off
-        };
+        self.programmatic = mode.on_device(gpu.spec().cc_major);
         self.programmatic
     }
 
