@@ -1,25 +1,25 @@
 // vq_sorted_gemv.cuh — batch-1 GeMV for one codebook too large for shared memory (aqlm-1x16: 65536 x 16 bytes).
 //
 // The codebook-centric dataflow taken to its end (crates/codegen/src/sorted.rs has the layout): block (c, p) keeps
-// codebook chunk c (2^CHUNK_BITS entries of 8 halves) and the activations in shared memory, and walks the lists of
-// its row part p: for each row, the words `code mod 2^CHUNK_BITS | group << CHUNK_BITS` of that row's vectors whose
-// code falls in chunk c. Every lookup is then a shared-memory load instead of a random 32-byte L2 sector; the lists
-// are ordered offline so that each aligned 8-word phase hits distinct banks for both loads.
+// codebook chunk c (2^CHUNK_BITS entries of 8 halves) and the activations in shared memory and reads only the codes
+// that fall in chunk c, each as a word `code mod 2^CHUNK_BITS | group << CHUNK_BITS`. Every lookup is a shared-memory
+// load instead of a random 32-byte L2 sector.
 //
-// Warps own contiguous row ranges and take a row at a time with the whole warp (lane i: words i, i + 32, ...). The
-// next row's ROWS_PER_WARP words per lane are loaded before the current row is computed, so one row's memory latency
-// overlaps the previous row's work. Each row's partial sum goes to the fp32 workspace with one atomic; the finalize
-// kernel scales and converts.
+// Lane = row. Chunk c's words form a stream of tiles; a tile is 32 rows (one per lane, rows of similar list length
+// next to each other) by L steps, and step s of a tile is one word per lane. Four steps (a "quad") are one 16-byte
+// load per lane, 512 contiguous bytes per warp. A lane keeps its row's sum in a register for the whole tile: no
+// per-row reduction, one atomic per lane and tile. Lanes whose row's list is shorter than the tile read padding words
+// that point at zero activations (8 zero slots after the real ones, so padding, too, can take any bank).
 //
-// Cfg: CHUNK_BITS, WARPS, ROWS_PER_WARP (= words per lane and row in flight).
+// Each warp takes an even share of its chunk's quads, whatever the tile boundaries (a share may start or end inside a
+// tile; both warps add into the same rows). The words of each step are ordered offline so that the 8 lanes of each
+// shared-memory phase read 8 different entry slots and 8 different activation slots where the lists allow.
+//
+// Cfg: CHUNK_BITS, WARPS, ROWS_PER_WARP (= quads in flight per lane).
 #pragma once
 #include "vq_common.cuh"
 
-// "No word": all ones (the planner keeps groups below 2^(32 - CHUNK_BITS) - 1).
-#define VQ_SORTED_NONE 0xffffffffu
-
-// acc + <entry, x> of one 8-wide vector: four HFMA2. A lane accumulates only its few words of a row in fp16 (about
-// k / 8 / chunks / 32 vectors, 4 at k = 8192); the row sum is taken in fp32.
+// acc + <entry, x> of one 8-wide vector: four HFMA2.
 __device__ __forceinline__ __half2 vq_sorted_fma(uint4 e, uint4 xv, __half2 acc) {
     const __half2* a = reinterpret_cast<const __half2*>(&e);
     const __half2* b = reinterpret_cast<const __half2*>(&xv);
@@ -29,79 +29,85 @@ __device__ __forceinline__ __half2 vq_sorted_fma(uint4 e, uint4 xv, __half2 acc)
     return __hfma2(a[3], b[3], acc);
 }
 
-// Lane's words of list [s, e), starting at the 32-aligned position at or below s (streamed: read once).
+// The four words of one quad: 32 products summed in fp16 (short enough), then added to the row's fp32 sum.
 template <class Cfg>
-__device__ __forceinline__ void vq_sorted_load(const uint32_t* __restrict__ words, uint32_t s, uint32_t e,
-                                               uint32_t (&w)[Cfg::ROWS_PER_WARP]) {
-    const uint32_t base = (s & ~31u) + (threadIdx.x & 31);
-#pragma unroll
-    for (int u = 0; u < Cfg::ROWS_PER_WARP; ++u) {
-        const uint32_t i = base + 32u * u;
-        w[u] = (i >= s && i < e) ? __ldcs(words + i) : VQ_SORTED_NONE;
-    }
+__device__ __forceinline__ float vq_sorted_quad(const uint4* cb, const uint4* xs, uint4 w) {
+    constexpr uint32_t MASK = (1u << Cfg::CHUNK_BITS) - 1;
+    __half2 h = __float2half2_rn(0.f);
+    h = vq_sorted_fma(cb[w.x & MASK], xs[w.x >> Cfg::CHUNK_BITS], h);
+    h = vq_sorted_fma(cb[w.y & MASK], xs[w.y >> Cfg::CHUNK_BITS], h);
+    h = vq_sorted_fma(cb[w.z & MASK], xs[w.z >> Cfg::CHUNK_BITS], h);
+    h = vq_sorted_fma(cb[w.w & MASK], xs[w.w >> Cfg::CHUNK_BITS], h);
+    const float2 f = __half22float2(h);
+    return f.x + f.y;
 }
 
+// aux: the tiles' first quads, `chunks x (tiles + 1)` (global quad indices, the last entry of a chunk is its end), then
+// each tile's rows, `chunks x tiles x 32` (all ones: no row).
 template <class Cfg>
-__device__ __forceinline__ void vq_sorted_gemv_body(const uint32_t* __restrict__ words, const uint32_t* __restrict__ starts,
+__device__ __forceinline__ void vq_sorted_gemv_body(const uint4* __restrict__ words, const uint32_t* __restrict__ aux,
                                                     const __half* __restrict__ codebooks, const __half* __restrict__ x,
                                                     float* __restrict__ ws, int rows, int cols) {
-    constexpr int U = Cfg::ROWS_PER_WARP;
-    constexpr uint32_t ENTRIES = 1u << Cfg::CHUNK_BITS, MASK = ENTRIES - 1;
+    constexpr int D = Cfg::ROWS_PER_WARP;
+    constexpr uint32_t ENTRIES = 1u << Cfg::CHUNK_BITS;
     extern __shared__ uint4 vq_sorted_smem[];
     uint4* cb = vq_sorted_smem;            // the chunk's entries
-    uint4* xs = vq_sorted_smem + ENTRIES;  // the activations, one 16-byte word per group
+    uint4* xs = vq_sorted_smem + ENTRIES;  // the activations, one 16-byte word per group, then 8 zero words
     const int chunk = blockIdx.x;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const uint32_t tiles = (rows + 31) / 32;
+    const uint32_t* tile_start = aux + (size_t)chunk * (tiles + 1);
+    const uint32_t* tile_rows = aux + (size_t)gridDim.x * (tiles + 1) + (size_t)chunk * tiles * 32;
 
-    // This warp's rows: a contiguous range of the block's part.
-    const int per_block = (rows + gridDim.y - 1) / gridDim.y;
-    const int r0 = blockIdx.y * per_block, r1 = min(rows, r0 + per_block);
-    const int per_warp = max(0, (r1 - r0 + Cfg::WARPS - 1) / Cfg::WARPS);
-    const int w0 = r0 + warp * per_warp, w1 = min(r1, w0 + per_warp);
-    const uint32_t* st = starts + (size_t)chunk * rows;
+    // This warp's share of the chunk's quads.
+    const uint32_t c0 = __ldg(tile_start), len = __ldg(tile_start + tiles) - c0;
+    const uint32_t shares = gridDim.y * Cfg::WARPS, share = blockIdx.y * Cfg::WARPS + warp;
+    const uint32_t q0 = c0 + (uint32_t)((uint64_t)len * share / shares);
+    const uint32_t q1 = c0 + (uint32_t)((uint64_t)len * (share + 1) / shares);
 
-    // The first row's words are in flight while the chunk and the activations are staged.
-    uint32_t w[U];
-    uint32_t s = 0, e = 0;
-    if (w0 < w1) {
-        s = st[w0];
-        e = st[w0 + 1];
-        vq_sorted_load<Cfg>(words, s, e, w);
+    // The first quads are in flight while the chunk and the activations are staged.
+    uint4 buf[D];
+#pragma unroll
+    for (int d = 0; d < D; ++d)
+        buf[d] = q0 + d < q1 ? __ldcs(words + (size_t)(q0 + d) * 32 + lane) : make_uint4(0, 0, 0, 0);
+    // The tile holding q0: the last one starting at or before it.
+    uint32_t t = 0;
+    if (q0 < q1) {
+        uint32_t hi = tiles;
+        while (hi - t > 1) {
+            const uint32_t mid = (t + hi) / 2;
+            if (__ldg(tile_start + mid) <= q0) t = mid; else hi = mid;
+        }
     }
+    uint32_t t_end = __ldg(tile_start + t + 1);
+
     const uint4* cbg = reinterpret_cast<const uint4*>(codebooks) + (size_t)chunk * ENTRIES;
     for (uint32_t i = threadIdx.x; i < ENTRIES; i += blockDim.x) cb[i] = __ldg(cbg + i);
     const uint4* xg = reinterpret_cast<const uint4*>(x);
-    for (int i = threadIdx.x; i < cols / 8; i += blockDim.x) xs[i] = __ldg(xg + i);
+    const int groups = cols / 8;
+    for (int i = threadIdx.x; i < groups + 8; i += blockDim.x) xs[i] = i < groups ? __ldg(xg + i) : make_uint4(0, 0, 0, 0);
     __syncthreads();
+    if (q0 >= q1) return;
 
-    for (int r = w0; r < w1; ++r) {
-        // Next row's words first (the next list starts where this one ends).
-        uint32_t nw[U];
-        uint32_t ne = e;
-        if (r + 1 < w1) {
-            ne = st[r + 2];
-            vq_sorted_load<Cfg>(words, e, ne, nw);
-        }
-        __half2 acc2 = __float2half2_rn(0.f);
-        const uint32_t base = s & ~31u;
+    float acc = 0.f;
+    for (uint32_t q = q0; q < q1; q += D) {
 #pragma unroll
-        for (int u = 0; u < U; ++u) {
-            if (base + 32u * u >= e) break;  // warp-uniform
-            if (w[u] != VQ_SORTED_NONE) acc2 = vq_sorted_fma(cb[w[u] & MASK], xs[w[u] >> Cfg::CHUNK_BITS], acc2);
+        for (int d = 0; d < D; ++d) {
+            const uint32_t qd = q + d;
+            if (qd >= q1) break;  // warp-uniform
+            // Entering the next tile (a tile with no quads in this chunk is passed over): the last one's sums out.
+            while (qd == t_end) {
+                const uint32_t row = __ldg(tile_rows + t * 32 + lane);
+                if (row < (uint32_t)rows) atomicAdd(ws + row, acc);
+                acc = 0.f;
+                ++t;
+                t_end = __ldg(tile_start + t + 1);
+            }
+            const uint4 w = buf[d];
+            if (qd + D < q1) buf[d] = __ldcs(words + (size_t)(qd + D) * 32 + lane);
+            acc += vq_sorted_quad<Cfg>(cb, xs, w);
         }
-        // A list longer than the words in flight (rare by the planner's choice of U): the rest word by word.
-        for (uint32_t i = base + 32u * U + lane; i < e; i += 32) {
-            const uint32_t v = __ldcs(words + i);
-            acc2 = vq_sorted_fma(cb[v & MASK], xs[v >> Cfg::CHUNK_BITS], acc2);
-        }
-        const float2 f = __half22float2(acc2);
-        float acc = f.x + f.y;
-#pragma unroll
-        for (int o = 16; o; o >>= 1) acc += __shfl_xor_sync(VQ_FULL_MASK, acc, o);
-        if (lane == 0 && e > s) atomicAdd(ws + r, acc);
-        s = e;
-        e = ne;
-#pragma unroll
-        for (int u = 0; u < U; ++u) w[u] = nw[u];
     }
+    const uint32_t row = __ldg(tile_rows + t * 32 + lane);
+    if (row < (uint32_t)rows) atomicAdd(ws + row, acc);
 }

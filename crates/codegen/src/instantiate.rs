@@ -184,7 +184,7 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
             "vq_dequant_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, y, rows, cols, kb, ss0, ss1); (void)x; (void)ws; (void)tiles_per_split;"
         ),
         KernelKind::Sorted => format!(
-            "vq_sorted_gemv_body<Cfg_{key}>(reinterpret_cast<const uint32_t*>(codes), static_cast<const uint32_t*>(aux) /* list starts */, \
+            "vq_sorted_gemv_body<Cfg_{key}>(codes, static_cast<const uint32_t*>(aux) /* tile starts and rows */, \
              codebooks, x, ws, rows, cols); (void)scales; (void)y; (void)kb; (void)tiles_per_split;"
         ),
         KernelKind::Mma => format!(

@@ -579,18 +579,35 @@ impl Plan {
 
         if kernel == KernelKind::Sorted {
             let chunks = crate::sorted::chunks(config);
-            let parts = crate::sorted::row_parts(config, n, gpu.sm_count);
-            let unroll = crate::sorted::unroll(config, k);
+            let parts = crate::sorted::row_parts(config, gpu.sm_count);
+            let in_flight = match ov.rows_per_warp {
+                Some(r) if r.is_power_of_two() && r <= 8 => r,
+                Some(r) => {
+                    return Err(CodegenError::Invalid(format!(
+                        "the sorted GeMV keeps 1, 2, 4 or 8 quads per lane in flight (--rows-per-warp), not {r}"
+                    )))
+                }
+                None => crate::sorted::QUADS_IN_FLIGHT,
+            };
             note(
                 "grid",
                 format!("{chunks} x {parts} x 1"),
                 format!(
-                    "one block per (codebook chunk, row part), one per SM ({} blocks on {} SMs); {} warps of whole rows, \
-                     {unroll} words per lane in flight per row ({} KiB of shared memory)",
+                    "one block per (codebook chunk, share of its words), one per SM ({} blocks on {} SMs) with {} KiB of \
+                     shared memory; {} warps, each an even share of the block's words",
                     chunks * parts,
                     gpu.sm_count,
+                    sorted_smem / 1024,
                     crate::sorted::WARPS,
-                    sorted_smem / 1024
+                ),
+            );
+            note(
+                "lanes",
+                format!("1 row per lane, {in_flight} quads in flight"),
+                format!(
+                    "tiles of 32 rows of similar list length, a lane sums its row's words in a register (no reduction); \
+                     {in_flight} x 16 bytes per lane in flight{}",
+                    if ov.rows_per_warp.is_some() { " (override)" } else { "" }
                 ),
             );
             return Ok(Plan {
@@ -603,7 +620,7 @@ impl Plan {
                 kernel,
                 geometry: (geo.rb, geo.l, geo.vpc),
                 warps: crate::sorted::WARPS,
-                rows_per_warp: unroll,
+                rows_per_warp: in_flight,
                 mt: 1,
                 wn: 1,
                 lut_chunks: 0,

@@ -55,8 +55,8 @@ pub struct VqLinear {
     codes: Vec<CudaSlice<u32>>,
     /// LUT-large GeMV: one TMA descriptor of the codes per copy (`crate::tma`).
     code_maps: Vec<CudaSlice<u32>>,
-    /// Sorted GeMV: the starts of the (chunk, row) lists in `codes` (`vqllm_codegen::sorted`).
-    list_starts: Option<CudaSlice<u32>>,
+    /// Sorted GeMV: the tiles' first quads and rows (`vqllm_codegen::sorted::SortedWeight::aux`).
+    sorted_aux: Option<CudaSlice<u32>>,
     codebooks: CudaSlice<f16>,
     scales: CudaSlice<f16>,
     e8p_abs: CudaSlice<u32>,
@@ -137,8 +137,8 @@ impl VqLinear {
         for _ in 0..copies.max(1) {
             codes.push(gpu.htod(code_words)?);
         }
-        let list_starts = match &sorted {
-            Some(s) => Some(gpu.htod(&s.starts)?),
+        let sorted_aux = match &sorted {
+            Some(s) => Some(gpu.htod(&s.aux)?),
             None => None,
         };
         let code_maps = if plan.code_tma {
@@ -203,7 +203,7 @@ impl VqLinear {
             plan,
             codes,
             code_maps,
-            list_starts,
+            sorted_aux,
             codebooks,
             scales,
             e8p_abs,
@@ -285,10 +285,10 @@ impl VqLinear {
             shared_mem_bytes: smem,
         };
         let [ss0, ss1, ss2, ss3] = self.stage_scales;
-        // The kernels' last argument: the LUT-large GeMV's code tensor map, the sorted GeMV's list starts, unused by
-        // the others.
-        let aux = if let Some(starts) = &self.list_starts {
-            starts
+        // The kernels' last argument: the LUT-large GeMV's code tensor map, the sorted GeMV's tiles, unused by the
+        // others.
+        let aux = if let Some(tiles) = &self.sorted_aux {
+            tiles
         } else if self.code_maps.is_empty() {
             &self.e8p_abs
         } else {
