@@ -6,12 +6,13 @@
 //     unit (tile T, lane column t, stage s)  ->  Tab[e][j] = < x[group T·4·VPC + t + 4j], codebook[s][e] >  (fp16)
 // for the VPC groups j that lane column t owns in every row block (docs/kernel-layout.md), 2^B x VPC x 2 bytes
 // (aqlm3: 4096 x 16 x 2 = 128 KiB, one block of 32 warps per SM). Every lane then takes one weight row: it loads
-// its row's whole lane chunk (L x 16 B) and adds the VPC table entries of stage s, one 2-byte shared read each,
-// where the dequantizing GeMV reads a 16-byte entry and does V multiply-adds.
+// its row's VPC stage-s codes and adds their table entries, one 2-byte shared read each, where the dequantizing GeMV
+// reads a 16-byte entry and does V multiply-adds. The codes are re-packed for this at upload (the lane layout,
+// crates/codegen/src/layout.rs `lane_stage_codes`): per unit and 32-row group, word-major across the lanes, so a
+// warp's loads are whole 128-byte lines and a unit reads only its own stage's bits. (The tile layout, kept for the
+// TMA path, puts a warp's 32 rows 4·L words apart: 32 lines per 16-byte load instruction, every stage's bits.)
 //
 // Costs and why they are acceptable:
-//   - the chunk also holds the other stages' codes, which the stage-s' units read again (from L2: the R units of a
-//     (T, t) are adjacent in the work order, so they run at the same time);
 //   - a unit's table (2^B·VPC entries x V/2 HFMA2) is built once per block range: the planner only picks this
 //     kernel when the rows sharing a table outnumber its entries enough to amortise it;
 //   - partial sums, one per (unit, row), reach the fp32 workspace with coalesced atomics (32 lanes = 32 rows).
@@ -101,16 +102,18 @@ __device__ __forceinline__ void vq_lutl_build(const __half* cb, const __half* __
     }
 }
 
-// Lookups of stage S of one row: its chunk w (4·L words) against the table.
-template <class Cfg, int S>
-__device__ __forceinline__ float vq_lutl_row_sum(const uint32_t (&w)[4 * Cfg::L], uint32_t smem_s) {
+// Lookups of one row against the table: code j at bit j·STRIDE + OFFSET of w (compile-time after unrolling). In the
+// tile layout (TMA path) w is the row's whole lane chunk, STRIDE = R·B and OFFSET = S·B; in the lane layout it is the
+// row's stage-s words, STRIDE = B and OFFSET = 0.
+template <class Cfg, int STRIDE, int OFFSET, int N>
+__device__ __forceinline__ float vq_lutl_row_sum(const uint32_t (&w)[N], uint32_t smem_s) {
     using G = LutLarge<Cfg>;
-    constexpr int VPC = G::VPC, B = G::B, RB = G::R * G::B;
+    constexpr int VPC = G::VPC, B = G::B;
     constexpr uint32_t MASK = G::ENTRIES - 1;
     float acc[2] = {0.f, 0.f};  // two chains of adds: half the dependent-add latency
 #pragma unroll
     for (int j = 0; j < VPC; ++j) {
-        const int bit = j * RB + S * B;  // compile-time after unrolling
+        const int bit = j * STRIDE + OFFSET;
         uint32_t c;
         if ((bit % 32) + B <= 32) c = (w[bit / 32] >> (bit % 32)) & MASK;
         else c = __funnelshift_r(w[bit / 32], w[bit / 32 + 1], bit % 32) & MASK;
@@ -166,6 +169,7 @@ struct LutLargeSmem {
 template <class Cfg, int S>
 __device__ __forceinline__ void vq_lutl_rows(const void* tmap, float* __restrict__ ws, uint32_t smem_s, uint32_t& parity,
                                              int rows, int tile, int t, int rw_lo, int rw_hi) {
+    using G = LutLarge<Cfg>;
     using M = LutLargeSmem<Cfg>;
     constexpr int L = Cfg::L;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -195,27 +199,31 @@ __device__ __forceinline__ void vq_lutl_rows(const void* tmap, float* __restrict
         __syncwarp();  // every lane has its chunk: the buffer takes the step after next
         issue(rw + 2 * Cfg::WARPS, b);
         const int row = rw * 32 + lane;
-        const float a = vq_lutl_row_sum<Cfg, S>(w, smem_s);
+        const float a = vq_lutl_row_sum<Cfg, G::R * G::B, S * G::B>(w, smem_s);
         if (row < rows) atomicAdd(ws + row, a);
     }
 }
 
-// Without TMA (before sm_90, or by override): each lane loads its row's chunk itself (L 16-byte loads through L1,
-// whose sectors its neighbours' chunks share), two chunks in flight per lane.
-template <class Cfg, int S>
-__device__ __forceinline__ void vq_lutl_rows_ldg(const uint4* __restrict__ codes, float* __restrict__ ws, uint32_t smem_s,
-                                                 int rows, int kb, int tile, int t, int rw_lo, int rw_hi) {
-    constexpr int L = Cfg::L;
+// Without TMA (the default; sm_80 has none): the codes are in the lane layout (crates/codegen/src/layout.rs
+// `lane_stage_codes`): unit `unit`'s 32-row group rw is W words per row, word-major across the lanes, so lane = row
+// and each load is one coalesced 128-byte line; two row groups in flight per warp.
+template <class Cfg>
+__device__ __forceinline__ void vq_lutl_rows_lane(const uint32_t* __restrict__ codes, float* __restrict__ ws, uint32_t smem_s,
+                                                  int rows, int unit, int rw_lo, int rw_hi) {
+    using G = LutLarge<Cfg>;
+    constexpr int W = (G::VPC * G::B + 31) / 32;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    uint32_t buf[2][4 * L];
-    auto load = [&](int rw, uint32_t (&w)[4 * L]) {
-        const int row = rw * 32 + lane;
-        if (rw < rw_hi && row < rows)
-            vq_load_chunk<L, /* KEEP_IN_L1 */ true>(codes, (size_t)(row / 8) * kb + tile, 4 * (row % 8) + t, w);
+    const uint32_t* unit_codes = codes + (size_t)unit * ((rows + 31) / 32) * 32 * W + lane;
+    uint32_t buf[2][W];
+    auto load = [&](int rw, uint32_t (&w)[W]) {
+        if (rw < rw_hi) {
+#pragma unroll
+            for (int i = 0; i < W; ++i) w[i] = __ldcs(unit_codes + ((size_t)rw * W + i) * 32);
+        }
     };
-    auto process = [&](int rw, const uint32_t (&w)[4 * L]) {
+    auto process = [&](int rw, const uint32_t (&w)[W]) {
         const int row = rw * 32 + lane;
-        const float a = vq_lutl_row_sum<Cfg, S>(w, smem_s);
+        const float a = vq_lutl_row_sum<Cfg, G::B, 0>(w, smem_s);
         if (row < rows) atomicAdd(ws + row, a);
     };
     int rw = rw_lo + warp;
@@ -229,23 +237,20 @@ __device__ __forceinline__ void vq_lutl_rows_ldg(const uint4* __restrict__ codes
     }
 }
 
-// Stage dispatch: the bit offsets of the lookups are compile-time constants per stage.
+// TMA path, stage dispatch: the bit offsets of the lookups are compile-time constants per stage.
 template <class Cfg, int S = 0>
-__device__ __forceinline__ void vq_lutl_rows_stage(int s, const void* codes, float* __restrict__ ws, uint32_t smem_s,
-                                                   uint32_t& parity, int rows, int kb, int tile, int t, int rw_lo,
-                                                   int rw_hi) {
+__device__ __forceinline__ void vq_lutl_rows_stage(int s, const void* tmap, float* __restrict__ ws, uint32_t smem_s,
+                                                   uint32_t& parity, int rows, int tile, int t, int rw_lo, int rw_hi) {
     if (s == S) {
-        if constexpr (Cfg::CODE_TMA) vq_lutl_rows<Cfg, S>(codes, ws, smem_s, parity, rows, tile, t, rw_lo, rw_hi);
-        else vq_lutl_rows_ldg<Cfg, S>(static_cast<const uint4*>(codes), ws, smem_s, rows, kb, tile, t, rw_lo, rw_hi);
+        vq_lutl_rows<Cfg, S>(tmap, ws, smem_s, parity, rows, tile, t, rw_lo, rw_hi);
         return;
     }
-    if constexpr (S + 1 < Cfg::R)
-        vq_lutl_rows_stage<Cfg, S + 1>(s, codes, ws, smem_s, parity, rows, kb, tile, t, rw_lo, rw_hi);
+    if constexpr (S + 1 < Cfg::R) vq_lutl_rows_stage<Cfg, S + 1>(s, tmap, ws, smem_s, parity, rows, tile, t, rw_lo, rw_hi);
 }
 
 // Partial sums go to the fp32 workspace `ws` (zeroed by the previous call's finalize); the finalize kernel applies
 // the per-row scales and writes y. `codes` is the code tensor's TMA descriptor (global memory, 64-byte aligned) with
-// CODE_TMA, else the codes themselves.
+// CODE_TMA, else the codes in the lane layout.
 template <class Cfg>
 __device__ __forceinline__ void vq_lut_large_body(const void* codes, const __half* __restrict__ codebooks,
                                                   const __half* __restrict__ x, float* __restrict__ ws, int rows, int cols,
@@ -282,6 +287,7 @@ __device__ __forceinline__ void vq_lut_large_body(const void* codes, const __hal
         }
         vq_lutl_build<Cfg>(cb, x, smem_raw, cols, tile, t);
         __syncthreads();
-        vq_lutl_rows_stage<Cfg>(s, codes, ws, smem_s, parity, rows, kb, tile, t, rw_lo, rw_hi);
+        if constexpr (Cfg::CODE_TMA) vq_lutl_rows_stage<Cfg>(s, codes, ws, smem_s, parity, rows, tile, t, rw_lo, rw_hi);
+        else vq_lutl_rows_lane<Cfg>(static_cast<const uint32_t*>(codes), ws, smem_s, rows, unit, rw_lo, rw_hi);
     });
 }

@@ -1,6 +1,7 @@
 //! Offline packing of a [`QuantizedWeight`] into the kernels' tile layout (see `docs/kernel-layout.md`).
 
 use half::f16;
+use rayon::prelude::*;
 use vqllm_vq::{CodebookKind, QuantizedWeight, VqConfig};
 
 /// Geometry of the tile layout for one VQ configuration.
@@ -145,6 +146,48 @@ fn tile_codes(q: &QuantizedWeight, p: &PackedWeight) -> Vec<u32> {
     codes
 }
 
+/// Words per row and stage in the [`lane_stage_codes`] layout: the VPC codes of one lane column, `b` bits each.
+pub fn lane_stage_words(c: &VqConfig) -> usize {
+    (TileGeometry::of(c).vpc as usize * c.b as usize).div_ceil(32)
+}
+
+/// The codes re-packed for the lookup-table GeMV for large codebooks (`kernels/vq_lut_large.cuh`), where every lane
+/// takes one row of a unit (k tile T, lane column t, stage s). Units come in the kernel's order, `(T·4 + t)·r + s`;
+/// within a unit, rows come in groups of 32. A row's part is the stage-s codes of its VPC vectors
+/// `T·4·VPC + t + 4j`, code j at bits `j·b` of W = [`lane_stage_words`] words. The words are stored word-major
+/// across the 32 rows, so lane = row and each of a warp's W loads is one coalesced 128-byte line. A unit reads only
+/// its own stage's bits. In the tile layout, by contrast, a lane's 16-byte loads touched 32 lines per instruction
+/// and carried every stage. Layout: `[unit][row group][word][lane]`.
+pub fn lane_stage_codes(q: &QuantizedWeight, p: &PackedWeight) -> Vec<u32> {
+    let c = &q.config;
+    let (vpc, b, r) = (p.geometry.vpc as usize, c.b as usize, c.r);
+    let w = lane_stage_words(c);
+    let row_groups = q.rows.div_ceil(32);
+    let groups = q.groups();
+    let mut out = vec![0u32; p.kb * 4 * r * row_groups * 32 * w];
+    out.par_chunks_mut(row_groups * 32 * w)
+        .enumerate()
+        .for_each(|(unit, dst)| {
+            let (s, t, tile) = (unit % r, (unit / r) % 4, unit / (4 * r));
+            for n in 0..q.rows {
+                let at = (n / 32) * 32 * w + n % 32;
+                for j in 0..vpc {
+                    let g = tile * 4 * vpc + t + 4 * j;
+                    if g >= groups {
+                        break;
+                    }
+                    let code = q.code(n, g, s) as u64;
+                    let (wi, sh) = ((j * b) / 32, (j * b) % 32);
+                    dst[at + 32 * wi] |= (code << sh) as u32;
+                    if sh + b > 32 {
+                        dst[at + 32 * (wi + 1)] |= (code >> (32 - sh)) as u32;
+                    }
+                }
+            }
+        });
+    out
+}
+
 fn put_bits(words: &mut [u32], bit: usize, nbits: u32, value: u32) {
     for i in 0..nbits as usize {
         if (value >> i) & 1 == 1 {
@@ -245,6 +288,39 @@ mod tests {
             }
         );
         assert_eq!(TileGeometry::of(&VqConfig::new(4, 7, 1).unwrap()).vpc, 128);
+    }
+
+    #[test]
+    fn lane_stage_codes_hold_every_code_where_the_lut_large_kernel_reads_it() {
+        // aqlm3 (codes across word boundaries), 4 stages of 12 bits, 4 stages of 8 bits; rows and columns that are
+        // not multiples of 32 rows or a k tile.
+        for (config, rows, cols) in [
+            (VqConfig::preset("aqlm3").unwrap(), 45, 8 * 80),
+            (VqConfig::new(4, 12, 4).unwrap(), 33, 4 * 70),
+            (VqConfig::new(4, 8, 4).unwrap(), 70, 4 * 21),
+        ] {
+            let q = random_weight(config, rows, cols, 11);
+            let p = pack_tables(&q);
+            let codes = lane_stage_codes(&q, &p);
+            let (vpc, b, w) = (p.geometry.vpc as usize, config.b as usize, lane_stage_words(&config));
+            let row_groups = rows.div_ceil(32);
+            assert_eq!(codes.len(), p.kb * 4 * config.r * row_groups * 32 * w);
+            for unit in 0..p.kb * 4 * config.r {
+                let (s, t, tile) = (unit % config.r, (unit / config.r) % 4, unit / (4 * config.r));
+                for n in 0..row_groups * 32 {
+                    // The kernel's read: lane n % 32 of group n / 32, words i = 0..W.
+                    let word = |i: usize| codes[((unit * row_groups + n / 32) * w + i) * 32 + n % 32] as u64;
+                    for j in 0..vpc {
+                        let bit = j * b;
+                        let pair = word(bit / 32) | if bit / 32 + 1 < w { word(bit / 32 + 1) << 32 } else { 0 };
+                        let code = (pair >> (bit % 32)) as u32 & ((1 << b) - 1);
+                        let g = tile * 4 * vpc + t + 4 * j;
+                        let want = if n < rows && g < q.groups() { q.code(n, g, s) as u32 } else { 0 };
+                        assert_eq!(code, want, "{config} unit {unit} row {n} vector {j}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -1258,12 +1258,12 @@ impl Plan {
         if kernel == KernelKind::LutLarge {
             note(
                 "code loads",
-                if code_tma { "TMA" } else { "per lane" }.into(),
+                if code_tma { "TMA" } else { "lane layout" }.into(),
                 if code_tma {
-                    "a warp's 32 chunks sit 4·L words apart: one tensor copy per warp step instead of 16-byte loads that each touch 32 cache lines".into()
+                    "tile layout, where a warp's 32 chunks sit 4·L words apart: one tensor copy per warp step (override)".into()
                 } else {
-                    "each lane loads its chunk through L1 (TMA copies, --tma true on sm_90+, measured 12% slower on \
-                     8192x22016 and 4% faster on 4096x11008)"
+                    "codes re-packed at upload per (unit, 32 rows), word-major across the lanes: each load is one 128-byte \
+                     line and a unit reads only its stage's bits (--tma true: the tile layout through TMA copies)"
                         .into()
                 },
             );

@@ -110,11 +110,16 @@ impl VqLinear {
         } else {
             None
         };
-        let packed = if sorted.is_some() {
+        // So does the lookup-table GeMV for large codebooks without TMA (`lane_stage_codes`).
+        let lane_codes = plan.kernel == KernelKind::LutLarge && !plan.code_tma;
+        let mut packed = if sorted.is_some() || lane_codes {
             pack_tables(q)
         } else {
             pack_weight(q)
         };
+        if lane_codes {
+            packed.codes = vqllm_codegen::lane_stage_codes(q, &packed);
+        }
         let hblock = q
             .rht
             .as_ref()
