@@ -17,11 +17,15 @@
 //     kernel when the rows sharing a table outnumber its entries enough to amortise it;
 //   - partial sums, one per (unit, row), reach the fp32 workspace with coalesced atomics (32 lanes = 32 rows).
 //
-// Bank conflicts: all lanes read the same column j at a step, each at a random entry. A row of the table is
-// VPC/2 words; without care the 32 lanes of a warp would hit only 32·2/VPC banks. The word of (e, j) is therefore
-// swizzled: word j/2 of entry row e is stored at j/2 ^ sw(e), with sw(e) the bits of e above those that already
-// select the bank, so the bank of a lookup is uniform in e: random entries give the random-bank conflict rate
-// (~3.5 wavefronts per warp read) instead of a fixed 8-way one.
+// Bank conflicts: a row of the table is WORDS = VPC/2 words, so the bank of (e, j) is (e·WORDS + j/2) mod 32: its
+// high bits come from e (random), its low log2(WORDS) bits from j.
+//   - Lane layout (the default): lanes fall in WORDS classes (lane mod WORDS), and class c walks its row's VPC codes
+//     from column 2c on (j = (i + 2c) mod VPC at step i; the codes are stored in that order at upload, so the bit
+//     offsets stay compile-time). At a step the classes read disjoint bank sets, and only the 32 / WORDS lanes of
+//     a class can collide: aqlm3 (WORDS = 8), 4 lanes over 4 banks, ~3 wavefronts per warp read.
+//   - TMA path (tile layout, natural order): all lanes read the same column j at a step, which would put 32 lanes
+//     on 32·2/VPC banks; the word is therefore swizzled, j/2 ^ sw(e) with sw(e) the bits of e above those that
+//     already select the bank, so the bank is uniform in e (~3.5 wavefronts per warp read).
 //
 // Work split (stream mode, as in vq_lut_gemv.cuh): the (unit, 32-row group) pairs, unit major, are cut into
 // gridDim.x equal ranges; a range that crosses into the next unit rebuilds the table.
@@ -48,7 +52,7 @@ struct LutLarge {
     static_assert(THREADS % WORDS == 0, "threads per table row");
     static_assert(Cfg::M == 1 && !Cfg::E8P && Cfg::TILE_ROWS == 0, "LUT-large preconditions");
 
-    __device__ static uint32_t swizzle(uint32_t e) { return (e >> SW_SHIFT) & SW_MASK; }
+    __device__ static uint32_t swizzle(uint32_t e) { return Cfg::CODE_TMA ? (e >> SW_SHIFT) & SW_MASK : 0u; }
 
     // Byte offset of (e, j) in the table.
     __device__ static uint32_t offset(uint32_t e, int j) {
@@ -102,11 +106,12 @@ __device__ __forceinline__ void vq_lutl_build(const __half* cb, const __half* __
     }
 }
 
-// Lookups of one row against the table: code j at bit j·STRIDE + OFFSET of w (compile-time after unrolling). In the
-// tile layout (TMA path) w is the row's whole lane chunk, STRIDE = R·B and OFFSET = S·B; in the lane layout it is the
-// row's stage-s words, STRIDE = B and OFFSET = 0.
+// Lookups of one row against the table: the code of step i at bit i·STRIDE + OFFSET of w (compile-time after
+// unrolling). In the tile layout (TMA path) w is the row's whole lane chunk, STRIDE = R·B and OFFSET = S·B, and step
+// i is column i; in the lane layout it is the row's stage-s words, STRIDE = B and OFFSET = 0, and step i is column
+// (i + rot / 2) mod VPC (rot = 4 x the lane's class, 0 for the TMA path).
 template <class Cfg, int STRIDE, int OFFSET, int N>
-__device__ __forceinline__ float vq_lutl_row_sum(const uint32_t (&w)[N], uint32_t smem_s) {
+__device__ __forceinline__ float vq_lutl_row_sum(const uint32_t (&w)[N], uint32_t smem_s, uint32_t rot) {
     using G = LutLarge<Cfg>;
     constexpr int VPC = G::VPC, B = G::B;
     constexpr uint32_t MASK = G::ENTRIES - 1;
@@ -117,8 +122,9 @@ __device__ __forceinline__ float vq_lutl_row_sum(const uint32_t (&w)[N], uint32_
         uint32_t c;
         if ((bit % 32) + B <= 32) c = (w[bit / 32] >> (bit % 32)) & MASK;
         else c = __funnelshift_r(w[bit / 32], w[bit / 32 + 1], bit % 32) & MASK;
+        const uint32_t off = Cfg::CODE_TMA ? G::offset(c, j) : (c << G::ROW_SHIFT) + ((2u * j + rot) & (2u * VPC - 1));
         unsigned short hbits;
-        asm volatile("ld.shared.b16 %0, [%1];" : "=h"(hbits) : "r"(smem_s + G::offset(c, j)));
+        asm volatile("ld.shared.b16 %0, [%1];" : "=h"(hbits) : "r"(smem_s + off));
         acc[j % 2] += __half2float(__ushort_as_half(hbits));
     }
     return acc[0] + acc[1];
@@ -199,7 +205,7 @@ __device__ __forceinline__ void vq_lutl_rows(const void* tmap, float* __restrict
         __syncwarp();  // every lane has its chunk: the buffer takes the step after next
         issue(rw + 2 * Cfg::WARPS, b);
         const int row = rw * 32 + lane;
-        const float a = vq_lutl_row_sum<Cfg, G::R * G::B, S * G::B>(w, smem_s);
+        const float a = vq_lutl_row_sum<Cfg, G::R * G::B, S * G::B>(w, smem_s, 0u);
         if (row < rows) atomicAdd(ws + row, a);
     }
 }
@@ -214,6 +220,7 @@ __device__ __forceinline__ void vq_lutl_rows_lane(const uint32_t* __restrict__ c
     constexpr int W = (G::VPC * G::B + 31) / 32;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const uint32_t* unit_codes = codes + (size_t)unit * ((rows + 31) / 32) * 32 * W + lane;
+    const uint32_t rot = 4u * (lane % G::WORDS);  // the lane's class, as a byte offset into a table row
     uint32_t buf[2][W];
     auto load = [&](int rw, uint32_t (&w)[W]) {
         if (rw < rw_hi) {
@@ -223,7 +230,7 @@ __device__ __forceinline__ void vq_lutl_rows_lane(const uint32_t* __restrict__ c
     };
     auto process = [&](int rw, const uint32_t (&w)[W]) {
         const int row = rw * 32 + lane;
-        const float a = vq_lutl_row_sum<Cfg, G::B, 0>(w, smem_s);
+        const float a = vq_lutl_row_sum<Cfg, G::B, 0>(w, smem_s, rot);
         if (row < rows) atomicAdd(ws + row, a);
     };
     int rw = rw_lo + warp;

@@ -154,10 +154,12 @@ pub fn lane_stage_words(c: &VqConfig) -> usize {
 /// The codes re-packed for the lookup-table GeMV for large codebooks (`kernels/vq_lut_large.cuh`), where every lane
 /// takes one row of a unit (k tile T, lane column t, stage s). Units come in the kernel's order, `(T·4 + t)·r + s`;
 /// within a unit, rows come in groups of 32. A row's part is the stage-s codes of its VPC vectors
-/// `T·4·VPC + t + 4j`, code j at bits `j·b` of W = [`lane_stage_words`] words. The words are stored word-major
-/// across the 32 rows, so lane = row and each of a warp's W loads is one coalesced 128-byte line. A unit reads only
-/// its own stage's bits. In the tile layout, by contrast, a lane's 16-byte loads touched 32 lines per instruction
-/// and carried every stage. Layout: `[unit][row group][word][lane]`.
+/// `T·4·VPC + t + 4j`, `b` bits each in W = [`lane_stage_words`] words, in the order the row's lane walks them:
+/// the code of step i (bits `i·b`) is vector `j = (i + 2c) mod VPC`, with `c = lane mod VPC/2` the lane's class,
+/// which spreads the classes' table reads over disjoint banks. The words are stored word-major across the 32 rows,
+/// so lane = row and each of a warp's W loads is one coalesced 128-byte line. A unit reads only its own stage's
+/// bits. In the tile layout, by contrast, a lane's 16-byte loads touched 32 lines per instruction and carried every
+/// stage. Layout: `[unit][row group][word][lane]`.
 pub fn lane_stage_codes(q: &QuantizedWeight, p: &PackedWeight) -> Vec<u32> {
     let c = &q.config;
     let (vpc, b, r) = (p.geometry.vpc as usize, c.b as usize, c.r);
@@ -171,13 +173,15 @@ pub fn lane_stage_codes(q: &QuantizedWeight, p: &PackedWeight) -> Vec<u32> {
             let (s, t, tile) = (unit % r, (unit / r) % 4, unit / (4 * r));
             for n in 0..q.rows {
                 let at = (n / 32) * 32 * w + n % 32;
+                let class = (n % 32) % (vpc / 2).max(1);
                 for j in 0..vpc {
                     let g = tile * 4 * vpc + t + 4 * j;
                     if g >= groups {
                         break;
                     }
                     let code = q.code(n, g, s) as u64;
-                    let (wi, sh) = ((j * b) / 32, (j * b) % 32);
+                    let step = (j + vpc - (2 * class) % vpc) % vpc;
+                    let (wi, sh) = ((step * b) / 32, (step * b) % 32);
                     dst[at + 32 * wi] |= (code << sh) as u32;
                     if sh + b > 32 {
                         dst[at + 32 * (wi + 1)] |= (code >> (32 - sh)) as u32;
@@ -302,21 +306,42 @@ mod tests {
             let q = random_weight(config, rows, cols, 11);
             let p = pack_tables(&q);
             let codes = lane_stage_codes(&q, &p);
-            let (vpc, b, w) = (p.geometry.vpc as usize, config.b as usize, lane_stage_words(&config));
+            let (vpc, b, w) = (
+                p.geometry.vpc as usize,
+                config.b as usize,
+                lane_stage_words(&config),
+            );
             let row_groups = rows.div_ceil(32);
             assert_eq!(codes.len(), p.kb * 4 * config.r * row_groups * 32 * w);
             for unit in 0..p.kb * 4 * config.r {
-                let (s, t, tile) = (unit % config.r, (unit / config.r) % 4, unit / (4 * config.r));
+                let (s, t, tile) = (
+                    unit % config.r,
+                    (unit / config.r) % 4,
+                    unit / (4 * config.r),
+                );
                 for n in 0..row_groups * 32 {
                     // The kernel's read: lane n % 32 of group n / 32, words i = 0..W.
-                    let word = |i: usize| codes[((unit * row_groups + n / 32) * w + i) * 32 + n % 32] as u64;
-                    for j in 0..vpc {
-                        let bit = j * b;
-                        let pair = word(bit / 32) | if bit / 32 + 1 < w { word(bit / 32 + 1) << 32 } else { 0 };
+                    let word = |i: usize| {
+                        codes[((unit * row_groups + n / 32) * w + i) * 32 + n % 32] as u64
+                    };
+                    for i in 0..vpc {
+                        let bit = i * b;
+                        let pair = word(bit / 32)
+                            | if bit / 32 + 1 < w {
+                                word(bit / 32 + 1) << 32
+                            } else {
+                                0
+                            };
                         let code = (pair >> (bit % 32)) as u32 & ((1 << b) - 1);
+                        // Step i of lane n % 32 is vector (i + 2 (lane mod VPC/2)) mod VPC.
+                        let j = (i + 2 * ((n % 32) % (vpc / 2).max(1))) % vpc;
                         let g = tile * 4 * vpc + t + 4 * j;
-                        let want = if n < rows && g < q.groups() { q.code(n, g, s) as u32 } else { 0 };
-                        assert_eq!(code, want, "{config} unit {unit} row {n} vector {j}");
+                        let want = if n < rows && g < q.groups() {
+                            q.code(n, g, s) as u32
+                        } else {
+                            0
+                        };
+                        assert_eq!(code, want, "{config} unit {unit} row {n} step {i}");
                     }
                 }
             }
