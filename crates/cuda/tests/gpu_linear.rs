@@ -340,18 +340,19 @@ fn back_to_back_calls_match_reference() {
     let gpu = Gpu::new(0).expect("GPU");
     let cache = ModuleCache::memory_only();
     const CALLS: usize = 12;
-    // Batch 1 (LUT, replica, dequantizing and sorted GeMVs at the auto level) and 16 (mma), split-K at these shapes (a
-    // weight kernel then the finalize); and one plan without split-K (weight kernel after weight kernel).
+    // Batch 1 (LUT, LUT-large, replica, mma and sorted GeMVs at the auto level) and 16 (mma), split-K at these shapes
+    // (a weight kernel then the finalize); and one plan without split-K (the dequantizing GeMV at O4: weight kernel
+    // after weight kernel).
     let split_k = (1024 + 8 * 7 + 5, 2048);
-    for (p, m, (rows, cols), splits) in [
-        ("aqlm-2x8", 1, split_k, true),
-        ("gptvq2", 1, split_k, true),
-        ("aqlm3", 1, split_k, true),
-        ("quip4", 1, split_k, true),
-        ("aqlm-1x16", 1, split_k, true),
-        ("gptvq2", 16, split_k, true),
-        ("aqlm-2x8", 16, split_k, true),
-        ("quip4", 1, (17003, 512), false),
+    for (p, m, (rows, cols), level, splits) in [
+        ("aqlm-2x8", 1, split_k, Level::Auto, true),
+        ("gptvq2", 1, split_k, Level::Auto, true),
+        ("aqlm3", 1, split_k, Level::Auto, true),
+        ("quip4", 1, split_k, Level::Auto, true),
+        ("aqlm-1x16", 1, split_k, Level::Auto, true),
+        ("gptvq2", 16, split_k, Level::Auto, true),
+        ("aqlm-2x8", 16, split_k, Level::Auto, true),
+        ("quip4", 1, (17003, 512), Level::O4, false),
     ] {
         let c = VqConfig::preset(p).unwrap();
         let plan = Plan::new(
@@ -360,7 +361,7 @@ fn back_to_back_calls_match_reference() {
             m,
             cols,
             rows,
-            Level::Auto,
+            level,
             gpu.spec(),
             &Overrides::default(),
         )
