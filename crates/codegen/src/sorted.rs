@@ -97,6 +97,8 @@ pub struct SortedWeight {
     pub aux: Vec<u32>,
     /// Tiles per chunk: `ceil(rows / 32)`.
     pub tiles: usize,
+    /// Codebook chunks.
+    pub chunks: usize,
 }
 
 impl SortedWeight {
@@ -107,8 +109,8 @@ impl SortedWeight {
     }
 
     /// The row of lane `lane` in tile `t` of chunk `c`, if any.
-    pub fn tile_row(&self, chunks: usize, c: usize, t: usize, lane: usize) -> Option<usize> {
-        let r = self.aux[chunks * (self.tiles + 1) + (c * self.tiles + t) * TILE_ROWS + lane];
+    pub fn tile_row(&self, c: usize, t: usize, lane: usize) -> Option<usize> {
+        let r = self.aux[self.chunks * (self.tiles + 1) + (c * self.tiles + t) * TILE_ROWS + lane];
         (r != u32::MAX).then_some(r as usize)
     }
 
@@ -200,7 +202,12 @@ pub fn pack_sorted(q: &QuantizedWeight) -> crate::Result<SortedWeight> {
         aux.push(at);
     }
     aux.extend_from_slice(&tile_rows);
-    Ok(SortedWeight { words, aux, tiles })
+    Ok(SortedWeight {
+        words,
+        aux,
+        tiles,
+        chunks: nchunks,
+    })
 }
 
 /// Writes one tile's quads into `out`: each phase of 8 lanes is ordered on its own (`order_step`, then `polish`);
@@ -255,13 +262,9 @@ fn order_step(pools: &mut [CellPool], groups: u32) -> [u32; PHASE] {
         if found && real >> i & 1 != 0 {
             continue;
         }
-        *w = pool.take(used_e, used_x).unwrap_or_else(|| {
-            // Padding: the lowest free entry slot and zero-activation slot (both are free where one lane is left).
-            let e = (!used_e).trailing_zeros() & 7;
-            let xslot = (!used_x).trailing_zeros() & 7;
-            let g = groups + ((xslot + 8 - groups % 8) % 8);
-            e | g << CHUNK_BITS
-        });
+        *w = pool
+            .take(used_e, used_x)
+            .unwrap_or_else(|| padding_word(used_e, used_x, groups));
         used_e |= 1 << (*w & 7);
         used_x |= 1 << ((*w >> CHUNK_BITS) & 7);
     }
@@ -346,25 +349,31 @@ fn polish(grid: &mut [[u32; PHASE]], groups: u32, rng: &mut u64) {
             used_x |= 1 << x_of(w);
         }
         for w in step.iter_mut().filter(|w| pad(**w)) {
-            let e = (!used_e).trailing_zeros() & 7;
-            let xslot = (!used_x).trailing_zeros() & 7;
-            *w = e | (groups + (xslot + 8 - groups % 8) % 8) << CHUNK_BITS;
-            used_e |= 1 << e;
-            used_x |= 1 << xslot;
+            *w = padding_word(used_e, used_x, groups);
+            used_e |= 1 << e_of(*w);
+            used_x |= 1 << x_of(*w);
         }
     }
+}
+
+/// A padding word on the lowest entry slot and zero-activation slot (groups `groups..groups + 8`) not in `used_e` /
+/// `used_x`; a phase step always has one of each free for each lane left without a word.
+fn padding_word(used_e: u32, used_x: u32, groups: u32) -> u32 {
+    let e = (!used_e).trailing_zeros() & 7;
+    let xslot = (!used_x).trailing_zeros() & 7;
+    e | (groups + (xslot + 8 - groups % 8) % 8) << CHUNK_BITS
 }
 
 /// Search nodes per step before `order_step` settles for the greedy choice (the search almost always succeeds in a
 /// few dozen while the lists are long).
 const SEARCH_NODES: u32 = 256;
 
-/// Cells whose entry slot is not in `used_e` and whose activation slot is not in `used_x` (bit e·8 + x).
-fn free_cells(used_e: u32, used_x: u32) -> u64 {
+/// Cells (bit e·8 + x) whose entry slot is not in `used_e`, and cells whose activation slot is not in `used_x`.
+fn free_slot_cells(used_e: u32, used_x: u32) -> (u64, u64) {
     let free_e = (0..8)
         .filter(|e| used_e >> e & 1 == 0)
         .fold(0u64, |m, e| m | 0xff << (8 * e));
-    free_e & ((!used_x as u64 & 0xff) * 0x0101_0101_0101_0101)
+    (free_e, (!used_x as u64 & 0xff) * 0x0101_0101_0101_0101)
 }
 
 /// Depth-first search for one cell per lane of `lanes` (a bit mask), all with distinct entry and activation slots and
@@ -384,7 +393,8 @@ fn conflict_free(
         return false;
     }
     *budget -= 1;
-    let free = free_cells(used_e, used_x);
+    let (free_e, free_x) = free_slot_cells(used_e, used_x);
+    let free = free_e & free_x;
     let (mut lane, mut fewest) = (PHASE, u32::MAX);
     for i in (0..PHASE).filter(|&i| lanes >> i & 1 != 0) {
         let n = (pools[i].filled & free).count_ones();
@@ -488,10 +498,7 @@ impl CellPool {
         if self.filled == 0 {
             return None;
         }
-        let free_e = (0..8)
-            .filter(|e| used_e >> e & 1 == 0)
-            .fold(0u64, |m, e| m | 0xff << (8 * e));
-        let free_x = (!used_x as u64 & 0xff) * 0x0101_0101_0101_0101;
+        let (free_e, free_x) = free_slot_cells(used_e, used_x);
         let free = |c: usize| (free_e >> c & 1) + (free_x >> c & 1);
         let candidates = match self.filled & free_e & free_x {
             0 => self.filled,
@@ -539,7 +546,7 @@ mod tests {
             for t in 0..s.tiles {
                 let (a, b) = s.tile_quads(ch, t);
                 for lane in 0..TILE_ROWS {
-                    let row = s.tile_row(nchunks, ch, t, lane);
+                    let row = s.tile_row(ch, t, lane);
                     for st in 0..4 * (b - a) {
                         f(ch, t, row, st, s.word(a, st, lane));
                     }
@@ -583,7 +590,7 @@ mod tests {
             }
             let mut rows: Vec<usize> = (0..2)
                 .flat_map(|t| (0..32).map(move |l| (t, l)))
-                .filter_map(|(t, l)| s.tile_row(n, ch, t, l))
+                .filter_map(|(t, l)| s.tile_row(ch, t, l))
                 .collect();
             rows.sort();
             assert_eq!(rows, (0..q.rows).collect::<Vec<_>>());
