@@ -2,7 +2,9 @@
 //! level x kernel kind, on random shapes that are not multiples of the tiles, outputs poisoned before each run.
 //! Run on a GPU with `cargo test -p vqllm-cuda --release --test gpu_linear -- --ignored`.
 //! `every_config` can be narrowed for a quick check (same shapes and seeds as the full run):
-//! `VQLLM_TEST_CONFIGS=gptvq2,vq<2` (configs whose preset name or config string contains one of the parts) and `VQLLM_TEST_BATCHES=16,20`.
+//! `VQLLM_TEST_CONFIGS=gptvq2,vq<2` (configs whose preset name or config string contains one of the comma-separated
+//! parts; a comma followed by a digit belongs to a config string, so `vq<8,13,1>` names one config) and
+//! `VQLLM_TEST_BATCHES=16,20`.
 
 use half::f16;
 use rand::{Rng, SeedableRng};
@@ -125,6 +127,37 @@ fn env_list(name: &str) -> Option<Vec<String>> {
     (!parts.is_empty()).then_some(parts)
 }
 
+/// `VQLLM_TEST_CONFIGS` parts: split at commas, except a comma followed by a digit, which belongs to a config
+/// string (`vq<8,13,1>,aqlm3` is two parts, `vq<2,vq<16` two, `gptvq2,vq<2` two).
+fn config_filters(list: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let chars: Vec<char> = list.chars().collect();
+    for (i, &ch) in chars.iter().enumerate() {
+        if ch == ',' && !chars.get(i + 1).is_some_and(|n| n.is_ascii_digit()) {
+            parts.push(String::new());
+        } else {
+            parts.last_mut().unwrap().push(ch);
+        }
+    }
+    parts
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+#[test]
+fn config_filters_keep_config_strings_whole() {
+    assert_eq!(config_filters("vq<8,13,1>,aqlm3"), ["vq<8,13,1>", "aqlm3"]);
+    assert_eq!(config_filters("vq<8,13"), ["vq<8,13"]);
+    assert_eq!(
+        config_filters("aqlm-2x8, vq<2,vq<16,"),
+        ["aqlm-2x8", "vq<2", "vq<16"]
+    );
+    assert_eq!(config_filters("gptvq2,vq<2"), ["gptvq2", "vq<2"]);
+    assert!(config_filters(" , ").is_empty());
+}
+
 fn configs() -> Vec<VqConfig> {
     let mut v: Vec<VqConfig> = vqllm_vq::WEIGHT_PRESETS
         .iter()
@@ -158,7 +191,10 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
     let cache = ModuleCache::memory_only();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
     let (mut ran, mut skipped) = (0, 0);
-    let only_configs = env_list("VQLLM_TEST_CONFIGS");
+    let only_configs = std::env::var("VQLLM_TEST_CONFIGS")
+        .ok()
+        .map(|v| config_filters(&v))
+        .filter(|p| !p.is_empty());
     let only_batches: Option<Vec<usize>> = env_list("VQLLM_TEST_BATCHES").map(|v| {
         v.iter()
             .map(|m| m.parse().expect("VQLLM_TEST_BATCHES: batch sizes"))
