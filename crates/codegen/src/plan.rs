@@ -791,6 +791,13 @@ impl Plan {
                     "{warps} warps x {rows_per_warp} blocks of 8 rows do not fit in one codebook row band of {config}"
                 )));
             }
+            if matches!(kernel, KernelKind::Lut | KernelKind::Replica) {
+                note(
+                    "warps",
+                    format!("{warps} x {rows_per_warp} row blocks (override)"),
+                    "warps per block x row blocks per warp, replacing the choice above".into(),
+                );
+            }
         }
 
         // Input columns per k tile, and the staged activations of the mma kernel (kernels/vq_mma.cuh `MmaShape`): BM x

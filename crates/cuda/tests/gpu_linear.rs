@@ -50,6 +50,11 @@ fn variants(level: Level, m: usize) -> Vec<Overrides> {
             code_tma: Some(true),
             ..Overrides::default()
         });
+        // One row block per warp (stream mode at 32 warps measured faster for aqlm-2x8, perf-notes v0.21).
+        v.push(Overrides {
+            rows_per_warp: Some(1),
+            ..Overrides::default()
+        });
     } else if m == 1 && level == Level::Replica {
         // One row block per warp: several code pieces per codebook row band.
         v.push(Overrides {
