@@ -49,7 +49,8 @@ pub struct OverrideArgs {
     /// Override: warps per block.
     #[arg(long)]
     pub warps: Option<u32>,
-    /// Override (LUT and replica GeMV: per chunk / code piece; mma: WN): 8-row blocks per warp (1, 2, 4, 8).
+    /// Override (LUT and replica GeMV: 8-row blocks per warp, per chunk / code piece; mma: WN; sorted GeMV: 16-byte
+    /// loads per lane in flight): 1, 2, 4 or 8.
     #[arg(long)]
     pub rows_per_warp: Option<u32>,
     /// Override: kernel (dequant, lut, lut-large, replica, mma).
