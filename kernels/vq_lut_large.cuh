@@ -113,15 +113,11 @@ __device__ __forceinline__ void vq_lutl_build(const __half* cb, const __half* __
 template <class Cfg, int STRIDE, int OFFSET, int N>
 __device__ __forceinline__ float vq_lutl_row_sum(const uint32_t (&w)[N], uint32_t smem_s, uint32_t rot) {
     using G = LutLarge<Cfg>;
-    constexpr int VPC = G::VPC, B = G::B;
-    constexpr uint32_t MASK = G::ENTRIES - 1;
+    constexpr int VPC = G::VPC;
     float acc[2] = {0.f, 0.f};  // two chains of adds: half the dependent-add latency
 #pragma unroll
     for (int j = 0; j < VPC; ++j) {
-        const int bit = j * STRIDE + OFFSET;
-        uint32_t c;
-        if ((bit % 32) + B <= 32) c = (w[bit / 32] >> (bit % 32)) & MASK;
-        else c = __funnelshift_r(w[bit / 32], w[bit / 32 + 1], bit % 32) & MASK;
+        const uint32_t c = vq_code_at<G::B, N>(w, j * STRIDE + OFFSET);
         const uint32_t off = Cfg::CODE_TMA ? G::offset(c, j) : (c << G::ROW_SHIFT) + ((2u * j + rot) & (2u * VPC - 1));
         unsigned short hbits;
         asm volatile("ld.shared.b16 %0, [%1];" : "=h"(hbits) : "r"(smem_s + off));

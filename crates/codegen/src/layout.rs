@@ -4,6 +4,8 @@ use half::f16;
 use rayon::prelude::*;
 use vqllm_vq::{CodebookKind, QuantizedWeight, VqConfig};
 
+use crate::plan::{KernelKind, Plan};
+
 /// Geometry of the tile layout for one VQ configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TileGeometry {
@@ -46,8 +48,11 @@ pub struct PackedWeight {
     /// Vector blocks (tiles) per row.
     pub kb: usize,
     pub geometry: TileGeometry,
-    /// Codes in tile layout, little-endian u32 words.
+    /// Codes, little-endian u32 words: in the tile layout, or in the layout of the plan's kernel
+    /// ([`pack_for_plan`]).
     pub codes: Vec<u32>,
+    /// The kernel's `aux` words where its code layout has them (the sorted GeMV's tile starts and rows); else empty.
+    pub aux: Vec<u32>,
     /// fp16 codebooks `[sets, r, 2^b, v]` (empty for E8P).
     pub codebooks: Vec<f16>,
     /// fp16 per-row scales, or all ones.
@@ -77,8 +82,38 @@ pub fn pack_weight(q: &QuantizedWeight) -> PackedWeight {
     packed
 }
 
+/// Packs `q` the way `plan`'s kernel reads it: in frequency order when the plan's codebook cache holds the hottest
+/// entries, with the codes in the tile layout, the LUT-large GeMV's lane layout ([`lane_stage_codes`], without TMA)
+/// or the sorted GeMV's chunk tiles (`crate::sorted`, with their `aux` words).
+pub fn pack_for_plan(q: &QuantizedWeight, plan: &Plan) -> crate::Result<PackedWeight> {
+    // The codebook cache's shared/register tiers hold entries [0, n): put the hottest entries there.
+    let ordered;
+    let q = if plan.frequency_ordered {
+        let mut copy = q.clone();
+        vqllm_vq::profile::reorder_weight_by_frequency(&mut copy)?;
+        ordered = copy;
+        &ordered
+    } else {
+        q
+    };
+    Ok(match plan.kernel {
+        KernelKind::Sorted => {
+            let sorted = crate::sorted::pack_sorted(q)?;
+            let mut packed = pack_tables(q);
+            (packed.codes, packed.aux) = (sorted.words, sorted.aux);
+            packed
+        }
+        KernelKind::LutLarge if !plan.code_tma => {
+            let mut packed = pack_tables(q);
+            packed.codes = lane_stage_codes(q, &packed);
+            packed
+        }
+        _ => pack_weight(q),
+    })
+}
+
 /// `q`'s codebooks, scales, stage multipliers and tile geometry, without its codes (`codes` is empty): for kernels
-/// that read the codes in another layout (the sorted GeMV, `crate::sorted`).
+/// that read the codes in another layout ([`pack_for_plan`]).
 pub fn pack_tables(q: &QuantizedWeight) -> PackedWeight {
     let c = &q.config;
     let geo = TileGeometry::of(c);
@@ -111,6 +146,7 @@ pub fn pack_tables(q: &QuantizedWeight) -> PackedWeight {
         kb,
         geometry: geo,
         codes: Vec::new(),
+        aux: Vec::new(),
         codebooks,
         scales,
         stage_scales,
@@ -228,6 +264,7 @@ pub fn hadamard_block(cols: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{Level, Op, Overrides};
     use rand::{Rng, SeedableRng};
     use vqllm_vq::Scope;
 
@@ -346,6 +383,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn pack_for_plan_picks_the_kernels_layout() {
+        let plan = |preset: &str, rows: usize, cols: usize, level: Level, ov: &Overrides| {
+            Plan::new(
+                &preset.parse().unwrap(),
+                Op::Gemv,
+                1,
+                cols,
+                rows,
+                level,
+                &crate::GpuSpec::for_arch("sm_90").unwrap(),
+                ov,
+            )
+            .unwrap()
+        };
+        let none = Overrides::default();
+        // The tile layout (LUT GeMV), the lane layout (LUT-large), the tile layout again with TMA.
+        let q = random_weight(VqConfig::preset("aqlm-2x8").unwrap(), 40, 8 * 64, 3);
+        let p = pack_for_plan(&q, &plan("aqlm-2x8", 40, 8 * 64, Level::Lut, &none)).unwrap();
+        assert_eq!((p.codes, p.aux.len()), (pack_weight(&q).codes, 0));
+        let q = random_weight(VqConfig::preset("aqlm3").unwrap(), 40, 8 * 64, 3);
+        let p = pack_for_plan(&q, &plan("aqlm3", 40, 8 * 64, Level::Lut, &none)).unwrap();
+        assert_eq!(p.codes, lane_stage_codes(&q, &pack_tables(&q)));
+        let tma = Overrides {
+            code_tma: Some(true),
+            ..Overrides::default()
+        };
+        let p = pack_for_plan(&q, &plan("aqlm3", 40, 8 * 64, Level::Lut, &tma)).unwrap();
+        assert_eq!(p.codes, pack_weight(&q).codes);
+        // The sorted GeMV's words and tiles.
+        let q = random_weight(VqConfig::preset("aqlm-1x16").unwrap(), 40, 8 * 64, 3);
+        let p = pack_for_plan(&q, &plan("aqlm-1x16", 40, 8 * 64, Level::Sorted, &none)).unwrap();
+        let s = crate::sorted::pack_sorted(&q).unwrap();
+        assert_eq!((p.codes, p.aux), (s.words, s.aux));
     }
 
     #[test]

@@ -12,5 +12,7 @@ pub mod sorted;
 pub use error::{CodegenError, Result};
 pub use gpu_spec::GpuSpec;
 pub use instantiate::{instantiate, KernelSource};
-pub use layout::{lane_stage_codes, pack_tables, pack_weight, PackedWeight, TileGeometry};
+pub use layout::{
+    lane_stage_codes, pack_for_plan, pack_tables, pack_weight, PackedWeight, TileGeometry,
+};
 pub use plan::{CompiledUsage, Decision, KernelKind, Level, Op, Overrides, Plan};

@@ -537,12 +537,8 @@ mod tests {
     use vqllm_vq::synthetic::random_weight;
 
     /// Every (chunk, tile, lane, step) word of `s`, with its row (`None`: a lane without a row).
-    fn each_word(
-        s: &SortedWeight,
-        nchunks: usize,
-        mut f: impl FnMut(usize, usize, Option<usize>, usize, u32),
-    ) {
-        for ch in 0..nchunks {
+    fn each_word(s: &SortedWeight, mut f: impl FnMut(usize, usize, Option<usize>, usize, u32)) {
+        for ch in 0..s.chunks {
             for t in 0..s.tiles {
                 let (a, b) = s.tile_quads(ch, t);
                 for lane in 0..TILE_ROWS {
@@ -567,7 +563,7 @@ mod tests {
         let groups = q.groups();
         let mut seen = vec![false; q.rows * groups];
         let mut rows_seen = vec![0usize; q.rows];
-        each_word(&s, n, |ch, _, row, st, w| {
+        each_word(&s, |ch, _, row, st, w| {
             let g = (w >> CHUNK_BITS) as usize;
             match row {
                 Some(r) if g < groups => {
@@ -600,9 +596,9 @@ mod tests {
 
     /// Extra shared-memory wavefronts per phase of 8 lanes and step, entry and activation loads together
     /// (0 = conflict-free).
-    fn extra_wavefronts(s: &SortedWeight, nchunks: usize) -> f64 {
+    fn extra_wavefronts(s: &SortedWeight) -> f64 {
         let (mut phases, mut extra) = (0usize, 0usize);
-        for ch in 0..nchunks {
+        for ch in 0..s.chunks {
             for t in 0..s.tiles {
                 let (a, b) = s.tile_quads(ch, t);
                 for st in 0..4 * (b - a) {
@@ -626,11 +622,10 @@ mod tests {
     fn ordering_removes_most_bank_conflicts() {
         let c: VqConfig = "aqlm-1x16".parse().unwrap();
         let q = random_weight(&c, 64, 8 * 1024, 9).unwrap();
-        let n = chunks(&c) as usize;
         let ordered = pack_sorted(&q).unwrap();
         // The same words with each lane's row in group order (padding last).
         let mut natural = ordered.clone();
-        for ch in 0..n {
+        for ch in 0..natural.chunks {
             for t in 0..natural.tiles {
                 let (a, b) = natural.tile_quads(ch, t);
                 for lane in 0..TILE_ROWS {
@@ -644,7 +639,7 @@ mod tests {
                 }
             }
         }
-        let (o, g) = (extra_wavefronts(&ordered, n), extra_wavefronts(&natural, n));
+        let (o, g) = (extra_wavefronts(&ordered), extra_wavefronts(&natural));
         // Group order is about as bad as random (~3 extra wavefronts per phase); the search and polish leave ~0.2
         // (lane-by-lane greedy: ~0.75).
         assert!(g > 2.0 && o < 0.3, "ordered {o:.3}, group order {g:.3}");

@@ -414,27 +414,33 @@ fn back_to_back_calls_match_reference() {
         );
         let q = random_weight(&c, rows, cols, 31).unwrap();
         let mut lin = VqLinear::new(&gpu, &cache, &q, plan.clone(), 1).unwrap();
+        // The same inputs and references for every mode.
+        let xs: Vec<Vec<f16>> = (0..CALLS)
+            .map(|i| random_f16(m * cols, 500 + i as u64))
+            .collect();
+        let xd: Vec<_> = xs.iter().map(|x| gpu.htod(x).unwrap()).collect();
+        let wants: Vec<Vec<f32>> = xs
+            .iter()
+            .map(|xh| {
+                let xf: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
+                vqllm_vq::reference::gemm(&xf, m, &q).unwrap()
+            })
+            .collect();
+        let poison = vec![f16::from_bits(0x7e00); m * rows];
         for mode in [
             Programmatic::Chain,
             Programmatic::Finalize,
             Programmatic::Off,
         ] {
             let on = lin.set_programmatic_launch(&gpu, mode);
-            let xs: Vec<Vec<f16>> = (0..CALLS)
-                .map(|i| random_f16(m * cols, 500 + i as u64))
-                .collect();
-            let xd: Vec<_> = xs.iter().map(|x| gpu.htod(x).unwrap()).collect();
-            let poison = vec![f16::from_bits(0x7e00); m * rows];
             let mut ys: Vec<_> = (0..CALLS).map(|_| gpu.htod(&poison).unwrap()).collect();
             gpu.synchronize().unwrap();
             for (x, y) in xd.iter().zip(ys.iter_mut()) {
                 lin.forward(&gpu, x, y, 0).unwrap();
             }
-            for (i, (xh, y)) in xs.iter().zip(&ys).enumerate() {
+            for (i, (want, y)) in wants.iter().zip(&ys).enumerate() {
                 let got: Vec<f32> = gpu.dtoh(y).unwrap().iter().map(|v| v.to_f32()).collect();
-                let xf: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
-                let want = vqllm_vq::reference::gemm(&xf, m, &q).unwrap();
-                let e = rel_err(&got, &want);
+                let e = rel_err(&got, want);
                 assert!(
                     got.iter().all(|v| v.is_finite()) && e < 1e-2,
                     "{p} m={m} call {i} programmatic launch {on} {:?} split {}: relative error {e:.3e}",

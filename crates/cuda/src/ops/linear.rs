@@ -7,9 +7,7 @@ use cudarc::driver::sys::CUfunction_attribute_enum as FuncAttr;
 use cudarc::driver::{CudaFunction, CudaModule, CudaSlice, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::Ptx;
 use half::f16;
-use vqllm_codegen::{
-    instantiate, layout::hadamard_block, pack_tables, pack_weight, KernelKind, Plan,
-};
+use vqllm_codegen::{instantiate, layout::hadamard_block, pack_for_plan, KernelKind, Plan};
 use vqllm_vq::{CodebookKind, QuantizedWeight};
 
 use crate::cache::ModuleCache;
@@ -55,8 +53,8 @@ pub struct VqLinear {
     codes: Vec<CudaSlice<u32>>,
     /// LUT-large GeMV: one TMA descriptor of the codes per copy (`crate::tma`).
     code_maps: Vec<CudaSlice<u32>>,
-    /// Sorted GeMV: the tiles' first quads and rows (`vqllm_codegen::sorted::SortedWeight::aux`).
-    sorted_aux: Option<CudaSlice<u32>>,
+    /// The kernel's `aux` words where its code layout has them (the sorted GeMV's tiles, `PackedWeight::aux`).
+    aux_words: Option<CudaSlice<u32>>,
     codebooks: CudaSlice<f16>,
     scales: CudaSlice<f16>,
     e8p_abs: CudaSlice<u32>,
@@ -75,8 +73,8 @@ pub struct VqLinear {
 }
 
 impl VqLinear {
-    /// Uploads `q` (rewritten in frequency order when the plan's codebook cache needs it) with `copies` copies of
-    /// its codes, and compiles the plan's kernel.
+    /// Uploads `q`, packed for the plan's kernel (`vqllm_codegen::pack_for_plan`), with `copies` copies of its codes,
+    /// and compiles the plan's kernel.
     pub fn new(
         gpu: &Gpu,
         cache: &ModuleCache,
@@ -90,36 +88,8 @@ impl VqLinear {
                 plan.config, plan.n, plan.k, q.config, q.rows, q.cols
             )));
         }
-        // The codebook cache's shared/register tiers hold entries [0, n): put the hottest entries there.
-        let ordered;
-        let q = if plan.frequency_ordered {
-            let mut copy = q.clone();
-            vqllm_vq::profile::reorder_weight_by_frequency(&mut copy)
-                .map_err(|e| CudaError::InvalidArgument(e.to_string()))?;
-            ordered = copy;
-            &ordered
-        } else {
-            q
-        };
-        // The sorted GeMV reads the codes re-packed by codebook chunk instead of the tile layout.
-        let sorted = if plan.kernel == KernelKind::Sorted {
-            Some(
-                vqllm_codegen::sorted::pack_sorted(q)
-                    .map_err(|e| CudaError::InvalidArgument(e.to_string()))?,
-            )
-        } else {
-            None
-        };
-        // So does the lookup-table GeMV for large codebooks without TMA (`lane_stage_codes`).
-        let lane_codes = plan.kernel == KernelKind::LutLarge && !plan.code_tma;
-        let mut packed = if sorted.is_some() || lane_codes {
-            pack_tables(q)
-        } else {
-            pack_weight(q)
-        };
-        if lane_codes {
-            packed.codes = vqllm_codegen::lane_stage_codes(q, &packed);
-        }
+        let packed =
+            pack_for_plan(q, &plan).map_err(|e| CudaError::InvalidArgument(e.to_string()))?;
         let hblock = q
             .rht
             .as_ref()
@@ -137,14 +107,14 @@ impl VqLinear {
             (Some(name), Some(b)) => Some((module.load_function(name)?, b)),
             _ => None,
         };
-        let code_words = sorted.as_ref().map_or(&packed.codes, |s| &s.words);
         let mut codes = Vec::with_capacity(copies.max(1));
         for _ in 0..copies.max(1) {
-            codes.push(gpu.htod(code_words)?);
+            codes.push(gpu.htod(&packed.codes)?);
         }
-        let sorted_aux = match &sorted {
-            Some(s) => Some(gpu.htod(&s.aux)?),
-            None => None,
+        let aux_words = if packed.aux.is_empty() {
+            None
+        } else {
+            Some(gpu.htod(&packed.aux)?)
         };
         let code_maps = if plan.code_tma {
             codes
@@ -208,7 +178,7 @@ impl VqLinear {
             plan,
             codes,
             code_maps,
-            sorted_aux,
+            aux_words,
             codebooks,
             scales,
             e8p_abs,
@@ -292,8 +262,8 @@ impl VqLinear {
         let [ss0, ss1, ss2, ss3] = self.stage_scales;
         // The kernels' last argument: the LUT-large GeMV's code tensor map, the sorted GeMV's tiles, unused by the
         // others.
-        let aux = if let Some(tiles) = &self.sorted_aux {
-            tiles
+        let aux = if let Some(words) = &self.aux_words {
+            words
         } else if self.code_maps.is_empty() {
             &self.e8p_abs
         } else {
