@@ -15,7 +15,8 @@
 // column span (the planner checks both), so the block restages the 2^B-entry codebook set of each k tile and the
 // table is still shared by all its rows.
 //
-// Extra Cfg members: WARPS, ROWS_PER_WARP (row blocks per warp), SPLIT. Requires L == 1, M == 1, E8P == false.
+// Extra Cfg members: WARPS, ROWS_PER_WARP (row blocks per warp), SPLIT, IN_FLIGHT (chunks of codes in flight per
+// warp). Requires L == 1, M == 1, E8P == false.
 #pragma once
 #include "vq_common.cuh"
 
@@ -61,7 +62,7 @@ __device__ __forceinline__ void vq_row_block_store(float a, int rb, const __half
 }
 
 // One k tile, row blocks [rb_lo, rb_hi): stage the codebook set and the activation slice, build the table, then
-// stream the codes of the row blocks (CHUNK_ROWS / 8 per step, two steps of codes in flight per warp).
+// stream the codes of the row blocks (CHUNK_ROWS / 8 per step, IN_FLIGHT steps of codes in flight per warp).
 template <class Cfg>
 __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ codes, const __half* __restrict__ codebooks,
                                                   const __half* __restrict__ scales, const __half* __restrict__ x,
@@ -87,7 +88,11 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
 
     // Row blocks this warp owns in chunk c: rb_lo + c * CHUNK_ROWS/8 + warp * RPW + d.
     auto rb_of = [&](int c, int d) { return rb_lo + c * (CHUNK_ROWS / 8) + warp * RPW + d; };
-    uint32_t buf[2][RPW][4];
+    // A ring of IN_FLIGHT chunk buffers: the first IN_FLIGHT - 1 chunks are in flight during staging and the table
+    // build (a warp's whole share on small layers), then one new chunk is loaded per chunk looked up.
+    constexpr int DEPTH = Cfg::IN_FLIGHT;
+    static_assert(DEPTH >= 2, "at least one chunk in flight while another is looked up");
+    uint32_t buf[DEPTH][RPW][4];
     auto load = [&](int c, uint32_t (&dst)[RPW][4]) {
 #pragma unroll
         for (int d = 0; d < RPW; ++d) {
@@ -95,18 +100,39 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
             if (c < chunks && rb < rb_hi) vq_load_chunk<1>(codes, (size_t)rb * kb + tile, lane, dst[d]);
         }
     };
-    load(0, buf[0]);  // in flight during staging and the table build
-
     const __half* cb_src = codebooks;
     if constexpr (Cfg::TILE_ROWS > 0) cb_src += (size_t)vq_set_of<Cfg>(min(rb_lo * 8, rows - 1), col0, cols) * R * ENTRIES * V;
-    __syncthreads();  // the previous range's lookups are done with the table
-    if constexpr ((R * ENTRIES * V) % 8 == 0) {
+    // The staging loads go out before the code prefetch, so that they do not queue behind it: the table build, on
+    // every block's critical path, waits for them. The codebook set by cp.async (cbs is only read by the table
+    // build, which every thread of a previous range has left), the activation slice into registers.
+    constexpr bool CB_ASYNC = (R * ENTRIES * V) % 8 == 0;
+    if constexpr (CB_ASYNC) {
+        const uint32_t dst = (uint32_t)__cvta_generic_to_shared(cbs);
         for (int i = threadIdx.x; i < R * ENTRIES * V / 8; i += blockDim.x)
-            reinterpret_cast<uint4*>(cbs)[i] = __ldg(reinterpret_cast<const uint4*>(cb_src) + i);
-    } else {
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst + 16u * i),
+                         "l"(reinterpret_cast<const uint4*>(cb_src) + i));
+        asm volatile("cp.async.commit_group;");
+    }
+    constexpr int X_PER_THREAD = (TG * V + 32 * Cfg::WARPS - 1) / (32 * Cfg::WARPS);
+    __half xr[X_PER_THREAD];
+#pragma unroll
+    for (int j = 0; j < X_PER_THREAD; ++j) {
+        const int i = threadIdx.x + j * 32 * Cfg::WARPS;
+        xr[j] = i < TG * V && col0 + i < cols ? x[col0 + i] : __float2half(0.f);
+    }
+#pragma unroll
+    for (int i = 0; i < DEPTH - 1; ++i) load(i, buf[i]);
+
+    __syncthreads();  // the previous range's lookups are done with the table
+    if constexpr (!CB_ASYNC) {
         for (int i = threadIdx.x; i < R * ENTRIES * V; i += blockDim.x) cbs[i] = cb_src[i];
     }
-    for (int i = threadIdx.x; i < TG * V; i += blockDim.x) xs[i] = col0 + i < cols ? x[col0 + i] : __float2half(0.f);
+#pragma unroll
+    for (int j = 0; j < X_PER_THREAD; ++j) {
+        const int i = threadIdx.x + j * 32 * Cfg::WARPS;
+        if (i < TG * V) xs[i] = xr[j];
+    }
+    if constexpr (CB_ASYNC) asm volatile("cp.async.wait_group 0;" ::: "memory");
     __syncthreads();
     // Table build. Thread -> fixed group grp (its activation vector stays in registers) and entries
     // se = tid / TG, + stride, ...: a warp shares se (broadcast codebook reads) and writes consecutive groups
@@ -178,13 +204,14 @@ __device__ __forceinline__ void vq_lut_tile_range(const uint4* __restrict__ code
             vq_row_block_store<Cfg>(acc[0] + acc[1], rb, scales, y, ws, rows);
         }
     };
-    // Two code buffers: chunk c+1 is in flight while chunk c is looked up.
-    for (int c = 0; c < chunks; c += 2) {
-        load(c + 1, buf[1]);
-        process(c, buf[0]);
-        if (c + 1 >= chunks) break;
-        load(c + 2, buf[0]);
-        process(c + 1, buf[1]);
+    // Chunk c + DEPTH - 1 goes into the buffer chunk c - 1 left, then chunk c is looked up.
+    for (int c = 0; c < chunks; c += DEPTH) {
+#pragma unroll
+        for (int i = 0; i < DEPTH; ++i) {
+            if (c + i >= chunks) break;
+            load(c + i + DEPTH - 1, buf[(i + DEPTH - 1) % DEPTH]);
+            process(c + i, buf[i]);
+        }
     }
 }
 

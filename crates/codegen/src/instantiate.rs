@@ -128,9 +128,11 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
          \x20 static constexpr bool E8P = {e8p}, SCALE = {};\n\
          \x20 static constexpr int CB_COPIES = {};\n\
          \x20 static constexpr bool XHOIST = {}, PIPE = {};\n\
-         \x20 static constexpr bool CODE_TMA = {}, CB_STAGE = {};\n",
+         \x20 static constexpr bool CODE_TMA = {}, CB_STAGE = {};\n\
+         \x20 static constexpr int IN_FLIGHT = {};\n",
         c.v, c.b, c.r, plan.n_reg, plan.n_shared, plan.m_tile, plan.warps, plan.split, plan.rows_per_warp, plan.mt, plan.wn,
-        c.per_channel_scale, plan.cb_copies, plan.x_hoist, plan.mma_pipe, plan.code_tma, plan.cb_stage
+        c.per_channel_scale, plan.cb_copies, plan.x_hoist, plan.mma_pipe, plan.code_tma, plan.cb_stage,
+        plan.in_flight
     );
     let cfg = if plan.kernel == KernelKind::Sorted {
         format!(

@@ -207,6 +207,9 @@ pub struct Overrides {
     /// Mma kernel: load the next k tile's codes and activations during this tile's compute (batch <= 16).
     #[serde(default)]
     pub pipe: Option<bool>,
+    /// LUT GeMV: chunks of codes in flight per warp (2 to 8).
+    #[serde(default)]
+    pub in_flight: Option<u32>,
     /// Registers per thread of the kernel without a register tier, read from a first compile (slack analysis);
     /// a per-kernel estimate is used when absent.
     pub base_registers: Option<u32>,
@@ -262,6 +265,9 @@ pub struct Plan {
     /// LUT-large GeMV: the stage's codebook is copied into shared memory for the table build (else read through L1).
     #[serde(default)]
     pub cb_stage: bool,
+    /// LUT GeMV: chunks of codes in flight per warp (a ring of buffers; the rest of the kernels ignore it).
+    #[serde(default = "two")]
+    pub in_flight: u32,
     /// Codes are rewritten in descending-frequency order (needed by O1 and above).
     pub frequency_ordered: bool,
     pub smem_bytes: u32,
@@ -271,6 +277,10 @@ pub struct Plan {
 }
 
 const SMEM_RESERVED_PER_BLOCK: u32 = 1024;
+/// LUT GeMV: row blocks of codes in flight per warp (in chunks of `rows_per_warp`, at least 2 chunks). On an H100,
+/// aqlm-2x8 at 32 warps x 1 row block, 4096x11008 / 8192x22016: 2 / 3 / 4 / 6 chunks took 10.73 / 24.57,
+/// 10.50 / 22.35, 10.34 / 22.35 and 11.21 / 22.53 us (perf-notes v0.22).
+const LUT_IN_FLIGHT: u32 = 4;
 /// Whether the auto level takes the sorted GeMV where it runs (batch 1, codebooks of 2^13 entries or more): on an H100
 /// aqlm-1x16 at 4096x11008 / 8192x22016 took 31.0 / 76.6 us against the L1-read dequant GeMV's 48.2 / 187.1 (v0.19).
 const AUTO_SORTED: bool = true;
@@ -300,6 +310,10 @@ fn wave_split(groups: u32, slots: u32, tiles: u32) -> u32 {
 
 fn one() -> u32 {
     1
+}
+
+fn two() -> u32 {
+    2
 }
 
 impl Plan {
@@ -641,6 +655,7 @@ impl Plan {
                 mma_pipe: false,
                 code_tma: false,
                 cb_stage: false,
+                in_flight: 2,
                 frequency_ordered: false,
                 smem_bytes: sorted_smem - SMEM_RESERVED_PER_BLOCK,
                 grid: (chunks, parts, 1),
@@ -727,8 +742,8 @@ impl Plan {
                         format!("{warps} x {rows_per_warp} row blocks"),
                         format!(
                             "stream mode: the table allows 1-2 blocks per SM, so blocks of 16 warps (2 per SM) or 32 (1 per SM), \
-                             <= 64 registers with {rows_per_warp} row block(s) per warp in flight twice, hide more latency than 8-warp \
-                             ones; 32 warps take 1 row block each, 16 take 2 (measured)"
+                             <= 64 registers, hide more latency than 8-warp ones; {rows_per_warp} row block(s) per warp per chunk \
+                             (measured: 1 at 32 warps, 2 at 16)"
                         ),
                     );
                 }
@@ -1229,11 +1244,24 @@ impl Plan {
                 let units = row_blocks * tiles;
                 row_groups = slots.min(units.div_ceil(warps * rows_per_warp)).max(1);
                 split = tiles; // the kernel's SPLIT: partial sums of the k tiles go through the workspace
+                // A range that crosses a k tile builds a second table, on the critical path of the grid. With a
+                // multiple of `tiles` ranges (vq_for_block_range cuts them at tile boundaries then), every block
+                // builds one; worth up to 10% of the slots.
+                let aligned = tiles * (row_groups / tiles);
+                let one_table = aligned > 0 && 10 * aligned >= 9 * row_groups && row_blocks >= row_groups / tiles;
+                if one_table {
+                    row_groups = aligned;
+                }
                 note("lut blocks", row_groups.to_string(), format!(
                     "stream mode: {units} (k tile, row block) units cut into {row_groups} equal ranges ({} resident blocks per SM, \
-                     >= {} row blocks each); a block builds one table per k tile it touches (1-2), partial sums reduced with atomics",
+                     >= {} row blocks each); {}, partial sums reduced with atomics",
                     row_block_min_blocks(kernel, warps),
-                    warps * rows_per_warp
+                    warps * rows_per_warp,
+                    if one_table {
+                        format!("{} ranges per k tile, so a block builds one table", row_groups / tiles)
+                    } else {
+                        "a block builds one table per k tile it touches (1-2)".to_string()
+                    }
                 ));
             }
         }
@@ -1344,6 +1372,32 @@ impl Plan {
             format!("{} x {} x {}", grid.0, grid.1, grid.2),
             format!("{threads} threads, {smem_bytes} B shared memory per block"),
         );
+        let in_flight = match ov.in_flight {
+            Some(f) if kernel != KernelKind::Lut => {
+                return Err(CodegenError::Unsupported(format!(
+                    "--in-flight {f}: chunks of codes in flight are a parameter of the LUT GeMV, this plan uses the {kernel:?} kernel"
+                )))
+            }
+            Some(f) if !(2..=8).contains(&f) => {
+                return Err(CodegenError::Invalid(format!(
+                    "chunks of codes in flight must be 2 to 8, not {f}"
+                )))
+            }
+            Some(f) => f,
+            None => (LUT_IN_FLIGHT / rows_per_warp).max(2),
+        };
+        if kernel == KernelKind::Lut {
+            note(
+                "in flight",
+                format!("{in_flight} chunks{}", if ov.in_flight.is_some() { " (override)" } else { "" }),
+                format!(
+                    "a ring of chunk buffers: a warp's codes for the next {} chunk(s) ({} bytes a lane) are loaded before \
+                     the table build and kept in flight after it",
+                    in_flight - 1,
+                    16 * (in_flight - 1) * rows_per_warp
+                ),
+            );
+        }
         Ok(Plan {
             config: *config,
             op,
@@ -1368,6 +1422,7 @@ impl Plan {
             mma_pipe: pipe,
             code_tma: kernel == KernelKind::LutLarge && code_tma,
             cb_stage: lutl_cb_stage,
+            in_flight,
             frequency_ordered,
             smem_bytes,
             grid,

@@ -50,9 +50,15 @@ fn variants(level: Level, m: usize) -> Vec<Overrides> {
             code_tma: Some(true),
             ..Overrides::default()
         });
-        // One row block per warp (stream mode at 32 warps measured faster for aqlm-2x8, perf-notes v0.21).
+        // Two row blocks per warp (the auto plan takes one at 32 warps) with an odd ring of 3 chunks in flight, and
+        // a deep ring of 6.
         v.push(Overrides {
-            rows_per_warp: Some(1),
+            rows_per_warp: Some(2),
+            in_flight: Some(3),
+            ..Overrides::default()
+        });
+        v.push(Overrides {
+            in_flight: Some(6),
             ..Overrides::default()
         });
     } else if m == 1 && level == Level::Replica {

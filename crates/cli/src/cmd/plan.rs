@@ -69,6 +69,9 @@ pub struct OverrideArgs {
     /// Override (mma kernel, batch <= 16): load the next k tile's codes and activations during this tile's compute.
     #[arg(long)]
     pub pipe: Option<bool>,
+    /// Override (LUT GeMV): chunks of codes in flight per warp, 2 to 8.
+    #[arg(long)]
+    pub in_flight: Option<u32>,
 }
 
 impl OverrideArgs {
@@ -95,6 +98,7 @@ impl OverrideArgs {
             x_hoist: self.x_hoist,
             code_tma: self.tma,
             pipe: self.pipe,
+            in_flight: self.in_flight,
             base_registers: None,
         })
     }
