@@ -1244,11 +1244,13 @@ impl Plan {
                 let units = row_blocks * tiles;
                 row_groups = slots.min(units.div_ceil(warps * rows_per_warp)).max(1);
                 split = tiles; // the kernel's SPLIT: partial sums of the k tiles go through the workspace
-                // A range that crosses a k tile builds a second table, on the critical path of the grid. With a
-                // multiple of `tiles` ranges (vq_for_block_range cuts them at tile boundaries then), every block
-                // builds one; worth up to 10% of the slots.
+                               // A range that crosses a k tile builds a second table, on the critical path of the grid. With a
+                               // multiple of `tiles` ranges (vq_for_block_range cuts them at tile boundaries then), every block
+                               // builds one; worth up to 10% of the slots.
                 let aligned = tiles * (row_groups / tiles);
-                let one_table = aligned > 0 && 10 * aligned >= 9 * row_groups && row_blocks >= row_groups / tiles;
+                let one_table = aligned > 0
+                    && 10 * aligned >= 9 * row_groups
+                    && row_blocks >= row_groups / tiles;
                 if one_table {
                     row_groups = aligned;
                 }
@@ -1829,5 +1831,48 @@ mod tests {
         ));
         assert!(unsupported(copies("aqlm3", 2)));
         assert_eq!(copies("aqlm-2x8", 2).unwrap().cb_copies, 2);
+    }
+
+    #[test]
+    fn lut_stream_mode_builds_one_table_per_block_and_keeps_chunks_in_flight() {
+        let lut = |k: usize, n: usize, ov: &Overrides| gemv("aqlm-2x8", Level::Auto, 1, k, n, ov);
+        let none = Overrides::default();
+        // 16 and 32 k tiles on 132 SMs: 8 and 4 ranges per k tile (128 blocks), so no range crosses a tile.
+        for (k, n) in [(4096, 11008), (8192, 22016)] {
+            let p = lut(k, n, &none).unwrap();
+            assert_eq!(p.kernel, KernelKind::Lut);
+            assert_eq!((p.lut_chunks, p.split, p.grid.0), (0, k as u32 / 256, 128));
+            assert_eq!((p.warps, p.rows_per_warp, p.in_flight), (32, 1, 4));
+        }
+        // 48 k tiles: a multiple of them would leave 36 of 132 SMs idle, so the ranges cross tiles.
+        assert_eq!(lut(12288, 4096, &none).unwrap().grid.0, 132);
+        let flight = |f: u32| Overrides {
+            in_flight: Some(f),
+            ..Overrides::default()
+        };
+        assert_eq!(lut(4096, 11008, &flight(6)).unwrap().in_flight, 6);
+        assert!(matches!(
+            lut(4096, 11008, &flight(1)),
+            Err(CodegenError::Invalid(_))
+        ));
+        assert!(matches!(
+            lut(4096, 11008, &flight(9)),
+            Err(CodegenError::Invalid(_))
+        ));
+        // Two row blocks per warp: two chunks in flight by default (the same row blocks as 4 x 1).
+        let two_rb = Overrides {
+            rows_per_warp: Some(2),
+            ..Overrides::default()
+        };
+        assert_eq!(lut(4096, 11008, &two_rb).unwrap().in_flight, 2);
+        // Other kernels have no ring of chunks.
+        assert!(unsupported(gemv(
+            "aqlm3",
+            Level::Auto,
+            1,
+            4096,
+            11008,
+            &flight(4)
+        )));
     }
 }
