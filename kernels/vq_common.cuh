@@ -141,6 +141,21 @@ __device__ __forceinline__ void vq_load_entry_shared(const __half* p, Entry<V>& 
     for (int i = 0; i < V / 2; ++i) e.h[i] = reinterpret_cast<const __half2*>(p)[i];
 }
 
+// The same from a 32-bit shared-window address known to be 2V-byte aligned (one vector load; ptxas cannot see the
+// alignment of an address formed by PRMT, and would split the load).
+template <int V>
+__device__ __forceinline__ void vq_load_entry_shared_at(uint32_t addr, Entry<V>& e) {
+    uint32_t* r = reinterpret_cast<uint32_t*>(e.h);
+    if constexpr (V == 2) {
+        asm volatile("ld.shared.b32 %0, [%1];" : "=r"(r[0]) : "r"(addr));
+    } else if constexpr (V == 4) {
+        asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+    } else {
+        static_assert(V == 8, "entries of 4, 8 or 16 bytes");
+        asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+    }
+}
+
 // Bank-spread codebook copies (replica GeMV, mma kernel's per-k-tile stage): an entry of V halves (V/2 32-bit words at
 // `w`) repeated across a 16-byte word, 16 / (2V) copies ...
 template <int V>

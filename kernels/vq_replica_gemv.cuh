@@ -31,10 +31,22 @@ struct ReplicaGeo {
     static constexpr int COPIES = 128 / ENTRY_BYTES;  // lanes per shared-memory wavefront of one entry load
     static constexpr int ENTRIES = 1 << Cfg::B;
     static constexpr int SET_ENTRIES = Cfg::R * ENTRIES;
-    static constexpr int SET_BYTES = SET_ENTRIES * 128;
-    // Code buffers: two pieces of PIECE_RB row blocks (512 bytes each) after the copies (plan.rs `replica_smem`).
+    // One stage of 8-bit codes (gptvq2): each entry's copies start a 256-byte row, so one PRMT of the code word and
+    // a lane offset word gives the address of the lane's copy (code·256 + copy offset), and the rows' upper halves
+    // hold the code buffers where they fit. Otherwise 128-byte rows (more stages would double a set that fills
+    // half the shared memory already), the code buffers after them (plan.rs `replica_smem`).
+    static constexpr bool PRMT_ROWS = Cfg::B == 8 && Cfg::R == 1;
+    static constexpr int ROW_BYTES = PRMT_ROWS ? 256 : 128;
+    static constexpr int SET_BYTES = SET_ENTRIES * ROW_BYTES;
+    // Code buffers: two pieces of PIECE_RB row blocks (512 bytes each).
     static constexpr int PIECE_RB = Cfg::ROWS_PER_WARP * Cfg::WARPS;
     static constexpr int PIECE_BYTES = PIECE_RB * 512;
+    static constexpr bool BUFS_IN_ROWS = PRMT_ROWS && 2 * PIECE_BYTES <= SET_ENTRIES * 128;
+    // Shared-window offset of byte o of the code buffers: 128-byte segments in the rows' upper halves, or after the
+    // rows. A 16-byte access never straddles a segment.
+    __device__ static __forceinline__ uint32_t buf_offset(uint32_t o) {
+        return BUFS_IN_ROWS ? ((o >> 7) << 8) + 128u + (o & 127u) : (uint32_t)SET_BYTES + o;
+    }
     static constexpr int BAND_RB = Cfg::TILE_ROWS > 0 ? Cfg::TILE_ROWS / 8 : PIECE_RB;
     static_assert(BAND_RB % PIECE_RB == 0, "a piece lies inside one codebook row band");
     static constexpr int THREADS = Cfg::WARPS * 32;
@@ -65,7 +77,7 @@ struct ReplicaSetRegs {
         for (int i = 0; i < G::CB_PER_THREAD; ++i) {
             const int se = threadIdx.x + i * G::THREADS;
             if (G::SET_ENTRIES % G::THREADS != 0 && se >= G::SET_ENTRIES) break;
-            vq_store_copy_row(dst + se * 8, v[i], threadIdx.x);
+            vq_store_copy_row(dst + se * (G::ROW_BYTES / 16), v[i], threadIdx.x);
         }
     }
 };
@@ -89,6 +101,34 @@ __device__ __forceinline__ void vq_replica_load_x(const __half* __restrict__ x, 
     }
 }
 
+// vq_row_block_store for four row blocks rb0 + i·step at once (a transpose-reduce): 3 shuffles and one 32-lane
+// store instead of 8 shuffles and 4 stores of 8 lanes. sums[i] is lane (g, t)'s partial sum of row g of row block i;
+// afterwards lane (g, t) holds row g of row block t, summed over the four lane columns.
+template <class Cfg>
+__device__ __forceinline__ void vq_row_blocks4_store(const float (&sums)[4], int rb0, int step, int rb_hi,
+                                                     const __half* __restrict__ scales, __half* __restrict__ y,
+                                                     float* __restrict__ ws, int rows) {
+    const int lane = threadIdx.x % 32, t = lane % 4;
+    const bool odd = t & 1, high = t & 2;
+    // Lanes t and t ^ 1 keep row blocks t & 1 and 2 + (t & 1) and hand each other the other two.
+    const float r0 = __shfl_xor_sync(VQ_FULL_MASK, odd ? sums[0] : sums[1], 1);
+    const float r1 = __shfl_xor_sync(VQ_FULL_MASK, odd ? sums[2] : sums[3], 1);
+    const float b0 = (odd ? sums[1] : sums[0]) + r0;  // row block t & 1
+    const float b1 = (odd ? sums[3] : sums[2]) + r1;  // row block 2 + (t & 1)
+    // Lanes t and t ^ 2 keep row block t.
+    const float r2 = __shfl_xor_sync(VQ_FULL_MASK, high ? b0 : b1, 2);
+    const float a = (high ? b1 : b0) + r2;
+    const int rb = rb0 + t * step, row = rb * 8 + lane / 4;
+    if (rb < rb_hi && row < rows) {
+        if constexpr (Cfg::SPLIT == 1) {
+            const float sc = Cfg::SCALE ? __half2float(scales[row]) : 1.f;
+            y[row] = __float2half(a * sc);
+        } else {
+            atomicAdd(ws + row, a);
+        }
+    }
+}
+
 // One k tile, row blocks [rb_lo, rb_hi) (rb_lo at a band start), in pieces of PIECE_RB row blocks. `staged` is the
 // codebook set now in shared memory (-1: none). Every piece ends with a barrier, so the buffers and the copies are
 // free when the next piece (or range) starts.
@@ -103,7 +143,6 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
     extern __shared__ __align__(16) unsigned char smem_raw[];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const uint32_t smem_s = (uint32_t)__cvta_generic_to_shared(smem_raw);
-    const uint32_t bufs = smem_s + G::SET_BYTES;
     const int pieces = (rb_hi - rb_lo + P - 1) / P;
     const int col0 = tile * 4 * VPC * V;
     // Codebook set of the range's first band; each band further down is one row of sets further (per-tile
@@ -118,11 +157,11 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
     const uint4* src_next = codes + ((size_t)(rb_lo + warp) * kb + tile) * 32 + lane;
     int rb_next = rb_lo + warp;  // this thread's first row block of the next piece to issue
     auto issue = [&](int p) {
-        const uint32_t dst = bufs + (p & 1) * G::PIECE_BYTES + 16u * threadIdx.x;
+        const uint32_t dst = (p & 1) * G::PIECE_BYTES + 16u * threadIdx.x;
 #pragma unroll
         for (int i = 0; i < P / Cfg::WARPS; ++i) {
             if (rb_next + i * Cfg::WARPS < rb_hi)
-                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst + i * G::THREADS * 16),
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_s + G::buf_offset(dst + i * G::THREADS * 16)),
                              "l"(src_next + i * Cfg::WARPS * rb_stride));
         }
         asm volatile("cp.async.commit_group;");
@@ -137,8 +176,10 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
     int pending = set_of_piece(0);
     if (pending != staged) next.load(codebooks + (size_t)pending * G::SET_ENTRIES * V);
 
-    // Byte address of this lane's copy of entry 0 (stage 0); entry e of stage s is 128·(s·2^B + e) further.
-    const unsigned char* copy_base = smem_raw + (lane % G::COPIES) * G::ENTRY_BYTES;
+    // Byte offset of this lane's copy in an entry's row; entry e of stage s is ROW_BYTES·(s·2^B + e) further. With
+    // 256-byte rows it is byte 0 of `copy_word` (bytes 1-3 zero), and the code byte becomes byte 1 by one PRMT.
+    const uint32_t copy_word = (lane % G::COPIES) * G::ENTRY_BYTES;
+    const unsigned char* copy_base = smem_raw + copy_word;
     // Entries loaded ahead per batch of vectors (<= 8 registers): a batch's loads are in flight together.
     constexpr int BATCH = (16 / (R * V)) < 1 ? 1 : (16 / (R * V)) > VPC ? VPC : 16 / (R * V);
     static_assert(VPC % BATCH == 0, "whole batches");
@@ -151,10 +192,17 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
             for (int jj = 0; jj < BATCH; ++jj)
 #pragma unroll
                 for (int s = 0; s < R; ++s) {
-                    const uint32_t idx = vq_code_at<B>(w, (j0 + jj) * RB + s * B);
+                    constexpr int ROW = G::ROW_BYTES;
+                    const int bit = (j0 + jj) * RB + s * B;
                     // ptxas folds the stage offset into the LDS immediate.
-                    vq_load_entry_shared<V>(reinterpret_cast<const __half*>(copy_base + idx * 128u + s * G::ENTRIES * 128),
-                                            e[jj][s]);
+                    if constexpr (G::PRMT_ROWS) {
+                        const uint32_t off = __byte_perm(w[bit / 32], copy_word, 0x7604u | (((bit % 32) / 8) << 4));
+                        vq_load_entry_shared_at<V>(smem_s + off + s * G::ENTRIES * ROW, e[jj][s]);
+                    } else {
+                        const uint32_t idx = vq_code_at<B>(w, bit);
+                        vq_load_entry_shared<V>(reinterpret_cast<const __half*>(copy_base + idx * ROW + s * G::ENTRIES * ROW),
+                                                e[jj][s]);
+                    }
                 }
 #pragma unroll
             for (int jj = 0; jj < BATCH; ++jj)
@@ -183,17 +231,25 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
             pending = set_of_piece(p + 1);
             if (pending != staged) next.load(codebooks + (size_t)pending * G::SET_ENTRIES * V);  // in flight meanwhile
         }
-        const uint32_t src = bufs + (p & 1) * G::PIECE_BYTES;
+        const uint32_t src = (p & 1) * G::PIECE_BYTES;
+        constexpr int NRB = P / Cfg::WARPS;  // row blocks of this warp in the piece: warp + i·WARPS
+        // Four row blocks reduced together, for one stage (more stages hold more entry registers: the four sums
+        // made vq<4,8,4> spill).
+        constexpr bool REDUCE4 = NRB == 4 && R == 1;
+        float sums[NRB];
 #pragma unroll
-        for (int i = 0; i < P / Cfg::WARPS; ++i) {
+        for (int i = 0; i < NRB; ++i) {
             const int rbl = warp + i * Cfg::WARPS, rb = rb_lo + p * P + rbl;
+            sums[i] = 0.f;
             if (rb >= rb_hi) continue;  // warp-uniform
             uint32_t w[4];
             asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];"
                          : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3])
-                         : "r"(src + 16u * (rbl * 32 + lane)));
-            vq_row_block_store<Cfg>(dot(w), rb, scales, y, ws, rows);
+                         : "r"(smem_s + G::buf_offset(src + 16u * (rbl * 32 + lane))));
+            sums[i] = dot(w);
+            if constexpr (!REDUCE4) vq_row_block_store<Cfg>(sums[i], rb, scales, y, ws, rows);
         }
+        if constexpr (REDUCE4) vq_row_blocks4_store<Cfg>(sums, rb_lo + p * P + warp, Cfg::WARPS, rb_hi, scales, y, ws, rows);
         __syncthreads();  // buffer p % 2 and the copies are free
     }
 }

@@ -421,10 +421,18 @@ impl Plan {
         // Replica GeMV (kernels/vq_replica_gemv.cuh): the codebook set staged in shared memory with 128 / (2v) copies
         // of every entry (one 128-byte row per entry), the LUT GeMV's lane mapping (so the same row-band condition)
         // and the lane's activations in registers (v/2 half2 per vector, at most 32 registers).
-        // Shared memory (kernels/vq_replica_gemv.cuh `ReplicaGeo`): the copies, then two code buffers of `rpw` row
-        // blocks per warp.
-        let replica_cb_bytes = config.r as u32 * entries * 128;
-        let replica_smem = |w: u32, rpw: u32| replica_cb_bytes + 2 * rpw * w * 512;
+        // Shared memory (kernels/vq_replica_gemv.cuh `ReplicaGeo`): the copies, one row per entry (256 bytes for one
+        // stage of 8-bit codes, whose upper halves hold the two code buffers of `rpw` row blocks per warp where they
+        // fit; else 128 bytes), then the code buffers if they are not in the rows.
+        let replica_smem = |w: u32, rpw: u32| {
+            let set_entries = config.r as u32 * entries;
+            let bufs = 2 * rpw * w * 512;
+            if config.b == 8 && config.r == 1 {
+                set_entries * 256 + if bufs <= set_entries * 128 { 0 } else { bufs }
+            } else {
+                set_entries * 128 + bufs
+            }
+        };
         // A piece (`rpw` row blocks per warp) must lie inside one codebook row band, and a k tile in one column span.
         let replica_bands_ok = |w: u32, rpw: u32| match config.scope {
             Scope::Tile { rows, cols } => {
@@ -549,7 +557,7 @@ impl Plan {
                      conflict-free for any codes) and does {} HFMA2, instead of a LUT table of {} KiB rebuilt for every {}-row band",
                     if tile_scope { ", per-tile codebooks" } else { "" },
                     128 / entry_bytes,
-                    replica_cb_bytes / 1024,
+                    config.r as u32 * entries * 128 / 1024,
                     config.v / 2,
                     lut_table_bytes / 1024,
                     match config.scope {
