@@ -210,27 +210,41 @@ __device__ __forceinline__ void vq_lutl_rows(const void* tmap, float* __restrict
 // `lane_stage_codes`): unit `unit`'s 32-row group rw is W words per row, word-major across the lanes, so lane = row
 // and each load is one coalesced 128-byte line; two row groups in flight per warp.
 template <class Cfg>
+struct LutlLane {
+    static constexpr int W = (LutLarge<Cfg>::VPC * LutLarge<Cfg>::B + 31) / 32;  // words per row and unit
+};
+
+// Lane layout: this lane's words of 32-row group rw of unit `unit` (nothing past rw_hi).
+template <class Cfg>
+__device__ __forceinline__ void vq_lutl_load_lane(const uint32_t* __restrict__ codes, int rows, int unit, int rw, int rw_hi,
+                                                  uint32_t (&w)[LutlLane<Cfg>::W]) {
+    constexpr int W = LutlLane<Cfg>::W;
+    const uint32_t* unit_codes = codes + (size_t)unit * ((rows + 31) / 32) * 32 * W + threadIdx.x % 32;
+    if (rw < rw_hi) {
+#pragma unroll
+        for (int i = 0; i < W; ++i) w[i] = __ldcs(unit_codes + ((size_t)rw * W + i) * 32);
+    }
+}
+
+// `first` holds the warp's first row group (rw_lo + warp), loaded before the table build.
+template <class Cfg>
 __device__ __forceinline__ void vq_lutl_rows_lane(const uint32_t* __restrict__ codes, float* __restrict__ ws, uint32_t smem_s,
-                                                  int rows, int unit, int rw_lo, int rw_hi) {
+                                                  int rows, int unit, int rw_lo, int rw_hi,
+                                                  const uint32_t (&first)[LutlLane<Cfg>::W]) {
     using G = LutLarge<Cfg>;
-    constexpr int W = (G::VPC * G::B + 31) / 32;
+    constexpr int W = LutlLane<Cfg>::W;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const uint32_t* unit_codes = codes + (size_t)unit * ((rows + 31) / 32) * 32 * W + lane;
     const uint32_t rot = 4u * (lane % G::WORDS);  // the lane's class, as a byte offset into a table row
     uint32_t buf[2][W];
-    auto load = [&](int rw, uint32_t (&w)[W]) {
-        if (rw < rw_hi) {
-#pragma unroll
-            for (int i = 0; i < W; ++i) w[i] = __ldcs(unit_codes + ((size_t)rw * W + i) * 32);
-        }
-    };
+    auto load = [&](int rw, uint32_t (&w)[W]) { vq_lutl_load_lane<Cfg>(codes, rows, unit, rw, rw_hi, w); };
     auto process = [&](int rw, const uint32_t (&w)[W]) {
         const int row = rw * 32 + lane;
         const float a = vq_lutl_row_sum<Cfg, G::B, 0>(w, smem_s, rot);
         if (row < rows) atomicAdd(ws + row, a);
     };
     int rw = rw_lo + warp;
-    load(rw, buf[0]);
+#pragma unroll
+    for (int i = 0; i < W; ++i) buf[0][i] = first[i];
     for (; rw < rw_hi; rw += 2 * Cfg::WARPS) {
         load(rw + Cfg::WARPS, buf[1]);
         process(rw, buf[0]);
@@ -271,8 +285,8 @@ __device__ __forceinline__ void vq_lut_large_body(const void* codes, const __hal
     vq_for_block_range((long long)kb * 4 * G::R, (rows + 31) / 32, [&](int unit, int rw_lo, int rw_hi) {
         // unit = (tile·4 + t)·R + s: a (tile, t)'s stages are adjacent, so their blocks share the chunks in L2.
         const int s = unit % G::R, t = (unit / G::R) % 4, tile = unit / (4 * G::R);
-        __syncthreads();  // the previous unit's lookups are done with the table and the code buffers
         const __half* cb = codebooks + (size_t)s * G::ENTRIES * G::V;
+        uint32_t first[LutlLane<Cfg>::W];  // lane layout: the warp's first row group, in flight during the build
         if constexpr (Cfg::CB_STAGE) {
             // Every thread's loads in flight at once (one L2 round trip), instead of the build's dependent rounds.
             uint4* dst = reinterpret_cast<uint4*>(smem_raw + M::TABLE);
@@ -282,15 +296,22 @@ __device__ __forceinline__ void vq_lut_large_body(const void* codes, const __hal
 #pragma unroll
             for (int i = 0; i < PER; ++i)
                 if (threadIdx.x + i * G::THREADS < N) v[i] = __ldg(src + threadIdx.x + i * G::THREADS);
+            if constexpr (!Cfg::CODE_TMA)
+                vq_lutl_load_lane<Cfg>(static_cast<const uint32_t*>(codes), rows, unit, rw_lo + threadIdx.x / 32, rw_hi, first);
+            __syncthreads();  // the previous unit's lookups are done with the table
 #pragma unroll
             for (int i = 0; i < PER; ++i)
                 if (threadIdx.x + i * G::THREADS < N) dst[threadIdx.x + i * G::THREADS] = v[i];
             __syncthreads();
             cb = reinterpret_cast<const __half*>(smem_raw + M::TABLE);
+        } else {
+            if constexpr (!Cfg::CODE_TMA)
+                vq_lutl_load_lane<Cfg>(static_cast<const uint32_t*>(codes), rows, unit, rw_lo + threadIdx.x / 32, rw_hi, first);
+            __syncthreads();  // the previous unit's lookups are done with the table and the code buffers
         }
         vq_lutl_build<Cfg>(cb, x, smem_raw, cols, tile, t);
         __syncthreads();
         if constexpr (Cfg::CODE_TMA) vq_lutl_rows_stage<Cfg>(s, codes, ws, smem_s, parity, rows, tile, t, rw_lo, rw_hi);
-        else vq_lutl_rows_lane<Cfg>(static_cast<const uint32_t*>(codes), ws, smem_s, rows, unit, rw_lo, rw_hi);
+        else vq_lutl_rows_lane<Cfg>(static_cast<const uint32_t*>(codes), ws, smem_s, rows, unit, rw_lo, rw_hi, first);
     });
 }
