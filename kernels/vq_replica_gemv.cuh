@@ -7,9 +7,11 @@
 // Bank conflicts: a warp's random V-wide loads are served in wavefronts of 128 / (2V) lanes. Each entry is stored
 // COPIES = 128 / (2V) times, [stage][entry][copy][V], so one entry fills one 128-byte row of the 32 banks and copy c
 // always sits in the same banks whatever the entry; lane l reads copy l % COPIES, so the lanes of one wavefront hit
-// distinct banks for any codes: 2V / 4 wavefronts per warp load, the minimum for its bytes.
+// distinct banks for any codes: 2V / 4 wavefronts per warp load, the minimum for its bytes. (For one stage of 8-bit
+// codes the rows are 256 bytes apart, so that one PRMT forms a lookup's address: ReplicaGeo::PRMT_ROWS.)
 //
-// Lane mapping and row reduction are the LUT GeMV's (vq_row_block_store): lane (g, t) takes row g of a row block and
+// Lane mapping and row reduction are the LUT GeMV's (vq_row_block_store; four row blocks at once in
+// vq_row_blocks4_store where a warp holds four per piece): lane (g, t) takes row g of a row block and
 // the vectors t + 4j of the k tile, whose activations it keeps in registers (V/2 half2 per vector). Products and the
 // per-chunk sums run in half2 (two chains, <= VPC·R·V/4 products per half); the chunk's sum goes to fp32 before the
 // shuffles and atomics.

@@ -278,8 +278,8 @@ pub struct Plan {
 
 const SMEM_RESERVED_PER_BLOCK: u32 = 1024;
 /// LUT GeMV: row blocks of codes in flight per warp (in chunks of `rows_per_warp`, at least 2 chunks). On an H100,
-/// aqlm-2x8 at 32 warps x 1 row block, 4096x11008 / 8192x22016: 2 / 3 / 4 / 6 chunks took 10.73 / 24.57,
-/// 10.50 / 22.35, 10.34 / 22.35 and 11.21 / 22.53 us (perf-notes v0.22).
+/// aqlm-2x8 at 32 warps x 1 row block, 4096x11008 / 8192x22016: 2 / 3 / 4 / 6 chunks took 10.74 / 24.58,
+/// 10.51 / 22.36, 10.35 / 22.35 and 11.21 / 22.54 us (perf-notes v0.22).
 const LUT_IN_FLIGHT: u32 = 4;
 /// Whether the auto level takes the sorted GeMV where it runs (batch 1, codebooks of 2^13 entries or more): on an H100
 /// aqlm-1x16 at 4096x11008 / 8192x22016 took 31.0 / 76.6 us against the L1-read dequant GeMV's 48.2 / 187.1 (v0.19).
