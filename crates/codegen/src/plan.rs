@@ -1755,11 +1755,18 @@ mod tests {
     #[test]
     fn per_tile_codebooks_at_batch_1_take_the_replica_kernel() {
         let ov = Overrides::default();
-        // gptvq2: 16 copies of 8-byte entries (32 KiB) + two code pieces of 8 warps x 4 row blocks (2 x 16 KiB).
+        // gptvq2: 16 copies of 8-byte entries in 256-byte rows (64 KiB), whose upper halves hold the two code pieces
+        // of 8 warps x 4 row blocks (2 x 16 KiB).
         let p = gemv("gptvq2", Level::Auto, 1, 8192, 22016, &ov).unwrap();
         assert_eq!((p.kernel, p.level), (KernelKind::Replica, Level::Replica));
         assert_eq!((p.warps, p.rows_per_warp), (8, 4));
-        assert_eq!(p.smem_bytes, 256 * 128 + 2 * 4 * 8 * 512);
+        assert_eq!(p.smem_bytes, 256 * 256);
+        // Two stages (aqlm-2x8 at REP): 128-byte rows (2 x 32 KiB), the code pieces after them.
+        let p2 = gemv("aqlm-2x8", Level::Replica, 1, 8192, 22016, &ov).unwrap();
+        assert_eq!(
+            p2.smem_bytes,
+            2 * 256 * 128 + 2 * p2.rows_per_warp * 8 * 512
+        );
         assert!(p.uses_workspace() && p.n_shared == 0 && !p.frequency_ordered);
         // 3 resident blocks per SM (shared memory) over 32 k tiles x 86 bands.
         assert_eq!(p.grid, (3 * 132, 1, 1));
@@ -1798,7 +1805,8 @@ mod tests {
                 },
             )
         };
-        assert_eq!(rpw(1, None).unwrap().smem_bytes, 256 * 128 + 2 * 8 * 512);
+        // 256-byte rows of copies for one stage of 8-bit codes; the two 4 KiB code buffers fit in their upper halves.
+        assert_eq!(rpw(1, None).unwrap().smem_bytes, 256 * 256);
         assert!(unsupported(rpw(8, None)));
         assert!(unsupported(rpw(4, Some(16))));
         assert!(matches!(rpw(3, None), Err(CodegenError::Invalid(_))));
