@@ -40,9 +40,21 @@ __device__ __forceinline__ void vq_rotate_chunk(uint32_t (&w)[4], int bits) {
     w[3] = __funnelshift_r(a3, a0, r);
 }
 
+// Row `row`'s finished sum: y (SPLIT == 1, scaled) or added into the fp32 workspace.
+template <class Cfg>
+__device__ __forceinline__ void vq_row_store(float a, int row, const __half* __restrict__ scales, __half* __restrict__ y,
+                                             float* __restrict__ ws) {
+    if constexpr (Cfg::SPLIT == 1) {
+        const float sc = Cfg::SCALE ? __half2float(scales[row]) : 1.f;
+        y[row] = __float2half(a * sc);
+    } else {
+        atomicAdd(ws + row, a);
+    }
+}
+
 // Sums the partial dot products of row block `rb`'s lanes (g, t) over the four lane columns t and hands row g's
-// result to lane t = 0, which writes y (SPLIT == 1, scaled) or adds it into the fp32 workspace. Whole warp. Shared
-// with the replica GeMV (vq_replica_gemv.cuh), which uses the same lane mapping.
+// result to lane t = 0, which stores it (vq_row_store). Whole warp. Shared with the replica GeMV
+// (vq_replica_gemv.cuh), which uses the same lane mapping.
 template <class Cfg>
 __device__ __forceinline__ void vq_row_block_store(float a, int rb, const __half* __restrict__ scales,
                                                    __half* __restrict__ y, float* __restrict__ ws, int rows) {
@@ -51,14 +63,7 @@ __device__ __forceinline__ void vq_row_block_store(float a, int rb, const __half
     a += __shfl_xor_sync(VQ_FULL_MASK, a, 2);
     const int row = rb * 8 + lane / 4;
     // Columns past `cols` carry code 0 and x = 0, so they add nothing.
-    if (lane % 4 == 0 && row < rows) {
-        if constexpr (Cfg::SPLIT == 1) {
-            const float sc = Cfg::SCALE ? __half2float(scales[row]) : 1.f;
-            y[row] = __float2half(a * sc);
-        } else {
-            atomicAdd(ws + row, a);
-        }
-    }
+    if (lane % 4 == 0 && row < rows) vq_row_store<Cfg>(a, row, scales, y, ws);
 }
 
 // One k tile, row blocks [rb_lo, rb_hi): stage the codebook set and the activation slice, build the table, then

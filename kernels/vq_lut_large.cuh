@@ -286,28 +286,25 @@ __device__ __forceinline__ void vq_lut_large_body(const void* codes, const __hal
         // unit = (tile·4 + t)·R + s: a (tile, t)'s stages are adjacent, so their blocks share the chunks in L2.
         const int s = unit % G::R, t = (unit / G::R) % 4, tile = unit / (4 * G::R);
         const __half* cb = codebooks + (size_t)s * G::ENTRIES * G::V;
-        uint32_t first[LutlLane<Cfg>::W];  // lane layout: the warp's first row group, in flight during the build
-        if constexpr (Cfg::CB_STAGE) {
-            // Every thread's loads in flight at once (one L2 round trip), instead of the build's dependent rounds.
-            uint4* dst = reinterpret_cast<uint4*>(smem_raw + M::TABLE);
-            const uint4* src = reinterpret_cast<const uint4*>(cb);
-            constexpr int N = M::CB_BYTES / 16, PER = (N + G::THREADS - 1) / G::THREADS;
-            uint4 v[PER];
+        // Loads first, all in flight together: the staged codebook (every thread's share at once, one L2 round trip
+        // instead of the build's dependent rounds), then, in the lane layout, the warp's first row group, which stays
+        // in flight during the build.
+        constexpr int N = M::CB_BYTES / 16, PER = Cfg::CB_STAGE ? (N + G::THREADS - 1) / G::THREADS : 0;
+        uint4 v[PER > 0 ? PER : 1];
 #pragma unroll
-            for (int i = 0; i < PER; ++i)
-                if (threadIdx.x + i * G::THREADS < N) v[i] = __ldg(src + threadIdx.x + i * G::THREADS);
-            if constexpr (!Cfg::CODE_TMA)
-                vq_lutl_load_lane<Cfg>(static_cast<const uint32_t*>(codes), rows, unit, rw_lo + threadIdx.x / 32, rw_hi, first);
-            __syncthreads();  // the previous unit's lookups are done with the table
+        for (int i = 0; i < PER; ++i)
+            if (threadIdx.x + i * G::THREADS < N) v[i] = __ldg(reinterpret_cast<const uint4*>(cb) + threadIdx.x + i * G::THREADS);
+        uint32_t first[LutlLane<Cfg>::W];
+        if constexpr (!Cfg::CODE_TMA)
+            vq_lutl_load_lane<Cfg>(static_cast<const uint32_t*>(codes), rows, unit, rw_lo + threadIdx.x / 32, rw_hi, first);
+        __syncthreads();  // the previous unit's lookups are done with the table and the code buffers
+        if constexpr (Cfg::CB_STAGE) {
+            uint4* dst = reinterpret_cast<uint4*>(smem_raw + M::TABLE);
 #pragma unroll
             for (int i = 0; i < PER; ++i)
                 if (threadIdx.x + i * G::THREADS < N) dst[threadIdx.x + i * G::THREADS] = v[i];
             __syncthreads();
             cb = reinterpret_cast<const __half*>(smem_raw + M::TABLE);
-        } else {
-            if constexpr (!Cfg::CODE_TMA)
-                vq_lutl_load_lane<Cfg>(static_cast<const uint32_t*>(codes), rows, unit, rw_lo + threadIdx.x / 32, rw_hi, first);
-            __syncthreads();  // the previous unit's lookups are done with the table and the code buffers
         }
         vq_lutl_build<Cfg>(cb, x, smem_raw, cols, tile, t);
         __syncthreads();

@@ -121,14 +121,7 @@ __device__ __forceinline__ void vq_row_blocks4_store(const float (&sums)[4], int
     const float r2 = __shfl_xor_sync(VQ_FULL_MASK, high ? b0 : b1, 2);
     const float a = (high ? b1 : b0) + r2;
     const int rb = rb0 + t * step, row = rb * 8 + lane / 4;
-    if (rb < rb_hi && row < rows) {
-        if constexpr (Cfg::SPLIT == 1) {
-            const float sc = Cfg::SCALE ? __half2float(scales[row]) : 1.f;
-            y[row] = __float2half(a * sc);
-        } else {
-            atomicAdd(ws + row, a);
-        }
-    }
+    if (rb < rb_hi && row < rows) vq_row_store<Cfg>(a, row, scales, y, ws);
 }
 
 // One k tile, row blocks [rb_lo, rb_hi) (rb_lo at a band start), in pieces of PIECE_RB row blocks. `staged` is the

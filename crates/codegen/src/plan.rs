@@ -1636,30 +1636,22 @@ mod tests {
         let src = crate::instantiate(&p, None).source;
         assert!(src.contains("CB_COPIES = 16") && src.contains("N_SHARED = 256"));
         // --cb-copies 1 reads the sets through L1; other counts are errors.
-        let l1 = gemv(
-            "gptvq2",
-            Level::Auto,
-            16,
-            8192,
-            22016,
-            &Overrides {
-                cb_copies: Some(1),
-                ..ov.clone()
-            },
-        )
-        .unwrap();
+        let copies = |c: u32| {
+            gemv(
+                "gptvq2",
+                Level::Auto,
+                16,
+                8192,
+                22016,
+                &Overrides {
+                    cb_copies: Some(c),
+                    ..ov.clone()
+                },
+            )
+        };
+        let l1 = copies(1).unwrap();
         assert_eq!((l1.n_shared, l1.cb_copies), (0, 1));
-        assert!(unsupported(gemv(
-            "gptvq2",
-            Level::Auto,
-            16,
-            8192,
-            22016,
-            &Overrides {
-                cb_copies: Some(8),
-                ..ov.clone()
-            }
-        )));
+        assert!(unsupported(copies(8)));
         // Codebook tiles narrower than a k tile (128 < 256 columns) keep the L1 path; so does batch 20.
         let narrow = gemv("vq<4,8,1>:tile=64x128", Level::Auto, 16, 4096, 4096, &ov).unwrap();
         assert_eq!(narrow.n_shared, 0);
