@@ -1,7 +1,8 @@
 // hadamard.cuh — randomized Hadamard transform of the activations for QuIP#-style (quip4) weights:
 //     x'[m, blk] = H_BLOCK · (signs[blk] ⊙ x[m, blk]) / sqrt(BLOCK)    for every block of BLOCK columns,
 // with H the Sylvester (natural order) Walsh-Hadamard matrix. One thread block per (row, column block); the
-// butterflies run in fp32 in shared memory. BLOCK is a compile-time power of two (<= 8192).
+// butterflies run in fp32 in shared memory, one thread per butterfly of a stage up to 1024 (the launch in
+// crates/cuda/src/ops/linear.rs). BLOCK is a compile-time power of two (<= 8192).
 #pragma once
 #include <cuda_fp16.h>
 
@@ -9,15 +10,23 @@ template <int BLOCK>
 __device__ __forceinline__ void vq_hadamard_body(const __half* __restrict__ x, const __half* __restrict__ signs,
                                                  __half* __restrict__ out, int cols) {
     __shared__ float buf[BLOCK];
+    constexpr int LOG = [] {
+        int l = 0;
+        while ((1 << l) < BLOCK) ++l;
+        return l;
+    }();
     const int m = blockIdx.y;
     const size_t base = (size_t)m * cols + (size_t)blockIdx.x * BLOCK;
     const int sbase = blockIdx.x * BLOCK;
     for (int i = threadIdx.x; i < BLOCK; i += blockDim.x) buf[i] = __half2float(x[base + i]) * __half2float(signs[sbase + i]);
     __syncthreads();
+    // Stage l pairs (lo, lo + 2^l), lo = i with a zero inserted at bit l: shifts and masks, no division (the launch
+    // gives min(1024, BLOCK / 2) threads, so every thread takes BLOCK / 2 / blockDim.x butterflies a stage).
 #pragma unroll 1
-    for (int h = 1; h < BLOCK; h <<= 1) {
+    for (int l = 0; l < LOG; ++l) {
+        const int h = 1 << l;
         for (int i = threadIdx.x; i < BLOCK / 2; i += blockDim.x) {
-            const int lo = (i / h) * 2 * h + (i % h), hi = lo + h;
+            const int lo = ((i >> l) << (l + 1)) | (i & (h - 1)), hi = lo + h;
             const float a = buf[lo], b = buf[hi];
             buf[lo] = a + b;
             buf[hi] = a - b;

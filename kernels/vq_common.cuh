@@ -17,6 +17,9 @@ typedef unsigned long long uint64_t;
 
 #define VQ_FULL_MASK 0xffffffffu
 
+// log2 of a power of two, at compile time (NVRTC has no __builtin_ctz in constant expressions).
+__host__ __device__ constexpr int vq_log2(int x) { return x <= 1 ? 0 : 1 + vq_log2(x / 2); }
+
 // Programmatic dependent launch (crates/cuda/src/pdl.rs, sm_90+). A kernel launched programmatically may be
 // scheduled before the kernel ahead of it in the stream has finished, so every weight kernel and the split-K finalize
 // call `vq_pdl_wait` first thing: it holds the grid until the kernel before it has finished and its writes are
@@ -261,6 +264,20 @@ __device__ __forceinline__ void vq_decode_e8p_stages(uint32_t word, const uint32
         const __half2 s1 = __float2half2_rn(ss1);
 #pragma unroll
         for (int i = 0; i < 4; ++i) w[i] = __hfma2(d1[i], s1, w[i]);
+    }
+}
+
+// E8P decode of vector j of a lane's chunk (R·16 bits a vector, j a compile-time constant after unrolling): two
+// stages share one word (vq_decode_e8p_stages), one stage takes half a word. More stages run only on the E8P LUT GeMV
+// (the planner rejects them here).
+template <int R, int W>
+__device__ __forceinline__ void vq_decode_e8p_vec(const uint32_t (&chunk)[W], int j, const uint32_t* abs_table, float ss0, float ss1,
+                                                  __half2 (&w)[4]) {
+    static_assert(R == 1 || R == 2, "one or two E8P stages");
+    if constexpr (R == 2) {
+        vq_decode_e8p_stages<2>(chunk[j], abs_table, ss0, ss1, w);
+    } else {
+        vq_decode_e8p_stages<1>(j % 2 ? chunk[j / 2] >> 16 : chunk[j / 2], abs_table, ss0, ss1, w);
     }
 }
 

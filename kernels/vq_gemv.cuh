@@ -104,9 +104,8 @@ __device__ __forceinline__ void vq_gemv_body(const uint4* __restrict__ codes, co
                 const int col = vec * V;
                 float w[V];
                 if constexpr (Cfg::E8P) {
-                    // E8P: RB = 32, one word per vector: stage 0 in the low half, stage 1 in the high half.
                     __half2 h[4];
-                    vq_decode_e8p_stages<R>(chunk[d][j], abs_s, ss0, ss1, h);
+                    vq_decode_e8p_vec<R>(chunk[d], j, abs_s, ss0, ss1, h);
 #pragma unroll
                     for (int i = 0; i < 4; ++i) {
                         const float2 f = __half22float2(h[i]);

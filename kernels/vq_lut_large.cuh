@@ -34,9 +34,6 @@
 #pragma once
 #include "vq_common.cuh"
 
-// log2 of a power of two, at compile time (NVRTC has no __builtin_ctz in constant expressions).
-__host__ __device__ constexpr int vq_log2(int x) { return x <= 1 ? 0 : 1 + vq_log2(x / 2); }
-
 template <class Cfg>
 struct LutLarge {
     static constexpr int V = Cfg::V, B = Cfg::B, R = Cfg::R, L = Cfg::L, VPC = Cfg::VPC;

@@ -57,7 +57,7 @@ __device__ __forceinline__ void vq_decode_vec(const uint32_t (&chunk)[4 * Cfg::L
     constexpr int V = Cfg::V, R = Cfg::R, B = Cfg::B, RB = R * B;
     if constexpr (Cfg::E8P) {
         __half2 h[4];
-        vq_decode_e8p_stages<R>(chunk[j], abs_s, ss0, ss1, h);
+        vq_decode_e8p_vec<R>(chunk, j, abs_s, ss0, ss1, h);
 #pragma unroll
         for (int i = 0; i < 4; ++i) out[i] = h[i];
     } else {

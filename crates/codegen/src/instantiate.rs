@@ -35,6 +35,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "vq_sorted_gemv.cuh",
         include_str!("../../../kernels/vq_sorted_gemv.cuh"),
     ),
+    (
+        "vq_e8p_lut.cuh",
+        include_str!("../../../kernels/vq_e8p_lut.cuh"),
+    ),
     ("vq_mma.cuh", include_str!("../../../kernels/vq_mma.cuh")),
     (
         "vq_dequant.cuh",
@@ -134,13 +138,23 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         c.per_channel_scale, plan.cb_copies, plan.x_hoist, plan.mma_pipe, plan.code_tma, plan.cb_stage,
         plan.in_flight
     );
-    let cfg = if plan.kernel == KernelKind::Sorted {
-        format!(
+    // The E8P LUT GeMV transforms the activations itself where its plan reserved the buffer for it: the transform's
+    // block is the one the planner assumed (`hadamard_block(k)`, not a different block stored with the weight).
+    let fused_hadamard = (plan.kernel == KernelKind::E8pLut
+        && c.hadamard
+        && hadamard_block == Some(crate::layout::hadamard_block(plan.k)))
+    .then_some(hadamard_block)
+    .flatten();
+    let cfg = match plan.kernel {
+        KernelKind::Sorted => format!(
             "{cfg}  static constexpr int CHUNK_BITS = {};\n",
             crate::sorted::CHUNK_BITS
-        )
-    } else {
-        cfg
+        ),
+        KernelKind::E8pLut => format!(
+            "{cfg}  static constexpr int HADAMARD = {};\n",
+            fused_hadamard.unwrap_or(0)
+        ),
+        _ => cfg,
     };
     let mut h = DefaultHasher::new();
     cfg.hash(&mut h);
@@ -155,6 +169,7 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         KernelKind::Mma => ("vq_mma.cuh", "vq_mma"),
         KernelKind::DequantGemm => ("vq_dequant.cuh", "vq_dequant"),
         KernelKind::Sorted => ("vq_sorted_gemv.cuh", "vq_sorted_gemv"),
+        KernelKind::E8pLut => ("vq_e8p_lut.cuh", "vq_e8p_lut"),
     };
     let mut src = String::new();
     let _ = writeln!(
@@ -163,6 +178,8 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         c, plan.op, plan.level, plan.kernel
     );
     let mut templates = vec![template, "vq_gemv.cuh"];
+    // A separate transform kernel, unless the main kernel does it.
+    let hadamard_block = hadamard_block.filter(|_| fused_hadamard.is_none());
     if hadamard_block.is_some() {
         templates.push("hadamard.cuh");
     }
@@ -192,6 +209,11 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         KernelKind::Mma => format!(
             "vq_mma_body<Cfg_{key}>(codes, codebooks, scales, e8p_abs, x, y, ws, m_total, rows, cols, kb, tiles_per_split, ss0, ss1);"
         ),
+        KernelKind::E8pLut => format!(
+            "vq_e8p_lut_body<Cfg_{key}>(reinterpret_cast<const uint32_t*>(codes), e8p_abs, x, \
+             static_cast<const __half*>(aux) /* Hadamard signs, when fused */, ws, rows, cols, ss0, ss1, ss2, ss3); \
+             (void)codebooks; (void)scales; (void)y; (void)kb; (void)tiles_per_split;"
+        ),
     };
     // Programmatic dependent launch (crates/cuda/src/pdl.rs): a kernel followed by the split-K finalize lets it be
     // scheduled at once (its blocks are small and only wait). Without a finalize, the next kernel is the next
@@ -213,7 +235,7 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
                 ", {}",
                 crate::plan::row_block_min_blocks(plan.kernel, plan.warps)
             ),
-            KernelKind::LutLarge | KernelKind::Sorted => ", 1".into(),
+            KernelKind::LutLarge | KernelKind::Sorted | KernelKind::E8pLut => ", 1".into(),
             _ => String::new(),
         }
     );

@@ -103,6 +103,11 @@ pub fn pack_for_plan(q: &QuantizedWeight, plan: &Plan) -> crate::Result<PackedWe
             (packed.codes, packed.aux) = (sorted.words, sorted.aux);
             packed
         }
+        KernelKind::E8pLut => {
+            let mut packed = pack_tables(q);
+            packed.codes = crate::e8p_lut::pack_codes(q, plan.geometry.2 as usize);
+            packed
+        }
         KernelKind::LutLarge if !plan.code_tma => {
             let mut packed = pack_tables(q);
             packed.codes = lane_stage_codes(q, &packed);

@@ -2,6 +2,7 @@
 //! of the CUDA templates in `kernels/`. No GPU needed.
 
 pub mod attention;
+pub mod e8p_lut;
 pub mod error;
 pub mod gpu_spec;
 pub mod instantiate;

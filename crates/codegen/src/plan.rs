@@ -164,6 +164,9 @@ pub enum KernelKind {
     /// `kernels/vq_sorted_gemv.cuh`: batch-1 GeMV, one codebook chunk per block in shared memory, codes re-packed by
     /// chunk (`crate::sorted`).
     Sorted,
+    /// `kernels/vq_e8p_lut.cuh`: batch-1 GeMV for E8P lattice codes: two fp16 tables per input group, two table reads
+    /// per code instead of the bit-operation decode (codes re-coded at upload, `crate::e8p_lut`).
+    E8pLut,
 }
 
 impl KernelKind {
@@ -172,7 +175,11 @@ impl KernelKind {
     pub fn is_batch1(self) -> bool {
         matches!(
             self,
-            KernelKind::Lut | KernelKind::LutLarge | KernelKind::Replica | KernelKind::Sorted
+            KernelKind::Lut
+                | KernelKind::LutLarge
+                | KernelKind::Replica
+                | KernelKind::Sorted
+                | KernelKind::E8pLut
         )
     }
 }
@@ -284,6 +291,9 @@ const LUT_IN_FLIGHT: u32 = 4;
 /// Whether the auto level takes the sorted GeMV where it runs (batch 1, codebooks of 2^13 entries or more): on an H100
 /// aqlm-1x16 at 4096x11008 / 8192x22016 took 31.0 / 76.6 us against the L1-read dequant GeMV's 48.2 / 187.1 (v0.19).
 const AUTO_SORTED: bool = true;
+/// Fewest weight rows for which the auto level takes the E8P LUT GeMV at batch 1: a block builds 12288 x 8 table
+/// entries per unit, which the rows' lookups must amortise.
+const AUTO_E8P_LUT_MIN_ROWS: usize = 2048;
 /// Mma kernel without a staged codebook: input columns per block along the reduction axis.
 const MMA_K_PER_BLOCK: u32 = 768;
 /// Registers a thread of the pipelined batch <= 16 mma kernel holds (NVRTC sm_90: 108-142 at 4 warps, 116 at 8).
@@ -292,6 +302,143 @@ const MMA_PIPE_REGS: u32 = 128;
 const MMA_WIDE_L1_REGS: u32 = 255;
 /// Largest codebook the batch <= 16 mma kernel treats as cheap to read (4096 entries, aqlm3; not aqlm-1x16's 65536).
 const MMA_WAVE_MAX_ENTRIES: u32 = 4096;
+
+/// The plan of the E8P LUT GeMV (`kernels/vq_e8p_lut.cuh`), once [`Plan::new`] has chosen it; `groups` is the unit
+/// size that fits the device's shared memory, `decisions` the kernel choice so far.
+#[allow(clippy::too_many_arguments)]
+fn e8p_lut_plan(
+    config: &VqConfig,
+    m: usize,
+    k: usize,
+    n: usize,
+    level: Level,
+    gpu: &GpuSpec,
+    ov: &Overrides,
+    groups: Option<u32>,
+    mut decisions: Vec<Decision>,
+) -> Result<Plan> {
+    let unsupported = [
+        (ov.n_reg.is_some(), "--n-reg"),
+        (ov.n_shared.is_some(), "--n-shared"),
+        (ov.split.is_some(), "--split"),
+        (ov.rows_per_warp.is_some(), "--rows-per-warp"),
+        (ov.cb_copies.is_some(), "--cb-copies"),
+        (ov.x_hoist.is_some(), "--x-hoist"),
+        (ov.code_tma.is_some(), "--tma"),
+        (ov.pipe.is_some(), "--pipe"),
+        (ov.in_flight.is_some(), "--in-flight"),
+    ];
+    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
+        return Err(CodegenError::Unsupported(format!(
+            "{flag} is not a parameter of the E8P LUT GeMV (it takes --warps 8, 16 or 32)"
+        )));
+    }
+    let hadamard = config.hadamard.then(|| crate::layout::hadamard_block(k));
+    let u = groups.ok_or_else(|| {
+        CodegenError::DoesNotFit(format!(
+            "the E8P LUT GeMV's tables need at least {} B of shared memory, the device allows {}",
+            crate::e8p_lut::smem_bytes(2, hadamard),
+            gpu.smem_per_block_optin
+        ))
+    })?;
+    let warps = match ov.warps {
+        // 16 warps: on an H100, quip4 at 4096x11008 / 8192x22016 took 21.96 / 52.97 us against 22.82 / 53.49 at 32
+        // (3 alternating rounds) and 24.2 / 58.3 at 8 (perf-notes v0.23).
+        None => 16,
+        Some(w @ (8 | 16 | 32)) => w,
+        Some(w) => {
+            return Err(CodegenError::Invalid(format!(
+                "the E8P LUT GeMV runs 8, 16 or 32 warps, not {w}"
+            )))
+        }
+    };
+    let smem_bytes = crate::e8p_lut::smem_bytes(u, hadamard);
+    let units = (k / 8).div_ceil(u as usize) as u32;
+    let row_32 = n.div_ceil(32) as u32;
+    // Stream mode over (unit, 32-row group) pairs, unit major. With fewer units than SMs, each unit's rows are cut
+    // into the same number of ranges, so every block builds one unit's tables; else one block per SM.
+    let blocks = if units <= gpu.sm_count {
+        units * (gpu.sm_count / units)
+    } else {
+        gpu.sm_count
+    }
+    .min(units * row_32)
+    .max(1);
+    let mut note = |what: &str, value: String, why: String| {
+        decisions.push(Decision {
+            what: what.into(),
+            value,
+            why,
+        })
+    };
+    note(
+        "unit",
+        format!(
+            "{u} groups ({} KiB of tables{})",
+            crate::e8p_lut::table_bytes(u) / 1024,
+            match hadamard {
+                Some(h) => format!(", a {h}-column Hadamard transform in the kernel"),
+                None => String::new(),
+            }
+        ),
+        format!(
+            "the most input groups whose two tables ({} x {u} fp16 entries) fit in the {} KiB of shared memory a block \
+             may use; {} units over k={k}",
+            crate::e8p_lut::T1_ROWS + crate::e8p_lut::T2_ROWS,
+            gpu.smem_per_block_optin / 1024,
+            units
+        ),
+    );
+    note(
+        "warps",
+        format!("{warps}{}", if ov.warps.is_some() { " (override)" } else { "" }),
+        "one block per SM; every lane looks up one row, two 32-row groups in flight per warp, the first during the \
+         table build"
+            .into(),
+    );
+    note(
+        "grid",
+        format!("{blocks} x 1 x 1"),
+        format!(
+            "{units} units x {row_32} row groups cut into {blocks} equal ranges; partial sums reduced with atomics into \
+             the fp32 workspace, then the finalize applies the row scales; {} threads, {smem_bytes} B shared memory per \
+             block",
+            32 * warps
+        ),
+    );
+    let geo = TileGeometry::of(config);
+    Ok(Plan {
+        config: *config,
+        op: Op::Gemv,
+        m,
+        k,
+        n,
+        level,
+        kernel: KernelKind::E8pLut,
+        geometry: (geo.rb, geo.l, u),
+        warps,
+        rows_per_warp: 1,
+        mt: 1,
+        wn: 1,
+        lut_chunks: 0,
+        m_tile: 1,
+        split: units,
+        tiles_per_split: 1,
+        n_reg: 0,
+        n_shared: 0,
+        cb_copies: 1,
+        x_hoist: false,
+        mma_pipe: false,
+        code_tma: false,
+        cb_stage: false,
+        in_flight: 2,
+        frequency_ordered: false,
+        smem_bytes,
+        grid: (blocks, 1, 1),
+        block: 32 * warps,
+        decisions,
+    })
+}
 
 /// The smallest split whose blocks make at least 0.9 of a wave and fill their last wave to at least 90%; else the
 /// split with the fullest last wave.
@@ -481,8 +628,33 @@ impl Plan {
         // E8P at batch <= 4: the decode (bit operations, ~23 instructions per code) and the multiply-adds share the
         // CUDA cores in the dequantizing GeMV; the mma kernel moves the multiply-adds to the tensor cores.
         let e8p_on_tensor_cores = config.codebook == CodebookKind::E8p && op == Op::Gemv;
+        // E8P lookup-table GeMV (kernels/vq_e8p_lut.cuh, crate::e8p_lut): batch 1, two fp16 tables of 12288 x U
+        // entries per unit of U input groups.
+        // quip4's Hadamard transform runs inside the kernel (crate::instantiate), in a buffer after the tables.
+        let e8p_hadamard = config.hadamard.then(|| crate::layout::hadamard_block(k));
+        let e8p_lut_groups = crate::e8p_lut::unit_groups(gpu.smem_per_block_optin, e8p_hadamard);
+        let e8p_lut_why = if config.codebook != CodebookKind::E8p {
+            Some("its codes are not E8P lattice codes".to_string())
+        } else if m != 1 {
+            Some(format!("it is for batch 1, not {m}"))
+        } else if op != Op::Gemv {
+            Some("it is a GeMV".to_string())
+        } else if e8p_lut_groups.is_none() {
+            Some(format!(
+                "its tables need at least {} B of shared memory, the device allows {}",
+                crate::e8p_lut::smem_bytes(2, e8p_hadamard),
+                gpu.smem_per_block_optin
+            ))
+        } else {
+            None
+        };
+        let want_e8p_lut = config.codebook == CodebookKind::E8p
+            && (level == Level::Lut
+                || (level == Level::Auto && e8p_lut_why.is_none() && n >= AUTO_E8P_LUT_MIN_ROWS));
         let kernel = if let Some(kk) = ov.kernel {
             kk
+        } else if want_e8p_lut {
+            KernelKind::E8pLut
         } else if want_sorted {
             KernelKind::Sorted
         } else if want_replica {
@@ -517,6 +689,18 @@ impl Plan {
         } else {
             KernelKind::Mma
         };
+        if config.codebook == CodebookKind::E8p && config.r > 2 && kernel != KernelKind::E8pLut {
+            return Err(CodegenError::Unsupported(format!(
+                "{config}: E8P codes with {} stages run only on the E8P LUT GeMV (batch 1, level LUT); the decoding \
+                 kernels ({kernel:?}) read one or two stages a vector",
+                config.r
+            )));
+        }
+        if let (KernelKind::E8pLut, Some(why)) = (kernel, &e8p_lut_why) {
+            return Err(CodegenError::Unsupported(format!(
+                "the E8P LUT GeMV cannot run {config} at m={m}: {why}"
+            )));
+        }
         if let (KernelKind::Sorted, Some(why)) = (kernel, &sorted_why) {
             return Err(CodegenError::Unsupported(format!(
                 "the sorted GeMV cannot run {config} at m={m}, k={k}: {why}"
@@ -572,6 +756,10 @@ impl Plan {
                     config.entries() * config.v * 2 / 1024,
                     (1usize << crate::sorted::CHUNK_BITS) * config.v * 2 / 1024
                 ),
+                KernelKind::E8pLut => "batch 1, E8P codes: per unit of input groups, two fp16 tables (8192 and 4096 rows) of \
+                     the activations' dot products with the signed abs rows, so each 16-bit code costs 2 table reads and 2 adds \
+                     instead of ~23 bit operations of decode and 4 HFMA2 (H100 quip4 8192x22016: 89.0 -> 51.4 us)"
+                    .to_string(),
                 KernelKind::Dequant => format!("batch {m} <= 4: CUDA-core dot products keep up with memory"),
                 KernelKind::Mma if m <= 4 && config.codebook == CodebookKind::E8p => format!(
                     "batch {m}, E8P: the decode is computed on the CUDA cores, so the multiply-adds go to the tensor cores \
@@ -589,7 +777,9 @@ impl Plan {
         // 2. Level actually applied.
         let auto = level == Level::Auto;
         let level = match (level, kernel) {
-            (Level::Auto, KernelKind::Lut | KernelKind::LutLarge) => Level::Lut,
+            (Level::Auto, KernelKind::Lut | KernelKind::LutLarge | KernelKind::E8pLut) => {
+                Level::Lut
+            }
             (Level::Auto, KernelKind::Replica) => Level::Replica,
             (Level::Auto, KernelKind::Sorted) => Level::Sorted,
             (Level::Auto, _) => Level::O4,
@@ -606,6 +796,9 @@ impl Plan {
         let mma_l1 = kernel == KernelKind::Mma && learned && entries > 256;
         let l1_codebooks = auto && (kernel == KernelKind::Dequant || mma_l1);
 
+        if kernel == KernelKind::E8pLut {
+            return e8p_lut_plan(config, m, k, n, level, gpu, ov, e8p_lut_groups, d.take());
+        }
         if kernel == KernelKind::Sorted {
             let chunks = crate::sorted::chunks(config);
             let parts = crate::sorted::row_parts(config, gpu.sm_count);
@@ -677,7 +870,10 @@ impl Plan {
             (8u32, 1u32, 1u32, 1u32, m.min(8) as u32);
         match kernel {
             // (The sorted GeMV's plan was returned above.)
-            KernelKind::Dequant | KernelKind::DequantGemm | KernelKind::Sorted => {}
+            KernelKind::Dequant
+            | KernelKind::DequantGemm
+            | KernelKind::Sorted
+            | KernelKind::E8pLut => {}
             KernelKind::LutLarge => {
                 warps = lutl_warps.unwrap_or(16);
                 note(
@@ -845,7 +1041,7 @@ impl Plan {
         let mut threads = 32 * warps;
         let est_regs: u32 = ov.base_registers.unwrap_or(match kernel {
             KernelKind::Dequant | KernelKind::DequantGemm => 40,
-            KernelKind::Lut | KernelKind::Replica | KernelKind::Sorted => 80,
+            KernelKind::Lut | KernelKind::Replica | KernelKind::Sorted | KernelKind::E8pLut => 80,
             KernelKind::LutLarge => 64,
             KernelKind::Mma => 48 + 8 * mt * wn,
         });
@@ -1093,7 +1289,7 @@ impl Plan {
         let row_groups = match kernel {
             KernelKind::Dequant | KernelKind::DequantGemm => row_blocks.div_ceil(warps),
             KernelKind::Lut | KernelKind::Replica => row_blocks.div_ceil(warps * rows_per_warp),
-            KernelKind::LutLarge | KernelKind::Sorted => 1,
+            KernelKind::LutLarge | KernelKind::Sorted | KernelKind::E8pLut => 1,
             KernelKind::Mma => row_blocks.div_ceil(warps * wn),
         };
         let m_groups = if kernel == KernelKind::Mma {
@@ -1351,7 +1547,7 @@ impl Plan {
             KernelKind::Replica => replica_smem(warps, rows_per_warp),
             KernelKind::LutLarge => lutl_smem(warps, lutl_cb_stage),
             KernelKind::Mma => mma_smem,
-            KernelKind::DequantGemm | KernelKind::Sorted => 0,
+            KernelKind::DequantGemm | KernelKind::Sorted | KernelKind::E8pLut => 0,
         };
         if smem_bytes > gpu.smem_per_block_optin {
             return Err(CodegenError::DoesNotFit(format!(
@@ -1444,7 +1640,11 @@ impl Plan {
     /// Whether the main kernel leaves fp32 partial sums in the workspace, for the finalize kernel to scale and
     /// convert (split-K and the LUT-large GeMV).
     pub fn uses_workspace(&self) -> bool {
-        self.split > 1 || matches!(self.kernel, KernelKind::LutLarge | KernelKind::Sorted)
+        self.split > 1
+            || matches!(
+                self.kernel,
+                KernelKind::LutLarge | KernelKind::Sorted | KernelKind::E8pLut
+            )
     }
 
     /// Number of k tiles per row.
@@ -1524,6 +1724,97 @@ mod tests {
 
     fn mma_plan(preset: &str, m: usize, ov: &Overrides) -> Result<Plan> {
         gemv(preset, Level::Auto, m, 11008, 4096, ov)
+    }
+
+    #[test]
+    fn e8p_lut_takes_batch_1_e8p_with_the_largest_unit_that_fits() {
+        let ov = Overrides::default();
+        // H100: 8 groups a unit (192 KiB of tables), 128 units on 8192 columns, one block per unit.
+        let p = gemv("quip4", Level::Auto, 1, 8192, 22016, &ov).unwrap();
+        assert_eq!((p.kernel, p.level), (KernelKind::E8pLut, Level::Lut));
+        assert_eq!(
+            (p.geometry.2, p.smem_bytes, p.block),
+            (8, 196_608 + 16_384, 512)
+        );
+        assert_eq!(p.grid, (128, 1, 1));
+        assert!(p.uses_workspace());
+        // 64 units on 4096 columns: each unit's rows in two ranges.
+        let small = gemv("quip4", Level::Auto, 1, 4096, 11008, &ov).unwrap();
+        assert_eq!(small.grid, (128, 1, 1));
+        let src = crate::instantiate(&p, None).source;
+        assert!(src.contains("vq_e8p_lut_body") && src.contains("VPC = 8"));
+        // sm_80 (163 KiB a block): 4 groups a unit.
+        let c: VqConfig = "quip4".parse().unwrap();
+        let a100 = Plan::new(
+            &c,
+            Op::Gemv,
+            1,
+            8192,
+            22016,
+            Level::Lut,
+            &GpuSpec::for_arch("sm_80").unwrap(),
+            &ov,
+        )
+        .unwrap();
+        assert_eq!(
+            (a100.kernel, a100.geometry.2, a100.smem_bytes),
+            (KernelKind::E8pLut, 4, 98_304 + 16_384)
+        );
+        // Few rows (auto keeps the mma kernel: the tables would not be amortised), batch > 1 and learned codebooks.
+        assert_eq!(
+            kernel_of("quip4", Level::Auto, 1, 4096, 1024),
+            KernelKind::Mma
+        );
+        assert_eq!(
+            kernel_of("quip4", Level::Lut, 1, 4096, 1024),
+            KernelKind::E8pLut
+        );
+        assert_eq!(
+            kernel_of("quip4", Level::Auto, 16, 8192, 22016),
+            KernelKind::Mma
+        );
+        assert!(unsupported(gemv("quip4", Level::Lut, 2, 8192, 22016, &ov)));
+        let forced = |preset: &str| {
+            gemv(
+                preset,
+                Level::Auto,
+                1,
+                8192,
+                22016,
+                &Overrides {
+                    kernel: Some(KernelKind::E8pLut),
+                    ..Overrides::default()
+                },
+            )
+        };
+        assert!(unsupported(forced("aqlm3")));
+        assert!(forced("quip4").is_ok());
+        // Parameters of other kernels are typed errors; warps 8, 16 or 32.
+        let with = |o: Overrides| gemv("quip4", Level::Lut, 1, 8192, 22016, &o);
+        assert!(unsupported(with(Overrides {
+            in_flight: Some(3),
+            ..Overrides::default()
+        })));
+        assert!(unsupported(with(Overrides {
+            code_tma: Some(true),
+            ..Overrides::default()
+        })));
+        assert_eq!(
+            with(Overrides {
+                warps: Some(32),
+                ..Overrides::default()
+            })
+            .unwrap()
+            .block,
+            1024
+        );
+        assert!(matches!(
+            with(Overrides {
+                warps: Some(12),
+                ..Overrides::default()
+            }),
+            Err(CodegenError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             .map(|s| s.to_string())
             .collect()
     } else {
-        a.preset.split(',').map(|s| s.trim().to_string()).collect()
+        super::split_configs(&a.preset)
     };
     let levels = parse_levels(&a.level, &Level::WEIGHT_LEVELS)?;
     let ov = a.overrides.to_overrides()?;

@@ -53,7 +53,7 @@ pub struct OverrideArgs {
     /// loads per lane in flight): 1, 2, 4 or 8.
     #[arg(long)]
     pub rows_per_warp: Option<u32>,
-    /// Override: kernel (dequant, lut, lut-large, replica, mma).
+    /// Override: kernel (dequant, lut, lut-large, replica, mma, e8p-lut).
     #[arg(long)]
     pub kernel: Option<String>,
     /// Override (mma kernel): copies of each staged 16-byte codebook entry (1, 2, 4, 8); for per-tile codebooks
@@ -83,8 +83,11 @@ impl OverrideArgs {
             Some("lut-large") | Some("lut_large") => Some(KernelKind::LutLarge),
             Some("replica") => Some(KernelKind::Replica),
             Some("mma") => Some(KernelKind::Mma),
+            Some("e8p-lut") | Some("e8p_lut") => Some(KernelKind::E8pLut),
             Some(k) => {
-                anyhow::bail!("unknown --kernel `{k}` (dequant, lut, lut-large, replica, mma)")
+                anyhow::bail!(
+                    "unknown --kernel `{k}` (dequant, lut, lut-large, replica, mma, e8p-lut)"
+                )
             }
         };
         Ok(Overrides {

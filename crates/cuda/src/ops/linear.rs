@@ -64,6 +64,8 @@ pub struct VqLinear {
     main: CudaFunction,
     finalize: CudaFunction,
     hadamard: Option<(CudaFunction, usize)>,
+    /// The main kernel applies the Hadamard transform itself, reading the signs from its `aux` argument.
+    fused_hadamard: bool,
     stage_scales: [f32; 4],
     kb: i32,
     /// Which of the main and finalize launches are programmatic dependent launches (`crate::pdl`).
@@ -86,6 +88,17 @@ impl VqLinear {
             return Err(CudaError::InvalidArgument(format!(
                 "plan is for {} [{}, {}] but the weight is {} [{}, {}]",
                 plan.config, plan.n, plan.k, q.config, q.rows, q.cols
+            )));
+        }
+        if q.config.hadamard != q.rht.is_some() {
+            return Err(CudaError::InvalidArgument(format!(
+                "{} {} Hadamard signs",
+                q.config,
+                if q.config.hadamard {
+                    "needs"
+                } else {
+                    "has no Hadamard transform but carries"
+                }
             )));
         }
         let packed =
@@ -155,7 +168,10 @@ impl VqLinear {
             ),
             None => None,
         };
-        let x_rot = if signs.is_some() {
+        // The E8P LUT GeMV transforms the activations itself (no separate kernel in its unit): the signs go in its
+        // `aux` argument.
+        let fused_hadamard = signs.is_some() && hadamard.is_none();
+        let x_rot = if signs.is_some() && !fused_hadamard {
             Some(gpu.alloc_zeros::<f16>(plan.m * plan.k)?)
         } else {
             None
@@ -188,6 +204,7 @@ impl VqLinear {
             main,
             finalize,
             hadamard,
+            fused_hadamard,
             stage_scales,
             dense,
         })
@@ -235,9 +252,11 @@ impl VqLinear {
         let xin: &CudaSlice<f16> = if let (Some((had, block)), Some(signs), Some(xr)) =
             (&self.hadamard, &self.signs, &mut self.x_rot)
         {
+            // One thread per butterfly of a stage, up to 1024 (kernels/hadamard.cuh).
+            let threads = (*block as u32 / 2).clamp(32, 1024);
             let cfg = LaunchConfig {
                 grid_dim: ((p.k / block) as u32, p.m as u32, 1),
-                block_dim: (256, 1, 1),
+                block_dim: (threads, 1, 1),
                 shared_mem_bytes: 0,
             };
             let mut b = stream.launch_builder(had);
@@ -260,8 +279,8 @@ impl VqLinear {
             shared_mem_bytes: smem,
         };
         let [ss0, ss1, ss2, ss3] = self.stage_scales;
-        // The kernels' last argument: the LUT-large GeMV's code tensor map, the sorted GeMV's tiles, unused by the
-        // others.
+        // The kernels' last argument: the LUT-large GeMV's code tensor map, the sorted GeMV's tiles, the E8P LUT
+        // GeMV's Hadamard signs, unused by the others.
         let aux = if let Some(words) = &self.aux_words {
             words
         } else if self.code_maps.is_empty() {
@@ -269,6 +288,7 @@ impl VqLinear {
         } else {
             &self.code_maps[copy % self.code_maps.len()]
         };
+        let signs = self.signs.as_ref().filter(|_| self.fused_hadamard);
         let mut a = RawArgs::new(stream);
         a.buf(codes)
             .buf(&self.codebooks)
@@ -285,8 +305,11 @@ impl VqLinear {
             .f32(ss0)
             .f32(ss1)
             .f32(ss2)
-            .f32(ss3)
-            .buf(aux);
+            .f32(ss3);
+        match signs {
+            Some(s) => a.buf(s),
+            None => a.buf(aux),
+        };
         unsafe { a.launch(&self.main, cfg, self.programmatic == Programmatic::Chain) }?;
         if let Some((w, blas)) = &self.dense {
             return blas.hgemm_xwt(

@@ -1,0 +1,267 @@
+// vq_e8p_lut.cuh — lookup-table GeMV for E8P lattice codes (QuIP#) at batch 1.
+//
+// Why: the E8P decode costs ~23 bit operations per 16-bit code (e8p_fast.cuh), so the dequantizing GeMVs are bound
+// by the CUDA cores, not by memory (quip4 on 8192x22016: 88 us on an H100 with the multiply-adds on the tensor
+// cores). Here a vector's dot product with the activations is read from tables instead: 2 table reads per code.
+//
+// Split of a code into two table indices. Decoded, coordinate P[j] of code (a, s) is
+//     sgn_j · m_j(a) + shift,  P = [0,2,4,6,1,3,5,7], m_j(a) = (nibble j of abs word a − 8) / 2,
+// with p = parity(s), s' = s ^ p (bit 0), sgn_j = (−1)^(s'_j), shift = p ? −1/4 : +1/4 (e8p_fast.cuh). s' always
+// has even parity, so with q = s'_4 ^ s'_5 ^ s'_6 ^ s'_7 (the odd coordinates' sign parity) the dot product is
+//     T1[q, a, s'_1, s'_2, s'_3, p] + T2[q, a, s'_4, s'_5, s'_6]
+//     T1 = sum_{j<4} sgn_j m_j x_P[j] + shift · sum(x),  s'_0 = q ^ s'_1 ^ s'_2 ^ s'_3   (8192 entries)
+//     T2 = sum_{j>=4} sgn_j m_j x_P[j],                  s'_7 = q ^ s'_4 ^ s'_5 ^ s'_6   (4096 entries)
+// The codes are re-coded at upload (crates/codegen/src/e8p_lut.rs `lut_code`, a bijection of 16-bit codes) so that
+// both indices are bit fields: bits 0-8 (q, a), 9-11 (s'_4..6), 12-14 (s'_1..3), 15 p. T2's index is bits 0-11 and
+// T1's is bits 0-8 and 12-15: two shifts and three LOP3 form both byte offsets.
+//
+// Units: U consecutive 8-wide groups of the input (U = VPC, 8 where 192 KiB of tables fit). A block builds the unit's
+// fp16 tables, [T1 rows][U] then [T2 rows][U] (row = 2U bytes), and every lane then takes one weight row: it loads the
+// row's U code words (all R stages) and adds 2·R table reads per vector. Both stages read the same tables (the
+// stages differ only by their scales ss0..ss3, applied once per row). Codes are stored per (unit, 32-row group),
+// word-major across the lanes (coalesced 128-byte loads), and in the order the lane walks them: lane class
+// c = lane mod U/2 starts at column 2c, so at a step the classes read disjoint bank sets (as in vq_lut_large.cuh).
+//
+// Work split (stream mode): the (unit, 32-row group) pairs, unit major, are cut into gridDim.x equal ranges; a range
+// that crosses into the next unit rebuilds the tables. Partial sums go to the fp32 workspace with one atomic per
+// (unit, row); the finalize kernel applies the row scales.
+//
+// Randomized Hadamard transform (quip4): with Cfg::HADAMARD = block size > 0, x is the raw activation and each block
+// transforms the Hadamard block(s) that hold its unit's columns itself (sign flip and fp32 butterflies in shared memory
+// after the tables, rounded to fp16 as kernels/hadamard.cuh does), instead of a separate launch before this one: that
+// launch and its serialisation cost ~5 us a call on an H100, against ~1 us of butterflies per block here.
+//
+// Extra Cfg members: WARPS, HADAMARD. Requires M == 1, E8P (V == 8, B == 16), R <= 4, VPC in {2, 4, 8}.
+#pragma once
+#include "vq_common.cuh"
+
+template <class Cfg>
+struct E8pLut {
+    static constexpr int U = Cfg::VPC, R = Cfg::R;
+    static constexpr int ROW_SHIFT = vq_log2(2 * U);  // log2 of a table row's bytes
+    static constexpr int T1_ROWS = 8192, T2_ROWS = 4096;
+    static constexpr uint32_t T2_BASE = T1_ROWS << ROW_SHIFT;
+    static constexpr int TABLE_BYTES = (T1_ROWS + T2_ROWS) << ROW_SHIFT;
+    static constexpr int WORDS = U * R / 2;  // code words per row and unit (two 16-bit codes a word)
+    static constexpr int PAIRS = U / 2;      // 32-bit table words per row (two groups each)
+    static constexpr int THREADS = 32 * Cfg::WARPS;
+    // Hadamard span: the aligned columns a unit's transform covers (whole Hadamard blocks, at least the unit).
+    static constexpr int SPAN = Cfg::HADAMARD > 8 * U ? Cfg::HADAMARD : 8 * U;
+    static_assert(Cfg::M == 1 && Cfg::E8P && Cfg::V == 8 && Cfg::B == 16, "E8P LUT preconditions");
+    static_assert(U == 2 || U == 4 || U == 8, "2, 4 or 8 groups per unit");
+    static_assert(R >= 1 && R <= 4, "1 to 4 stages");
+    static_assert(THREADS % PAIRS == 0 && 512 % (THREADS / PAIRS) == 0, "build rows per pass");
+};
+
+// x << n for n >= 0, x >> -n otherwise (n a compile-time constant).
+template <int N>
+__device__ __forceinline__ uint32_t vq_shift(uint32_t x) {
+    if constexpr (N >= 0) return x << N;
+    else return x >> -N;
+}
+
+// Tables of unit `unit`. Thread -> column pair jp (groups 2jp, 2jp + 1 of the unit, their activations in registers
+// as half2 (group 2jp, group 2jp + 1)) and rows qa = (q, a) = tid / PAIRS + i·(THREADS / PAIRS): a warp writes
+// 32 / PAIRS consecutive rows of every (signs, p) at once, whole 128-byte lines.
+template <class Cfg>
+__device__ __forceinline__ void vq_e8pl_build(const __half* __restrict__ x, const float* hbuf, int span0,
+                                              const uint32_t* __restrict__ abs_table, unsigned char* table, int cols,
+                                              int unit) {
+    using G = E8pLut<Cfg>;
+    const int jp = threadIdx.x % G::PAIRS;
+    const int col0 = (unit * G::U + 2 * jp) * 8;  // group 2jp's first column; group 2jp + 1 follows
+    __half xa[8], xb[8];
+    if constexpr (Cfg::HADAMARD > 0) {
+        // The transformed activations (zero past `cols`: the span's buffer was loaded with zeros there).
+        const float scale = rsqrtf((float)Cfg::HADAMARD);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            xa[i] = __float2half(hbuf[col0 - span0 + i] * scale);
+            xb[i] = __float2half(hbuf[col0 + 8 - span0 + i] * scale);
+        }
+    } else if (col0 + 16 <= cols) {
+        const uint4 ua = *reinterpret_cast<const uint4*>(x + col0), ub = *reinterpret_cast<const uint4*>(x + col0 + 8);
+        *reinterpret_cast<uint4*>(xa) = ua;
+        *reinterpret_cast<uint4*>(xb) = ub;
+    } else {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            xa[i] = col0 + i < cols ? x[col0 + i] : __float2half(0.f);
+            xb[i] = col0 + 8 + i < cols ? x[col0 + 8 + i] : __float2half(0.f);
+        }
+    }
+    __half2 xv[8];
+    float sa = 0.f, sb = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        xv[i] = __halves2half2(xa[i], xb[i]);
+        sa += __half2float(xa[i]);
+        sb += __half2float(xb[i]);
+    }
+    const __half2 shift = __floats2half2_rn(0.25f * sa, 0.25f * sb);  // + shift·sum(x) for p = 0, − for p = 1
+    constexpr int COORD[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+    const uint32_t col_bytes = 4u * jp;
+    for (int qa = threadIdx.x / G::PAIRS; qa < 512; qa += G::THREADS / G::PAIRS) {
+        const uint32_t w = __ldg(abs_table + (qa >> 1));
+        const bool q = qa & 1;
+        __half2 prod[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const float m = 0.5f * (float)(int)((w >> (4 * j)) & 15u) - 4.f;
+            prod[j] = __hmul2(__float2half2_rn(m), xv[COORD[j]]);
+        }
+        // sgn_0 = (−1)^q · sgn_1 sgn_2 sgn_3 and sgn_7 = (−1)^q · sgn_4 sgn_5 sgn_6: fold (−1)^q into products 0 and 7.
+        if (q) {
+            prod[0] = __hneg2(prod[0]);
+            prod[7] = __hneg2(prod[7]);
+        }
+        auto signed_add = [](__half2 acc, __half2 v, bool neg) { return neg ? __hsub2(acc, v) : __hadd2(acc, v); };
+        // T2 rows qa + 512·s, s = (s'_4, s'_5, s'_6).
+#pragma unroll
+        for (int s = 0; s < 8; ++s) {
+            const bool n4 = s & 1, n5 = s & 2, n6 = s & 4;
+            __half2 v = n4 ? __hneg2(prod[4]) : prod[4];
+            v = signed_add(v, prod[5], n5);
+            v = signed_add(v, prod[6], n6);
+            v = signed_add(v, prod[7], n4 ^ n5 ^ n6);
+            *reinterpret_cast<__half2*>(table + G::T2_BASE + ((uint32_t)(qa + 512 * s) << G::ROW_SHIFT) + col_bytes) = v;
+        }
+        // T1 rows qa + 512·s + 4096·p, s = (s'_1, s'_2, s'_3).
+#pragma unroll
+        for (int s = 0; s < 8; ++s) {
+            const bool n1 = s & 1, n2 = s & 2, n3 = s & 4;
+            __half2 v = (n1 ^ n2 ^ n3) ? __hneg2(prod[0]) : prod[0];
+            v = signed_add(v, prod[1], n1);
+            v = signed_add(v, prod[2], n2);
+            v = signed_add(v, prod[3], n3);
+#pragma unroll
+            for (int p = 0; p < 2; ++p)
+                *reinterpret_cast<__half2*>(table + ((uint32_t)(qa + 512 * s + 4096 * p) << G::ROW_SHIFT) + col_bytes) =
+                    p ? __hsub2(v, shift) : __hadd2(v, shift);
+        }
+    }
+}
+
+// The Hadamard blocks of span [span0, span0 + SPAN) into hbuf (fp32, unscaled): signs, then log2(HADAMARD) stages of
+// butterflies (each Hadamard block of the span independently). Ends with a barrier.
+template <class Cfg>
+__device__ __forceinline__ void vq_e8pl_hadamard(const __half* __restrict__ x, const __half* __restrict__ signs, float* hbuf,
+                                                 int span0, int cols) {
+    using G = E8pLut<Cfg>;
+    constexpr int LOG = vq_log2(Cfg::HADAMARD);
+    for (int i = threadIdx.x; i < G::SPAN; i += G::THREADS) {
+        const int c = span0 + i;
+        hbuf[i] = c < cols ? __half2float(x[c]) * __half2float(signs[c]) : 0.f;
+    }
+    __syncthreads();
+#pragma unroll 1
+    for (int l = 0; l < LOG; ++l) {
+        for (int i = threadIdx.x; i < G::SPAN / 2; i += G::THREADS) {
+            const int lo = ((i >> l) << (l + 1)) | (i & ((1 << l) - 1)), hi = lo + (1 << l);
+            const float a = hbuf[lo], b = hbuf[hi];
+            hbuf[lo] = a + b;
+            hbuf[hi] = a - b;
+        }
+        __syncthreads();
+    }
+}
+
+// One row's partial sum over the unit: step i reads code word(s) of column (i + 2c) mod U (the packer's order), at
+// the byte offsets `cols[i]` of that column in a table row.
+template <class Cfg>
+__device__ __forceinline__ float vq_e8pl_row_sum(const uint32_t (&w)[E8pLut<Cfg>::WORDS], uint32_t smem_s,
+                                                 const uint32_t (&cols)[E8pLut<Cfg>::U], const float (&ss)[4]) {
+    using G = E8pLut<Cfg>;
+    constexpr int RS = G::ROW_SHIFT;
+    __half2 acc[G::R];
+#pragma unroll
+    for (int s = 0; s < G::R; ++s) acc[s] = __float2half2_rn(0.f);
+#pragma unroll
+    for (int i = 0; i < G::U; ++i) {
+#pragma unroll
+        for (int s = 0; s < G::R; ++s) {
+            const int bit = (i * G::R + s) * 16;
+            const uint32_t word = w[bit / 32];
+            // Code c' = bits [h, h + 16) of the word: T2 index c' & 0xfff, T1 index (c' & 0x1ff) | (c' >> 3 & 0x1e00).
+            const int h = bit % 32;
+            const uint32_t lo = (h == 0 ? vq_shift<RS>(word) : vq_shift<RS - 16>(word));
+            const uint32_t hi = (h == 0 ? vq_shift<RS - 3>(word) : vq_shift<RS - 19>(word));
+            const uint32_t off2 = (lo & (0xfffu << RS)) | cols[i];
+            const uint32_t off1 = (lo & (0x1ffu << RS)) | (hi & (0xfu << (9 + RS))) | cols[i];
+            unsigned short t1, t2;
+            asm volatile("ld.shared.b16 %0, [%1];" : "=h"(t1) : "r"(smem_s + off1));
+            asm volatile("ld.shared.b16 %0, [%1];" : "=h"(t2) : "r"(smem_s + G::T2_BASE + off2));
+            acc[s] = __hadd2(acc[s], __halves2half2(__ushort_as_half(t1), __ushort_as_half(t2)));
+        }
+    }
+    float sum = 0.f;
+#pragma unroll
+    for (int s = 0; s < G::R; ++s) sum += ss[s] * (__low2float(acc[s]) + __high2float(acc[s]));
+    return sum;
+}
+
+// This lane's code words of 32-row group rw of unit `unit` (nothing past rw_hi). Layout [unit][row group][word][lane].
+template <class Cfg>
+__device__ __forceinline__ void vq_e8pl_load(const uint32_t* __restrict__ codes, int row_groups, int unit, int rw,
+                                             int rw_hi, uint32_t (&w)[E8pLut<Cfg>::WORDS]) {
+    constexpr int W = E8pLut<Cfg>::WORDS;
+    if (rw < rw_hi) {
+        const uint32_t* p = codes + ((size_t)unit * row_groups + rw) * 32 * W + threadIdx.x % 32;
+#pragma unroll
+        for (int i = 0; i < W; ++i) w[i] = __ldcs(p + 32 * i);
+    }
+}
+
+// `signs`: the Hadamard signs (HADAMARD > 0), else unused. Shared memory: the tables, then (HADAMARD > 0) the span's
+// fp32 buffer (crates/codegen/src/e8p_lut.rs `smem_bytes`).
+template <class Cfg>
+__device__ __forceinline__ void vq_e8p_lut_body(const uint32_t* __restrict__ codes, const uint32_t* __restrict__ abs_table,
+                                                const __half* __restrict__ x, const __half* __restrict__ signs,
+                                                float* __restrict__ ws, int rows, int cols, float ss0, float ss1, float ss2,
+                                                float ss3) {
+    using G = E8pLut<Cfg>;
+    constexpr int W = G::WORDS;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    const uint32_t smem_s = (uint32_t)__cvta_generic_to_shared(smem_raw);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int units = (cols / 8 + G::U - 1) / G::U, row_groups = (rows + 31) / 32;
+    const float ss[4] = {ss0, ss1, ss2, ss3};
+    // Byte offset of column (i + 2c) mod U in a table row, c = the lane's class. Pinned: ptxas would otherwise
+    // recompute them in the row loop.
+    uint32_t col_off[G::U];
+#pragma unroll
+    for (int i = 0; i < G::U; ++i) {
+        col_off[i] = 2u * ((i + 2 * (lane % G::PAIRS)) % G::U);
+        vq_pin(col_off[i]);
+    }
+    float* hbuf = reinterpret_cast<float*>(smem_raw + G::TABLE_BYTES);
+    int span_done = -1;  // the span now transformed in hbuf
+    vq_for_block_range(units, row_groups, [&](int unit, int rw_lo, int rw_hi) {
+        uint32_t buf[2][W];
+        auto load = [&](int rw, uint32_t (&w)[W]) { vq_e8pl_load<Cfg>(codes, row_groups, unit, rw, rw_hi, w); };
+        // The warp's first row group is in flight during the transform and the table build.
+        load(rw_lo + warp, buf[0]);
+        const int span0 = unit * G::U * 8 / G::SPAN * G::SPAN;
+        if constexpr (Cfg::HADAMARD > 0) {
+            if (span0 != span_done) {  // block-uniform; the previous unit's build is done with hbuf (barrier after it)
+                vq_e8pl_hadamard<Cfg>(x, signs, hbuf, span0, cols);
+                span_done = span0;
+            }
+        }
+        __syncthreads();  // the previous unit's lookups are done with the tables
+        vq_e8pl_build<Cfg>(x, hbuf, span0, abs_table, smem_raw, cols, unit);
+        __syncthreads();
+        auto process = [&](int rw, const uint32_t (&w)[W]) {
+            const int row = rw * 32 + lane;
+            const float a = vq_e8pl_row_sum<Cfg>(w, smem_s, col_off, ss);
+            if (row < rows) atomicAdd(ws + row, a);
+        };
+        for (int rw = rw_lo + warp; rw < rw_hi; rw += 2 * Cfg::WARPS) {
+            load(rw + Cfg::WARPS, buf[1]);
+            process(rw, buf[0]);
+            if (rw + Cfg::WARPS >= rw_hi) break;
+            load(rw + 2 * Cfg::WARPS, buf[0]);
+            process(rw + Cfg::WARPS, buf[1]);
+        }
+    });
+}
