@@ -95,6 +95,12 @@ fn check(
         Err(CodegenError::Unsupported(_)) | Err(CodegenError::DoesNotFit(_)) => return None,
         Err(e) => panic!("plan {c} {level} m={m}: {e}"),
     };
+    Some(check_plan(gpu, cache, plan, seed))
+}
+
+/// Runs `plan` on a random weight of its config and shape against the CPU reference; returns the relative error.
+fn check_plan(gpu: &Gpu, cache: &ModuleCache, plan: Plan, seed: u64) -> f64 {
+    let (c, level, m, rows, cols) = (&plan.config, plan.level, plan.m, plan.n, plan.k);
     let q = random_weight(c, rows, cols, seed).unwrap();
     let mut lin = VqLinear::new(gpu, cache, &q, plan.clone(), 1)
         .unwrap_or_else(|e| panic!("{c} {level}: {e}"));
@@ -129,7 +135,51 @@ fn check(
         "{c} {level} m={m} {rows}x{cols} {:?}: relative error {e:.3e}\n{plan}",
         plan.kernel
     );
-    Some(e)
+    e
+}
+
+/// The E8P LUT GeMV's smaller units (4 and 2 input groups), which the planner picks where a block has less shared
+/// memory (sm_80, sm_86 / sm_89): planned for those limits, run on this GPU.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn e8p_lut_smaller_units_match_reference() {
+    let gpu = Gpu::new(0).expect("GPU");
+    let cache = ModuleCache::memory_only();
+    let (mut ran, mut units) = (0, std::collections::BTreeSet::new());
+    for optin in [163 * 1024, 99 * 1024] {
+        let mut spec = gpu.spec().clone();
+        spec.smem_per_block_optin = spec.smem_per_block_optin.min(optin);
+        for (preset, rows, cols) in [
+            ("quip4", 8 * 45 + 3, 4096),
+            ("vq<8,16,1>:e8p", 8 * 30 + 5, 8 * 163),
+        ] {
+            let c: VqConfig = preset.parse().unwrap();
+            for warps in [16, 32] {
+                let ov = Overrides {
+                    warps: Some(warps),
+                    ..Overrides::default()
+                };
+                let plan = Plan::new(&c, Op::Gemv, 1, cols, rows, Level::Lut, &spec, &ov).unwrap();
+                let u = plan.geometry.2;
+                let want = vqllm_codegen::e8p_lut::unit_groups(
+                    spec.smem_per_block_optin,
+                    c.hadamard
+                        .then(|| vqllm_codegen::layout::hadamard_block(cols)),
+                );
+                assert_eq!(
+                    (plan.kernel, Some(u)),
+                    (vqllm_codegen::KernelKind::E8pLut, want),
+                    "{preset} {optin}"
+                );
+                units.insert(u);
+                let e = check_plan(&gpu, &cache, plan, 7 + ran);
+                println!("ok  {preset} unit {u} warps {warps} {rows}x{cols}  rel.err {e:.2e}");
+                ran += 1;
+            }
+        }
+    }
+    assert_eq!(ran, 8);
+    assert!(units.contains(&2) && units.contains(&4), "{units:?}");
 }
 
 /// The comma-separated parts of an environment variable, if it is set and not empty.
