@@ -83,6 +83,36 @@ __device__ __forceinline__ void vq_for_block_range(long long units, int parts, F
     }
 }
 
+// Lane layout of the batch-1 kernels that take one weight row per lane (vq_lut_large.cuh, vq_e8p_lut.cuh): a unit's
+// codes are W words per row, stored [unit][32-row group][word][lane], so lane = row and each load is one coalesced
+// 128-byte line. This lane's words of row group rw of `unit` (nothing past rw_hi).
+template <int W>
+__device__ __forceinline__ void vq_load_lane_words(const uint32_t* __restrict__ codes, int row_groups, int unit, int rw,
+                                                   int rw_hi, uint32_t (&w)[W]) {
+    const uint32_t* unit_codes = codes + (size_t)unit * row_groups * 32 * W + threadIdx.x % 32;
+    if (rw < rw_hi) {
+#pragma unroll
+        for (int i = 0; i < W; ++i) w[i] = __ldcs(unit_codes + ((size_t)rw * W + i) * 32);
+    }
+}
+
+// A warp's row groups rw_lo + warp, + WARPS, ... below rw_hi, two in flight: `first` holds the first one (loaded
+// early, e.g. before a table build), load(rw, w) fetches one into w, process(rw, w) consumes it.
+template <int W, int WARPS, class Load, class Process>
+__device__ __forceinline__ void vq_lane_row_groups(int rw_lo, int rw_hi, const uint32_t (&first)[W], Load&& load,
+                                                   Process&& process) {
+    uint32_t buf[2][W];
+#pragma unroll
+    for (int i = 0; i < W; ++i) buf[0][i] = first[i];
+    for (int rw = rw_lo + (int)(threadIdx.x / 32); rw < rw_hi; rw += 2 * WARPS) {
+        load(rw + WARPS, buf[1]);
+        process(rw, buf[0]);
+        if (rw + WARPS >= rw_hi) break;
+        load(rw + 2 * WARPS, buf[0]);
+        process(rw + WARPS, buf[1]);
+    }
+}
+
 // KEEP_IN_L1: allocate in L1 instead, for callers whose lanes' chunks share sectors (vq_lut_large.cuh).
 template <int L, bool KEEP_IN_L1 = false>
 __device__ __forceinline__ void vq_load_chunk(const uint4* __restrict__ codes, size_t tile, int lane, uint32_t (&w)[4 * L]) {

@@ -34,6 +34,7 @@
 // Extra Cfg members: WARPS, HADAMARD. Requires M == 1, E8P (V == 8, B == 16), R <= 4, VPC in {2, 4, 8}.
 #pragma once
 #include "vq_common.cuh"
+#include "hadamard.cuh"
 
 template <class Cfg>
 struct E8pLut {
@@ -142,28 +143,18 @@ __device__ __forceinline__ void vq_e8pl_build(const __half* __restrict__ x, cons
     }
 }
 
-// The Hadamard blocks of span [span0, span0 + SPAN) into hbuf (fp32, unscaled): signs, then log2(HADAMARD) stages of
-// butterflies (each Hadamard block of the span independently). Ends with a barrier.
+// The Hadamard blocks of span [span0, span0 + SPAN) into hbuf (fp32, unscaled): signs, then the butterflies of each
+// Hadamard block of the span (kernels/hadamard.cuh). Ends with a barrier.
 template <class Cfg>
 __device__ __forceinline__ void vq_e8pl_hadamard(const __half* __restrict__ x, const __half* __restrict__ signs, float* hbuf,
                                                  int span0, int cols) {
     using G = E8pLut<Cfg>;
-    constexpr int LOG = vq_log2(Cfg::HADAMARD);
     for (int i = threadIdx.x; i < G::SPAN; i += G::THREADS) {
         const int c = span0 + i;
         hbuf[i] = c < cols ? __half2float(x[c]) * __half2float(signs[c]) : 0.f;
     }
     __syncthreads();
-#pragma unroll 1
-    for (int l = 0; l < LOG; ++l) {
-        for (int i = threadIdx.x; i < G::SPAN / 2; i += G::THREADS) {
-            const int lo = ((i >> l) << (l + 1)) | (i & ((1 << l) - 1)), hi = lo + (1 << l);
-            const float a = hbuf[lo], b = hbuf[hi];
-            hbuf[lo] = a + b;
-            hbuf[hi] = a - b;
-        }
-        __syncthreads();
-    }
+    vq_fwht_stages<vq_log2(Cfg::HADAMARD), G::SPAN>(hbuf);
 }
 
 // One row's partial sum over the unit: step i reads code word(s) of column (i + 2c) mod U (the packer's order), at
@@ -200,18 +191,6 @@ __device__ __forceinline__ float vq_e8pl_row_sum(const uint32_t (&w)[E8pLut<Cfg>
     return sum;
 }
 
-// This lane's code words of 32-row group rw of unit `unit` (nothing past rw_hi). Layout [unit][row group][word][lane].
-template <class Cfg>
-__device__ __forceinline__ void vq_e8pl_load(const uint32_t* __restrict__ codes, int row_groups, int unit, int rw,
-                                             int rw_hi, uint32_t (&w)[E8pLut<Cfg>::WORDS]) {
-    constexpr int W = E8pLut<Cfg>::WORDS;
-    if (rw < rw_hi) {
-        const uint32_t* p = codes + ((size_t)unit * row_groups + rw) * 32 * W + threadIdx.x % 32;
-#pragma unroll
-        for (int i = 0; i < W; ++i) w[i] = __ldcs(p + 32 * i);
-    }
-}
-
 // `signs`: the Hadamard signs (HADAMARD > 0), else unused. Shared memory: the tables, then (HADAMARD > 0) the span's
 // fp32 buffer (crates/codegen/src/e8p_lut.rs `smem_bytes`).
 template <class Cfg>
@@ -237,10 +216,10 @@ __device__ __forceinline__ void vq_e8p_lut_body(const uint32_t* __restrict__ cod
     float* hbuf = reinterpret_cast<float*>(smem_raw + G::TABLE_BYTES);
     int span_done = -1;  // the span now transformed in hbuf
     vq_for_block_range(units, row_groups, [&](int unit, int rw_lo, int rw_hi) {
-        uint32_t buf[2][W];
-        auto load = [&](int rw, uint32_t (&w)[W]) { vq_e8pl_load<Cfg>(codes, row_groups, unit, rw, rw_hi, w); };
+        auto load = [&](int rw, uint32_t (&w)[W]) { vq_load_lane_words<W>(codes, row_groups, unit, rw, rw_hi, w); };
         // The warp's first row group is in flight during the transform and the table build.
-        load(rw_lo + warp, buf[0]);
+        uint32_t first[W];
+        load(rw_lo + warp, first);
         const int span0 = unit * G::U * 8 / G::SPAN * G::SPAN;
         if constexpr (Cfg::HADAMARD > 0) {
             if (span0 != span_done) {  // block-uniform; the previous unit's build is done with hbuf (barrier after it)
@@ -251,17 +230,10 @@ __device__ __forceinline__ void vq_e8p_lut_body(const uint32_t* __restrict__ cod
         __syncthreads();  // the previous unit's lookups are done with the tables
         vq_e8pl_build<Cfg>(x, hbuf, span0, abs_table, smem_raw, cols, unit);
         __syncthreads();
-        auto process = [&](int rw, const uint32_t (&w)[W]) {
+        vq_lane_row_groups<W, Cfg::WARPS>(rw_lo, rw_hi, first, load, [&](int rw, const uint32_t (&w)[W]) {
             const int row = rw * 32 + lane;
             const float a = vq_e8pl_row_sum<Cfg>(w, smem_s, col_off, ss);
             if (row < rows) atomicAdd(ws + row, a);
-        };
-        for (int rw = rw_lo + warp; rw < rw_hi; rw += 2 * Cfg::WARPS) {
-            load(rw + Cfg::WARPS, buf[1]);
-            process(rw, buf[0]);
-            if (rw + Cfg::WARPS >= rw_hi) break;
-            load(rw + 2 * Cfg::WARPS, buf[0]);
-            process(rw + Cfg::WARPS, buf[1]);
-        }
+        });
     });
 }

@@ -204,24 +204,11 @@ __device__ __forceinline__ void vq_lutl_rows(const void* tmap, float* __restrict
 }
 
 // Without TMA (the default; sm_80 has none): the codes are in the lane layout (crates/codegen/src/layout.rs
-// `lane_stage_codes`): unit `unit`'s 32-row group rw is W words per row, word-major across the lanes, so lane = row
-// and each load is one coalesced 128-byte line; two row groups in flight per warp.
+// `lane_stage_codes`, read by vq_load_lane_words), W words per row and unit; two row groups in flight per warp.
 template <class Cfg>
 struct LutlLane {
     static constexpr int W = (LutLarge<Cfg>::VPC * LutLarge<Cfg>::B + 31) / 32;  // words per row and unit
 };
-
-// Lane layout: this lane's words of 32-row group rw of unit `unit` (nothing past rw_hi).
-template <class Cfg>
-__device__ __forceinline__ void vq_lutl_load_lane(const uint32_t* __restrict__ codes, int rows, int unit, int rw, int rw_hi,
-                                                  uint32_t (&w)[LutlLane<Cfg>::W]) {
-    constexpr int W = LutlLane<Cfg>::W;
-    const uint32_t* unit_codes = codes + (size_t)unit * ((rows + 31) / 32) * 32 * W + threadIdx.x % 32;
-    if (rw < rw_hi) {
-#pragma unroll
-        for (int i = 0; i < W; ++i) w[i] = __ldcs(unit_codes + ((size_t)rw * W + i) * 32);
-    }
-}
 
 // `first` holds the warp's first row group (rw_lo + warp), loaded before the table build.
 template <class Cfg>
@@ -230,25 +217,16 @@ __device__ __forceinline__ void vq_lutl_rows_lane(const uint32_t* __restrict__ c
                                                   const uint32_t (&first)[LutlLane<Cfg>::W]) {
     using G = LutLarge<Cfg>;
     constexpr int W = LutlLane<Cfg>::W;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int lane = threadIdx.x % 32;
     const uint32_t rot = 4u * (lane % G::WORDS);  // the lane's class, as a byte offset into a table row
-    uint32_t buf[2][W];
-    auto load = [&](int rw, uint32_t (&w)[W]) { vq_lutl_load_lane<Cfg>(codes, rows, unit, rw, rw_hi, w); };
-    auto process = [&](int rw, const uint32_t (&w)[W]) {
-        const int row = rw * 32 + lane;
-        const float a = vq_lutl_row_sum<Cfg, G::B, 0>(w, smem_s, rot);
-        if (row < rows) atomicAdd(ws + row, a);
-    };
-    int rw = rw_lo + warp;
-#pragma unroll
-    for (int i = 0; i < W; ++i) buf[0][i] = first[i];
-    for (; rw < rw_hi; rw += 2 * Cfg::WARPS) {
-        load(rw + Cfg::WARPS, buf[1]);
-        process(rw, buf[0]);
-        if (rw + Cfg::WARPS >= rw_hi) break;
-        load(rw + 2 * Cfg::WARPS, buf[0]);
-        process(rw + Cfg::WARPS, buf[1]);
-    }
+    vq_lane_row_groups<W, Cfg::WARPS>(
+        rw_lo, rw_hi, first,
+        [&](int rw, uint32_t (&w)[W]) { vq_load_lane_words<W>(codes, (rows + 31) / 32, unit, rw, rw_hi, w); },
+        [&](int rw, const uint32_t (&w)[W]) {
+            const int row = rw * 32 + lane;
+            const float a = vq_lutl_row_sum<Cfg, G::B, 0>(w, smem_s, rot);
+            if (row < rows) atomicAdd(ws + row, a);
+        });
 }
 
 // TMA path, stage dispatch: the bit offsets of the lookups are compile-time constants per stage.
@@ -293,7 +271,8 @@ __device__ __forceinline__ void vq_lut_large_body(const void* codes, const __hal
             if (threadIdx.x + i * G::THREADS < N) v[i] = __ldg(reinterpret_cast<const uint4*>(cb) + threadIdx.x + i * G::THREADS);
         uint32_t first[LutlLane<Cfg>::W];
         if constexpr (!Cfg::CODE_TMA)
-            vq_lutl_load_lane<Cfg>(static_cast<const uint32_t*>(codes), rows, unit, rw_lo + threadIdx.x / 32, rw_hi, first);
+            vq_load_lane_words<LutlLane<Cfg>::W>(static_cast<const uint32_t*>(codes), (rows + 31) / 32, unit,
+                                                  rw_lo + threadIdx.x / 32, rw_hi, first);
         __syncthreads();  // the previous unit's lookups are done with the table and the code buffers
         if constexpr (Cfg::CB_STAGE) {
             uint4* dst = reinterpret_cast<uint4*>(smem_raw + M::TABLE);

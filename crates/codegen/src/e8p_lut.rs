@@ -14,7 +14,6 @@
 //!
 //! with `s' = s ^ p` (bit 0). T2's index is bits 0-11 (4096 rows) and T1's is bits 0-8 and 12-15 (8192 rows).
 
-use rayon::prelude::*;
 use vqllm_vq::e8p::{grid_packed_abs, E8P_NIBBLE_COORD};
 use vqllm_vq::QuantizedWeight;
 
@@ -115,32 +114,21 @@ pub fn words(u: usize, r: usize) -> usize {
 /// table columns). Groups past the input are zero codes (their table entries are zero: the activations are).
 pub fn pack_codes(q: &QuantizedWeight, u: usize) -> Vec<u32> {
     let r = q.config.r;
-    let w = words(u, r);
     let groups = q.groups();
-    let units = groups.div_ceil(u);
-    let row_groups = q.rows.div_ceil(32);
-    let mut out = vec![0u32; units * row_groups * 32 * w];
-    out.par_chunks_mut(row_groups * 32 * w)
-        .enumerate()
-        .for_each(|(unit, dst)| {
-            for n in 0..q.rows {
-                let lane = n % 32;
-                let at = (n / 32) * 32 * w + lane;
-                let class = lane % (u / 2);
-                for i in 0..u {
-                    let g = unit * u + (i + 2 * class) % u;
-                    if g >= groups {
-                        continue;
-                    }
-                    for s in 0..r {
-                        let code = lut_code(q.code(n, g, s)) as u32;
-                        let bit = (i * r + s) * 16;
-                        dst[at + 32 * (bit / 32)] |= code << (bit % 32);
-                    }
+    crate::layout::lane_layout(
+        groups.div_ceil(u),
+        q.rows,
+        words(u, r),
+        u,
+        |unit, n, j, step, put| {
+            let g = unit * u + j;
+            if g < groups {
+                for s in 0..r {
+                    put((step * r + s) * 16, 16, lut_code(q.code(n, g, s)) as u64);
                 }
             }
-        });
-    out
+        },
+    )
 }
 
 #[cfg(test)]

@@ -109,8 +109,11 @@ pub struct KernelSource {
     pub entry: String,
     /// The split-K epilogue's name (present in every unit).
     pub finalize: String,
-    /// The Hadamard kernel's name, when the config needs one.
+    /// The Hadamard kernel's name, when the config needs one and the main kernel does not transform itself.
     pub hadamard: Option<String>,
+    /// The main kernel applies the Hadamard transform to its activations itself (the E8P LUT GeMV), reading the signs
+    /// from its `aux` argument.
+    pub hadamard_in_main: bool,
 }
 
 /// Generates the translation unit for `plan`. `hadamard_block` is the activation transform's block size for
@@ -140,11 +143,11 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
     );
     // The E8P LUT GeMV transforms the activations itself where its plan reserved the buffer for it: the transform's
     // block is the one the planner assumed (`hadamard_block(k)`, not a different block stored with the weight).
-    let fused_hadamard = (plan.kernel == KernelKind::E8pLut
-        && c.hadamard
-        && hadamard_block == Some(crate::layout::hadamard_block(plan.k)))
-    .then_some(hadamard_block)
-    .flatten();
+    let fused_hadamard = hadamard_block.filter(|&b| {
+        plan.kernel == KernelKind::E8pLut
+            && c.hadamard
+            && b == crate::layout::hadamard_block(plan.k)
+    });
     let cfg = match plan.kernel {
         KernelKind::Sorted => format!(
             "{cfg}  static constexpr int CHUNK_BITS = {};\n",
@@ -258,5 +261,6 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         entry,
         finalize,
         hadamard,
+        hadamard_in_main: fused_hadamard.is_some(),
     }
 }

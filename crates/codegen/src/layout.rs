@@ -203,30 +203,53 @@ pub fn lane_stage_words(c: &VqConfig) -> usize {
 /// stage. Layout: `[unit][row group][word][lane]`.
 pub fn lane_stage_codes(q: &QuantizedWeight, p: &PackedWeight) -> Vec<u32> {
     let c = &q.config;
-    let (vpc, b, r) = (p.geometry.vpc as usize, c.b as usize, c.r);
-    let w = lane_stage_words(c);
-    let row_groups = q.rows.div_ceil(32);
+    let (vpc, b, r) = (p.geometry.vpc as usize, c.b, c.r);
     let groups = q.groups();
-    let mut out = vec![0u32; p.kb * 4 * r * row_groups * 32 * w];
+    lane_layout(
+        p.kb * 4 * r,
+        q.rows,
+        lane_stage_words(c),
+        vpc,
+        |unit, n, j, step, put| {
+            let (s, t, tile) = (unit % r, (unit / r) % 4, unit / (4 * r));
+            let g = tile * 4 * vpc + t + 4 * j;
+            if g < groups {
+                put(step * b as usize, b, q.code(n, g, s) as u64);
+            }
+        },
+    )
+}
+
+/// The lane layout of the batch-1 kernels that take one weight row per lane (`kernels/vq_lut_large.cuh`,
+/// `kernels/vq_e8p_lut.cuh`): `units` units of `w` words per row, stored `[unit][32-row group][word][lane]` with lane
+/// = row mod 32. A lane of class `c = lane mod vpc/2` walks the unit's `vpc` columns from column 2c on, so its step i
+/// is column `(i + 2c) mod vpc` (the classes then read disjoint banks of the kernel's table).
+/// `fill(unit, row, column, step, put)` stores that column's codes with `put(bit, nbits, value)`, `bit` counted in the
+/// row's words (a value may straddle two). Rows past the last one and whatever `fill` leaves out are zero.
+pub(crate) fn lane_layout(
+    units: usize,
+    rows: usize,
+    w: usize,
+    vpc: usize,
+    fill: impl Fn(usize, usize, usize, usize, &mut dyn FnMut(usize, u32, u64)) + Sync,
+) -> Vec<u32> {
+    let row_groups = rows.div_ceil(32);
+    let mut out = vec![0u32; units * row_groups * 32 * w];
     out.par_chunks_mut(row_groups * 32 * w)
         .enumerate()
         .for_each(|(unit, dst)| {
-            let (s, t, tile) = (unit % r, (unit / r) % 4, unit / (4 * r));
-            for n in 0..q.rows {
+            for n in 0..rows {
                 let at = (n / 32) * 32 * w + n % 32;
                 let class = (n % 32) % (vpc / 2).max(1);
-                for j in 0..vpc {
-                    let g = tile * 4 * vpc + t + 4 * j;
-                    if g >= groups {
-                        break;
-                    }
-                    let code = q.code(n, g, s) as u64;
-                    let step = (j + vpc - (2 * class) % vpc) % vpc;
-                    let (wi, sh) = ((step * b) / 32, (step * b) % 32);
-                    dst[at + 32 * wi] |= (code << sh) as u32;
-                    if sh + b > 32 {
-                        dst[at + 32 * (wi + 1)] |= (code >> (32 - sh)) as u32;
-                    }
+                for step in 0..vpc {
+                    let column = (step + 2 * class) % vpc;
+                    fill(unit, n, column, step, &mut |bit, nbits, value| {
+                        let (wi, sh) = (bit / 32, bit % 32);
+                        dst[at + 32 * wi] |= (value << sh) as u32;
+                        if sh + nbits as usize > 32 {
+                            dst[at + 32 * (wi + 1)] |= (value >> (32 - sh)) as u32;
+                        }
+                    });
                 }
             }
         });

@@ -303,8 +303,9 @@ const MMA_WIDE_L1_REGS: u32 = 255;
 /// Largest codebook the batch <= 16 mma kernel treats as cheap to read (4096 entries, aqlm3; not aqlm-1x16's 65536).
 const MMA_WAVE_MAX_ENTRIES: u32 = 4096;
 
-/// The plan of the E8P LUT GeMV (`kernels/vq_e8p_lut.cuh`), once [`Plan::new`] has chosen it; `groups` is the unit
-/// size that fits the device's shared memory, `decisions` the kernel choice so far.
+/// The plan of the E8P LUT GeMV (`kernels/vq_e8p_lut.cuh`), once [`Plan::new`] has chosen it; `u` is the unit size
+/// that fits the device's shared memory next to the buffer of an in-kernel Hadamard transform of `hadamard`
+/// columns, `decisions` the kernel choice so far.
 #[allow(clippy::too_many_arguments)]
 fn e8p_lut_plan(
     config: &VqConfig,
@@ -314,7 +315,8 @@ fn e8p_lut_plan(
     level: Level,
     gpu: &GpuSpec,
     ov: &Overrides,
-    groups: Option<u32>,
+    u: u32,
+    hadamard: Option<usize>,
     mut decisions: Vec<Decision>,
 ) -> Result<Plan> {
     let unsupported = [
@@ -333,14 +335,6 @@ fn e8p_lut_plan(
             "{flag} is not a parameter of the E8P LUT GeMV (it takes --warps 8, 16 or 32)"
         )));
     }
-    let hadamard = config.hadamard.then(|| crate::layout::hadamard_block(k));
-    let u = groups.ok_or_else(|| {
-        CodegenError::DoesNotFit(format!(
-            "the E8P LUT GeMV's tables need at least {} B of shared memory, the device allows {}",
-            crate::e8p_lut::smem_bytes(2, hadamard),
-            gpu.smem_per_block_optin
-        ))
-    })?;
     let warps = match ov.warps {
         // 16 warps: on an H100, quip4 at 4096x11008 / 8192x22016 took 21.96 / 52.97 us against 22.82 / 53.49 at 32
         // (3 alternating rounds) and 24.2 / 58.3 at 8 (perf-notes v0.23).
@@ -796,8 +790,9 @@ impl Plan {
         let mma_l1 = kernel == KernelKind::Mma && learned && entries > 256;
         let l1_codebooks = auto && (kernel == KernelKind::Dequant || mma_l1);
 
-        if kernel == KernelKind::E8pLut {
-            return e8p_lut_plan(config, m, k, n, level, gpu, ov, e8p_lut_groups, d.take());
+        // (A unit size exists here: without one, `e8p_lut_why` returned an error above.)
+        if let (KernelKind::E8pLut, Some(u)) = (kernel, e8p_lut_groups) {
+            return e8p_lut_plan(config, m, k, n, level, gpu, ov, u, e8p_hadamard, d.take());
         }
         if kernel == KernelKind::Sorted {
             let chunks = crate::sorted::chunks(config);

@@ -193,35 +193,24 @@ fn env_list(name: &str) -> Option<Vec<String>> {
     (!parts.is_empty()).then_some(parts)
 }
 
-/// `VQLLM_TEST_CONFIGS` parts: split at commas, except a comma followed by a digit, which belongs to a config
-/// string (`vq<8,13,1>,aqlm3` is two parts, `vq<2,vq<16` two, `gptvq2,vq<2` two).
-fn config_filters(list: &str) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    let chars: Vec<char> = list.chars().collect();
-    for (i, &ch) in chars.iter().enumerate() {
-        if ch == ',' && !chars.get(i + 1).is_some_and(|n| n.is_ascii_digit()) {
-            parts.push(String::new());
-        } else {
-            parts.last_mut().unwrap().push(ch);
-        }
-    }
-    parts
-        .into_iter()
-        .map(|p| p.trim().to_string())
+/// The parts of `VQLLM_TEST_CONFIGS` (`vqllm_vq::split_config_list`), if it names any.
+fn config_filters() -> Option<Vec<String>> {
+    std::env::var("VQLLM_TEST_CONFIGS")
+        .ok()
+        .map(|v| vqllm_vq::split_config_list(&v))
         .filter(|p| !p.is_empty())
-        .collect()
 }
 
-#[test]
-fn config_filters_keep_config_strings_whole() {
-    assert_eq!(config_filters("vq<8,13,1>,aqlm3"), ["vq<8,13,1>", "aqlm3"]);
-    assert_eq!(config_filters("vq<8,13"), ["vq<8,13"]);
-    assert_eq!(
-        config_filters("aqlm-2x8, vq<2,vq<16,"),
-        ["aqlm-2x8", "vq<2", "vq<16"]
-    );
-    assert_eq!(config_filters("gptvq2,vq<2"), ["gptvq2", "vq<2"]);
-    assert!(config_filters(" , ").is_empty());
+/// Whether `c` passes the filters: a part is a substring of the config string or of its preset name (`gptvq2`
+/// matches vq<4,8,1>:tile=256x256).
+fn config_selected(filters: &Option<Vec<String>>, c: &VqConfig) -> bool {
+    let preset = vqllm_vq::WEIGHT_PRESETS
+        .iter()
+        .find(|p| VqConfig::preset(p).ok() == Some(*c));
+    let name = format!("{c} {}", preset.copied().unwrap_or(""));
+    filters
+        .as_ref()
+        .is_none_or(|parts| parts.iter().any(|p| name.contains(p.as_str())))
 }
 
 fn configs() -> Vec<VqConfig> {
@@ -261,10 +250,7 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
     let cache = ModuleCache::memory_only();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
     let (mut ran, mut skipped) = (0, 0);
-    let only_configs = std::env::var("VQLLM_TEST_CONFIGS")
-        .ok()
-        .map(|v| config_filters(&v))
-        .filter(|p| !p.is_empty());
+    let only_configs = config_filters();
     let only_batches: Option<Vec<usize>> = env_list("VQLLM_TEST_BATCHES").map(|v| {
         v.iter()
             .map(|m| m.parse().expect("VQLLM_TEST_BATCHES: batch sizes"))
@@ -272,14 +258,7 @@ fn every_config_level_and_kernel_matches_the_cpu_reference() {
     });
     let filtered = only_configs.is_some() || only_batches.is_some();
     for c in configs() {
-        // The config string, and the preset name where it is one (`gptvq2` matches vq<4,8,1>:tile=256x256).
-        let preset = vqllm_vq::WEIGHT_PRESETS
-            .iter()
-            .find(|p| VqConfig::preset(p).ok() == Some(c));
-        let name = format!("{c} {}", preset.copied().unwrap_or(""));
-        let config_wanted = only_configs
-            .as_ref()
-            .is_none_or(|parts| parts.iter().any(|p| name.contains(p.as_str())));
+        let config_wanted = config_selected(&only_configs, &c);
         for level in Level::WEIGHT_LEVELS {
             // m = 20: two m16 slices, the second partly past the batch (zero rows).
             for (op, m) in [
@@ -368,16 +347,9 @@ fn sanitizer_subset() {
     let gpu = Gpu::new(0).expect("GPU");
     let cache = ModuleCache::memory_only();
     let mut ran = 0;
-    let only_configs = std::env::var("VQLLM_TEST_CONFIGS")
-        .ok()
-        .map(|v| config_filters(&v))
-        .filter(|p| !p.is_empty());
+    let only_configs = config_filters();
     for c in configs() {
-        let name = format!("{c}");
-        if only_configs
-            .as_ref()
-            .is_some_and(|parts| !parts.iter().any(|p| name.contains(p.as_str())))
-        {
+        if !config_selected(&only_configs, &c) {
             continue;
         }
         // Auto: the plans only it makes (the per-tile codebook set staged per k tile at batch 16).

@@ -239,6 +239,26 @@ impl fmt::Display for VqConfig {
     }
 }
 
+/// The entries of a comma-separated list of presets or config strings (CLI preset lists, test filters): split at
+/// commas, except a comma followed by a digit, which belongs to a config string (`vq<8,13,1>,aqlm3` is two entries,
+/// and so is the partial `vq<2,vq<16`). Entries are trimmed; empty ones are dropped.
+pub fn split_config_list(list: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let chars: Vec<char> = list.chars().collect();
+    for (i, &ch) in chars.iter().enumerate() {
+        if ch == ',' && !chars.get(i + 1).is_some_and(|n| n.is_ascii_digit()) {
+            parts.push(String::new());
+        } else {
+            parts.last_mut().unwrap().push(ch);
+        }
+    }
+    parts
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 impl FromStr for VqConfig {
     type Err = VqError;
 
@@ -292,6 +312,26 @@ impl FromStr for VqConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_lists_keep_config_strings_whole() {
+        assert_eq!(
+            split_config_list("vq<8,13,1>,aqlm3"),
+            ["vq<8,13,1>", "aqlm3"]
+        );
+        assert_eq!(split_config_list("vq<8,13"), ["vq<8,13"]);
+        assert_eq!(
+            split_config_list("aqlm-2x8, vq<2,vq<16,"),
+            ["aqlm-2x8", "vq<2", "vq<16"]
+        );
+        assert_eq!(split_config_list("gptvq2,vq<2"), ["gptvq2", "vq<2"]);
+        assert!(split_config_list(" , ").is_empty());
+        assert_eq!(
+            split_config_list("quip4, vq<8,16,2>:e8p:scale,aqlm3"),
+            ["quip4", "vq<8,16,2>:e8p:scale", "aqlm3"]
+        );
+        assert_eq!(split_config_list("gptvq2"), ["gptvq2"]);
+    }
 
     #[test]
     fn presets_are_valid_and_have_expected_bits() {

@@ -10,7 +10,7 @@ pub mod pack;
 pub mod synthetic;
 pub mod weight;
 
-pub use config::{CodebookKind, Scope, VqConfig, PRESET_NAMES, WEIGHT_PRESETS};
+pub use config::{split_config_list, CodebookKind, Scope, VqConfig, PRESET_NAMES, WEIGHT_PRESETS};
 pub use error::{Result, VqError};
 pub use format::{CodeStorage, DenseDtype, QuantizedModel, SaveOptions};
 pub use kv::KvCodebooks;

@@ -153,7 +153,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             .map(|s| s.to_string())
             .collect()
     } else {
-        super::split_configs(&a.preset)
+        vqllm_vq::split_config_list(&a.preset)
     };
     let levels = parse_levels(&a.level, &Level::WEIGHT_LEVELS)?;
     let ov = a.overrides.to_overrides()?;

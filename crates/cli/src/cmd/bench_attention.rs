@@ -95,7 +95,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let presets: Vec<String> = if a.preset == "all" {
         vec!["cq2".into(), "cq4".into()]
     } else {
-        super::split_configs(&a.preset)
+        vqllm_vq::split_config_list(&a.preset)
     };
     let q = random_device_f16(&gpu, b * hq * d, 3)?;
     let mut out = gpu.alloc_zeros::<f16>(b * hq * d)?;

@@ -168,9 +168,8 @@ impl VqLinear {
             ),
             None => None,
         };
-        // The E8P LUT GeMV transforms the activations itself (no separate kernel in its unit): the signs go in its
-        // `aux` argument.
-        let fused_hadamard = signs.is_some() && hadamard.is_none();
+        // The E8P LUT GeMV transforms the activations itself: the signs go in its `aux` argument.
+        let fused_hadamard = ks.hadamard_in_main;
         let x_rot = if signs.is_some() && !fused_hadamard {
             Some(gpu.alloc_zeros::<f16>(plan.m * plan.k)?)
         } else {
