@@ -72,12 +72,11 @@ constexpr uint32_t kSignTable = 0xeee00e00u;
 
 }  // namespace vq_e8p_fast_detail
 
-// Decodes one 16-bit E8P code (low 16 bits of `code`) into out[i] = (x[2i], x[2i+1]), i = 0..3.
-// `abs_table` is the 256-word packed abs table (`grid_packed_abs`), normally in shared memory.
-__device__ __forceinline__ void vq_decode_e8p_h2(uint32_t code, const uint32_t* abs_table, __half2 (&out)[4]) {
+// Decodes one 16-bit E8P code (low 16 bits of `code`; bits 16 and up are ignored) whose packed abs word `w` the
+// caller has looked up, into out[i] = (x[2i], x[2i+1]), i = 0..3.
+__device__ __forceinline__ void vq_decode_e8p_h2_abs(uint32_t code, uint32_t w, __half2 (&out)[4]) {
     using namespace vq_e8p_fast_detail;
     const uint32_t s = code & 0xffu;                              // sign byte
-    const uint32_t w = abs_table[(code >> 8) & 0xffu];            // packed abs word (LDS)
     const uint32_t fix = (__popc(s) & 1u) * 0x1111111fu;          // p: flip nibble 0, set lsb = 1-p
     const uint32_t g = lop3<kOrAnd>(s, code << 4, 0x0f0fu);       // s_0..3 -> bits 0..3, s_4..7 -> 8..11
     const uint32_t idx = lop3<kOrAnd>(g, g << 2, 0x3333u);        // (s_2k, s_2k+1) -> bits 4k, 4k+1
@@ -92,4 +91,10 @@ __device__ __forceinline__ void vq_decode_e8p_h2(uint32_t code, const uint32_t* 
     out[1] = hadd2_bits(q1, kBias32);                             // (x2, x3)
     out[2] = hadd2_bits(q2, kBias128);                            // (x4, x5)
     out[3] = hadd2_bits(q3, kBias8);                              // (x6, x7)
+}
+
+// Decodes one 16-bit E8P code (low 16 bits of `code`) into out[i] = (x[2i], x[2i+1]), i = 0..3.
+// `abs_table` is the 256-word packed abs table (`grid_packed_abs`), normally in shared memory.
+__device__ __forceinline__ void vq_decode_e8p_h2(uint32_t code, const uint32_t* abs_table, __half2 (&out)[4]) {
+    vq_decode_e8p_h2_abs(code, abs_table[(code >> 8) & 0xffu], out);  // packed abs word (LDS)
 }

@@ -31,7 +31,13 @@
 // after the tables, rounded to fp16 as kernels/hadamard.cuh does), instead of a separate launch before this one: 1.0 /
 // 1.4 us a call faster on an H100 (quip4, 4096x11008 / 8192x22016; perf-notes v0.23).
 //
-// Extra Cfg members: WARPS, HADAMARD. Requires M == 1, E8P (V == 8, B == 16), R <= 4, VPC in {2, 4, 8}.
+// Decoded columns (Cfg::DECODE = D > 0): the table reads are bound by shared-memory bank conflicts (random rows, ~3.3
+// wavefronts a warp-wide read) while the integer pipes idle, so a row's first D steps decode their codes by bit
+// operations instead (e8p_fast.cuh, codes stored in the original E8P format there) and multiply them with the lane's
+// activations of those columns, held in registers. The decode reads the abs table from 16 copies in shared memory
+// (lane l reads copy l mod 16: two lanes at most share a bank), which the tables' bank sets never see.
+//
+// Extra Cfg members: WARPS, HADAMARD, DECODE. Requires M == 1, E8P (V == 8, B == 16), R <= 4, VPC in {2, 4, 8}.
 #pragma once
 #include "vq_common.cuh"
 #include "hadamard.cuh"
@@ -46,12 +52,15 @@ struct E8pLut {
     static constexpr int WORDS = U * R / 2;  // code words per row and unit (two 16-bit codes a word)
     static constexpr int PAIRS = U / 2;      // 32-bit table words per row (two groups each)
     static constexpr int THREADS = 32 * Cfg::WARPS;
+    static constexpr int D = Cfg::DECODE;    // decoded steps per row and unit
+    static constexpr int ABS_COPIES = 16;
     // Hadamard span: the aligned columns a unit's transform covers (whole Hadamard blocks, at least the unit).
     static constexpr int SPAN = Cfg::HADAMARD > 8 * U ? Cfg::HADAMARD : 8 * U;
     static_assert(Cfg::M == 1 && Cfg::E8P && Cfg::V == 8 && Cfg::B == 16, "E8P LUT preconditions");
     static_assert(U == 2 || U == 4 || U == 8, "2, 4 or 8 groups per unit");
     static_assert(R >= 1 && R <= 4, "1 to 4 stages");
     static_assert(THREADS % PAIRS == 0, "whole table rows per pass of the build");
+    static_assert(D >= 0 && D <= U, "at most a unit's groups decoded");
 };
 
 // x << n for n >= 0, x >> -n otherwise (n a compile-time constant).
@@ -77,8 +86,8 @@ __device__ __forceinline__ void vq_e8pl_build(const __half* __restrict__ x, cons
         const float scale = rsqrtf((float)Cfg::HADAMARD);
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-            xa[i] = __float2half(hbuf[col0 - span0 + i] * scale);
-            xb[i] = __float2half(hbuf[col0 + 8 - span0 + i] * scale);
+            xa[i] = __float2half(hbuf[vq_hpad(col0 - span0 + i)] * scale);
+            xb[i] = __float2half(hbuf[vq_hpad(col0 + 8 - span0 + i)] * scale);
         }
     } else if (col0 + 16 <= cols) {
         const uint4 ua = *reinterpret_cast<const uint4*>(x + col0), ub = *reinterpret_cast<const uint4*>(x + col0 + 8);
@@ -143,25 +152,47 @@ __device__ __forceinline__ void vq_e8pl_build(const __half* __restrict__ x, cons
     }
 }
 
-// The Hadamard blocks of span [span0, span0 + SPAN) into hbuf (fp32, unscaled): signs, then the butterflies of each
-// Hadamard block of the span (kernels/hadamard.cuh). Ends with a barrier.
+// The Hadamard blocks of span [span0, span0 + SPAN) into hbuf (padded fp32, unscaled): signs, then the butterflies of
+// each Hadamard block of the span (kernels/hadamard.cuh). Ends with a barrier.
 template <class Cfg>
 __device__ __forceinline__ void vq_e8pl_hadamard(const __half* __restrict__ x, const __half* __restrict__ signs, float* hbuf,
                                                  int span0, int cols) {
     using G = E8pLut<Cfg>;
-    for (int i = threadIdx.x; i < G::SPAN; i += G::THREADS) {
-        const int c = span0 + i;
-        hbuf[i] = c < cols ? __half2float(x[c]) * __half2float(signs[c]) : 0.f;
+    vq_fwht<vq_log2(Cfg::HADAMARD), G::SPAN>(
+        hbuf, [&](int i0, auto& v) { vq_signed_load(x, signs, span0 + i0, cols, v); },
+        [&](int i, float v) { hbuf[vq_hpad(i)] = v; });
+}
+
+// The lane's activations of the columns its first D steps decode (step i: column (i + 2c) mod U), as the table build
+// rounds them, in pairs (x[2j], x[2j + 1]); zero past `cols`.
+template <class Cfg>
+__device__ __forceinline__ void vq_e8pl_decoded_x(const __half* __restrict__ x, const float* hbuf, int span0, int cols, int unit,
+                                                  int lane, __half2 (&xd)[E8pLut<Cfg>::D > 0 ? E8pLut<Cfg>::D : 1][4]) {
+    using G = E8pLut<Cfg>;
+#pragma unroll
+    for (int i = 0; i < G::D; ++i) {
+        const int col0 = (unit * G::U + (i + 2 * (lane % G::PAIRS)) % G::U) * 8;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            float v[2];
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int c = col0 + 2 * j + e;
+                if constexpr (Cfg::HADAMARD > 0) v[e] = hbuf[vq_hpad(c - span0)] * rsqrtf((float)Cfg::HADAMARD);
+                else v[e] = c < cols ? __half2float(x[c]) : 0.f;
+            }
+            xd[i][j] = __floats2half2_rn(v[0], v[1]);
+        }
     }
-    __syncthreads();
-    vq_fwht_stages<vq_log2(Cfg::HADAMARD), G::SPAN>(hbuf);
 }
 
 // One row's partial sum over the unit: step i reads code word(s) of column (i + 2c) mod U (the packer's order), at
-// the byte offsets `cols[i]` of that column in a table row.
+// the byte offsets `cols[i]` of that column in a table row; steps i < D decode their codes instead (`abs_s`: the
+// lane's abs-table copy, `xd`: the activations of those columns).
 template <class Cfg>
 __device__ __forceinline__ float vq_e8pl_row_sum(const uint32_t (&w)[E8pLut<Cfg>::WORDS], uint32_t smem_s,
-                                                 const uint32_t (&cols)[E8pLut<Cfg>::U], const float (&ss)[4]) {
+                                                 const uint32_t (&cols)[E8pLut<Cfg>::U], const float (&ss)[4], uint32_t abs_s,
+                                                 const __half2 (&xd)[E8pLut<Cfg>::D > 0 ? E8pLut<Cfg>::D : 1][4]) {
     using G = E8pLut<Cfg>;
     constexpr int RS = G::ROW_SHIFT;
     __half2 acc[G::R];
@@ -173,8 +204,19 @@ __device__ __forceinline__ float vq_e8pl_row_sum(const uint32_t (&w)[E8pLut<Cfg>
         for (int s = 0; s < G::R; ++s) {
             const int bit = (i * G::R + s) * 16;
             const uint32_t word = w[bit / 32];
-            // Code c' = bits [h, h + 16) of the word: T2 index c' & 0xfff, T1 index (c' & 0x1ff) | (c' >> 3 & 0x1e00).
             const int h = bit % 32;
+            if (i < G::D) {
+                // An E8P code in its original format: abs row bits 8-15, at byte offset row·64 in the copies.
+                const uint32_t code = h == 0 ? word : word >> 16;
+                uint32_t a;
+                asm volatile("ld.shared.b32 %0, [%1];" : "=r"(a) : "r"(abs_s + ((h == 0 ? word >> 2 : word >> 18) & 0x3fc0u)));
+                __half2 d[4];
+                vq_decode_e8p_h2_abs(code, a, d);
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[s] = __hfma2(d[j], xd[i < G::D ? i : 0][j], acc[s]);
+                continue;
+            }
+            // Code c' = bits [h, h + 16) of the word: T2 index c' & 0xfff, T1 index (c' & 0x1ff) | (c' >> 3 & 0x1e00).
             const uint32_t lo = (h == 0 ? vq_shift<RS>(word) : vq_shift<RS - 16>(word));
             const uint32_t hi = (h == 0 ? vq_shift<RS - 3>(word) : vq_shift<RS - 19>(word));
             const uint32_t off2 = (lo & (0xfffu << RS)) | cols[i];
@@ -215,6 +257,17 @@ __device__ __forceinline__ void vq_e8p_lut_body(const uint32_t* __restrict__ cod
     }
     float* hbuf = reinterpret_cast<float*>(smem_raw + G::TABLE_BYTES);
     int span_done = -1;  // the span now transformed in hbuf
+    // The abs-table copies (D > 0), after the tables and the transform buffer, by cp.async: their round trip overlaps
+    // the first unit's transform and build, whose last barrier orders them (the wait before it).
+    const uint32_t abs_base = smem_s + G::TABLE_BYTES + (Cfg::HADAMARD > 0 ? 4 * vq_hpad_len(G::SPAN) : 0);
+    if constexpr (G::D > 0) {
+        for (int i = threadIdx.x; i < 256 * G::ABS_COPIES; i += G::THREADS)
+            asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(abs_base + 4u * i), "l"(abs_table + i / G::ABS_COPIES)
+                         : "memory");
+        asm volatile("cp.async.commit_group;");
+    }
+    const uint32_t abs_s = abs_base + 4u * (lane % G::ABS_COPIES);
+    __half2 xd[G::D > 0 ? G::D : 1][4];
     vq_for_block_range(units, row_groups, [&](int unit, int rw_lo, int rw_hi) {
         auto load = [&](int rw, uint32_t (&w)[W]) { vq_load_lane_words<W>(codes, row_groups, unit, rw, rw_hi, w); };
         // The warp's first row group is in flight during the transform and the table build.
@@ -229,10 +282,15 @@ __device__ __forceinline__ void vq_e8p_lut_body(const uint32_t* __restrict__ cod
         }
         __syncthreads();  // the previous unit's lookups are done with the tables
         vq_e8pl_build<Cfg>(x, hbuf, span0, abs_table, smem_raw, cols, unit);
+        // Before the barrier: the next unit's transform may overwrite hbuf once every thread has passed it.
+        if constexpr (G::D > 0) {
+            vq_e8pl_decoded_x<Cfg>(x, hbuf, span0, cols, unit, lane, xd);
+            asm volatile("cp.async.wait_group 0;" ::: "memory");
+        }
         __syncthreads();
         vq_lane_row_groups<W, Cfg::WARPS>(rw_lo, rw_hi, first, load, [&](int rw, const uint32_t (&w)[W]) {
             const int row = rw * 32 + lane;
-            const float a = vq_e8pl_row_sum<Cfg>(w, smem_s, col_off, ss);
+            const float a = vq_e8pl_row_sum<Cfg>(w, smem_s, col_off, ss, abs_s, xd);
             if (row < rows) atomicAdd(ws + row, a);
         });
     });

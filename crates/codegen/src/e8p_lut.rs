@@ -26,17 +26,27 @@ pub fn table_bytes(u: u32) -> u32 {
     (T1_ROWS + T2_ROWS) as u32 * 2 * u
 }
 
+/// Copies of the 256-word abs table the decoded steps read (lane `l` reads copy `l mod 16`).
+pub const ABS_COPIES: u32 = 16;
+
 /// Shared memory of the kernel: the tables, then, for a fused Hadamard transform of `hadamard` columns a block, the
-/// fp32 buffer of the span it transforms (whole Hadamard blocks covering the unit's `8·u` columns).
-pub fn smem_bytes(u: u32, hadamard: Option<usize>) -> u32 {
-    table_bytes(u) + hadamard.map_or(0, |h| 4 * (h as u32).max(8 * u))
+/// padded fp32 buffer of the span it transforms (whole Hadamard blocks covering the unit's `8·u` columns), then, when some
+/// steps decode (`decode`), the abs-table copies.
+pub fn smem_bytes(u: u32, hadamard: Option<usize>, decode: bool) -> u32 {
+    table_bytes(u)
+        + hadamard.map_or(0, |h| {
+            let span = (h as u32).max(8 * u);
+            4 * (span + span / 32) // one float of padding per 32 (`vq_hpad` in kernels/hadamard.cuh)
+        })
+        + if decode { 256 * 4 * ABS_COPIES } else { 0 }
 }
 
-/// The largest unit (8, 4 or 2 groups) whose shared memory ([`smem_bytes`]) fits in `smem` bytes.
+/// The largest unit (8, 4 or 2 groups) whose shared memory without decoded steps ([`smem_bytes`]) fits in `smem`
+/// bytes.
 pub fn unit_groups(smem: u32, hadamard: Option<usize>) -> Option<u32> {
     [8u32, 4, 2]
         .into_iter()
-        .find(|&u| smem_bytes(u, hadamard) <= smem)
+        .find(|&u| smem_bytes(u, hadamard, false) <= smem)
 }
 
 /// Re-codes a 16-bit E8P code (version 1: abs row in bits 8-15, sign byte in bits 0-7) into the kernel's format.
@@ -108,11 +118,12 @@ pub fn words(u: usize, r: usize) -> usize {
     (u * r).div_ceil(2)
 }
 
-/// The codes of `q` (an E8P weight) re-coded ([`lut_code`]) and laid out for the kernel with `u` groups per unit:
-/// `[unit][32-row group][word][lane]`, lane = row mod 32. A row's words hold, at bit `(i·r + s)·16`, the stage-s code
-/// of the unit's group `(i + 2c) mod u`, with `c = lane mod u/2` the lane's class (the order its lookups walk the
-/// table columns). Groups past the input are zero codes (their table entries are zero: the activations are).
-pub fn pack_codes(q: &QuantizedWeight, u: usize) -> Vec<u32> {
+/// The codes of `q` (an E8P weight) laid out for the kernel with `u` groups per unit: `[unit][32-row group][word][lane]`,
+/// lane = row mod 32. A row's words hold, at bit `(i·r + s)·16`, the stage-s code of the unit's group `(i + 2c) mod u`,
+/// with `c = lane mod u/2` the lane's class (the order its lookups walk the table columns). Steps `i < decode` keep
+/// the original E8P code (the kernel decodes them); the others are re-coded ([`lut_code`]) for the tables. Groups past
+/// the input are zero codes (their activations are zero).
+pub fn pack_codes(q: &QuantizedWeight, u: usize, decode: usize) -> Vec<u32> {
     let r = q.config.r;
     let groups = q.groups();
     crate::layout::lane_layout(
@@ -124,7 +135,9 @@ pub fn pack_codes(q: &QuantizedWeight, u: usize) -> Vec<u32> {
             let g = unit * u + j;
             if g < groups {
                 for s in 0..r {
-                    put((step * r + s) * 16, 16, lut_code(q.code(n, g, s)) as u64);
+                    let code = q.code(n, g, s);
+                    let stored = if step < decode { code } else { lut_code(code) };
+                    put((step * r + s) * 16, 16, stored as u64);
                 }
             }
         },
@@ -173,8 +186,7 @@ mod tests {
         words: &[u32],
         rows: usize,
         groups: usize,
-        r: usize,
-        u: usize,
+        (r, u, decode): (usize, usize, usize),
         n: usize,
         g: usize,
         s: usize,
@@ -186,7 +198,12 @@ mod tests {
         let bit = (i * r + s) * 16;
         let base = (unit * rows.div_ceil(32) + n / 32) * 32 * w + lane;
         assert!(unit < groups.div_ceil(u));
-        (words[base + 32 * (bit / 32)] >> (bit % 32)) as u16
+        let stored = (words[base + 32 * (bit / 32)] >> (bit % 32)) as u16;
+        if i < decode {
+            stored
+        } else {
+            e8p_code(stored)
+        }
     }
 
     #[test]
@@ -211,8 +228,8 @@ mod tests {
                 scales: None,
                 rht: None,
             };
-            for u in [2usize, 4, 8] {
-                let words = pack_codes(&q, u);
+            for (u, decode) in [(2usize, 0usize), (4, 1), (8, 0), (8, 3), (8, 8)] {
+                let words = pack_codes(&q, u, decode);
                 assert_eq!(
                     words.len(),
                     groups.div_ceil(u) * rows.div_ceil(32) * 32 * super::words(u, config.r)
@@ -220,11 +237,11 @@ mod tests {
                 for n in 0..rows {
                     for g in 0..groups {
                         for s in 0..config.r {
-                            let got = e8p_code(unpack(&words, rows, groups, config.r, u, n, g, s));
+                            let got = unpack(&words, rows, groups, (config.r, u, decode), n, g, s);
                             assert_eq!(
                                 got,
                                 q.code(n, g, s),
-                                "{cfg} u={u} row {n} group {g} stage {s}"
+                                "{cfg} u={u} decode={decode} row {n} group {g} stage {s}"
                             );
                         }
                     }
@@ -242,6 +259,8 @@ mod tests {
         assert_eq!(unit_groups(99 * 1024, None), Some(4)); // sm_86 / sm_89
         assert_eq!(unit_groups(99 * 1024, Some(4096)), Some(2));
         assert_eq!(unit_groups(32 * 1024, None), None);
-        assert_eq!(smem_bytes(8, Some(16)), 196_608 + 256);
+        assert_eq!(smem_bytes(8, Some(16), false), 196_608 + 4 * 66);
+        // The abs-table copies of decoded steps fit next to the largest transform buffer on sm_90.
+        assert!(smem_bytes(8, Some(4096), true) <= 227 * 1024);
     }
 }

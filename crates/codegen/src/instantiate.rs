@@ -154,8 +154,9 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
             crate::sorted::CHUNK_BITS
         ),
         KernelKind::E8pLut => format!(
-            "{cfg}  static constexpr int HADAMARD = {};\n",
-            fused_hadamard.unwrap_or(0)
+            "{cfg}  static constexpr int HADAMARD = {}, DECODE = {};\n",
+            fused_hadamard.unwrap_or(0),
+            plan.e8p_decode
         ),
         _ => cfg,
     };
@@ -248,11 +249,15 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
         "extern \"C\" __global__ void {finalize}(float* ws, const __half* scales, int has_scale, __half* y, int rows, int total) {{\n  \
          vq_pdl_wait();\n  vq_gemv_finalize_body(ws, scales, has_scale != 0, y, rows, total);\n}}\n"
     );
+    // The separate transform runs before the weight kernel (batch > 1): launched programmatically it waits for the
+    // kernel before it, and it triggers at once so that the weight kernel's blocks are scheduled while it runs (its
+    // few small blocks leave them room) and only wait for its output.
     let hadamard = hadamard_block.map(|b| {
         let name = format!("vq_hadamard_{b}_{key}");
         let _ = write!(
             src,
-            "extern \"C\" __global__ void {name}(const __half* x, const __half* signs, __half* out, int cols) {{\n  vq_hadamard_body<{b}>(x, signs, out, cols);\n}}\n"
+            "extern \"C\" __global__ void {name}(const __half* x, const __half* signs, __half* out, int cols) {{\n  \
+             vq_pdl_trigger();\n  vq_pdl_wait();\n  vq_hadamard_body<{b}>(x, signs, out, cols);\n}}\n"
         );
         name
     });

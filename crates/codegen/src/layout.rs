@@ -105,7 +105,8 @@ pub fn pack_for_plan(q: &QuantizedWeight, plan: &Plan) -> crate::Result<PackedWe
         }
         KernelKind::E8pLut => {
             let mut packed = pack_tables(q);
-            packed.codes = crate::e8p_lut::pack_codes(q, plan.geometry.2 as usize);
+            packed.codes =
+                crate::e8p_lut::pack_codes(q, plan.geometry.2 as usize, plan.e8p_decode as usize);
             packed
         }
         KernelKind::LutLarge if !plan.code_tma => {

@@ -217,6 +217,10 @@ pub struct Overrides {
     /// LUT GeMV: chunks of codes in flight per warp (2 to 8).
     #[serde(default)]
     pub in_flight: Option<u32>,
+    /// E8P LUT GeMV: groups of each unit whose codes are decoded by bit operations instead of read from the tables
+    /// (0 to the unit size).
+    #[serde(default)]
+    pub decode_groups: Option<u32>,
     /// Registers per thread of the kernel without a register tier, read from a first compile (slack analysis);
     /// a per-kernel estimate is used when absent.
     pub base_registers: Option<u32>,
@@ -275,6 +279,10 @@ pub struct Plan {
     /// LUT GeMV: chunks of codes in flight per warp (a ring of buffers; the rest of the kernels ignore it).
     #[serde(default = "two")]
     pub in_flight: u32,
+    /// E8P LUT GeMV: groups per unit decoded by bit operations rather than looked up (the rest of the kernels ignore
+    /// it).
+    #[serde(default)]
+    pub e8p_decode: u32,
     /// Codes are rewritten in descending-frequency order (needed by O1 and above).
     pub frequency_ordered: bool,
     pub smem_bytes: u32,
@@ -294,6 +302,10 @@ const AUTO_SORTED: bool = true;
 /// Fewest weight rows for which the auto level takes the E8P LUT GeMV at batch 1: a block builds 12288 x 8 table
 /// entries per unit, which the rows' lookups must amortise.
 const AUTO_E8P_LUT_MIN_ROWS: usize = 2048;
+/// E8P LUT GeMV: eighths of each unit's groups whose codes are decoded rather than looked up (where the abs-table
+/// copies fit). On an H100, quip4 at 4096x11008 / 8192x22016 with 0 / 1 / 2 / 3 / 4 / 5 of 8 groups decoded took
+/// 20.6 / 50.9, 21.1 / 49.5, 21.5 / 49.0, 20.9 / 48.8, 21.9 / 52.5, 22.4 / 55.6 us (perf-notes v0.24).
+const AUTO_E8P_DECODE_EIGHTHS: u32 = 3;
 /// Mma kernel without a staged codebook: input columns per block along the reduction axis.
 const MMA_K_PER_BLOCK: u32 = 768;
 /// Registers a thread of the pipelined batch <= 16 mma kernel holds (NVRTC sm_90: 108-142 at 4 warps, 116 at 8).
@@ -332,7 +344,7 @@ fn e8p_lut_plan(
     ];
     if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
         return Err(CodegenError::Unsupported(format!(
-            "{flag} is not a parameter of the E8P LUT GeMV (it takes --warps 8, 16 or 32)"
+            "{flag} is not a parameter of the E8P LUT GeMV (it takes --warps 8, 16 or 32 and --decode-groups)"
         )));
     }
     let warps = match ov.warps {
@@ -346,7 +358,27 @@ fn e8p_lut_plan(
             )))
         }
     };
-    let smem_bytes = crate::e8p_lut::smem_bytes(u, hadamard);
+    // Decoded groups: the table reads are bound by bank conflicts while the integer pipes idle, so some of a row's
+    // codes are decoded instead. The abs-table copies they read must fit next to the tables.
+    let copies_fit = crate::e8p_lut::smem_bytes(u, hadamard, true) <= gpu.smem_per_block_optin;
+    let decode = match ov.decode_groups {
+        None if copies_fit => u * AUTO_E8P_DECODE_EIGHTHS / 8,
+        None => 0,
+        Some(d) if d > u => {
+            return Err(CodegenError::Invalid(format!(
+                "--decode-groups {d}: a unit has {u} groups"
+            )))
+        }
+        Some(d) if d > 0 && !copies_fit => {
+            return Err(CodegenError::Unsupported(format!(
+                "--decode-groups {d}: the abs-table copies ({} B) do not fit next to the tables in {} B of shared memory",
+                256 * 4 * crate::e8p_lut::ABS_COPIES,
+                gpu.smem_per_block_optin
+            )))
+        }
+        Some(d) => d,
+    };
+    let smem_bytes = crate::e8p_lut::smem_bytes(u, hadamard, decode > 0);
     let units = (k / 8).div_ceil(u as usize) as u32;
     let row_32 = n.div_ceil(32) as u32;
     // Stream mode over (unit, 32-row group) pairs, unit major. With fewer units than SMs, each unit's rows are cut
@@ -391,6 +423,26 @@ fn e8p_lut_plan(
             .into(),
     );
     note(
+        "decoded groups",
+        format!(
+            "{decode} of {u}{}",
+            if ov.decode_groups.is_some() {
+                " (override)"
+            } else {
+                ""
+            }
+        ),
+        if copies_fit {
+            format!(
+                "a row's first {decode} steps decode their codes by bit operations (integer pipes) and the other {} read \
+                 the tables (shared-memory bank conflicts bound them): the two run side by side",
+                u - decode
+            )
+        } else {
+            "no room for the abs-table copies next to the tables".into()
+        },
+    );
+    note(
         "grid",
         format!("{blocks} x 1 x 1"),
         format!(
@@ -426,6 +478,7 @@ fn e8p_lut_plan(
         code_tma: false,
         cb_stage: false,
         in_flight: 2,
+        e8p_decode: decode,
         frequency_ordered: false,
         smem_bytes,
         grid: (blocks, 1, 1),
@@ -636,7 +689,7 @@ impl Plan {
         } else if e8p_lut_groups.is_none() {
             Some(format!(
                 "its tables need at least {} B of shared memory, the device allows {}",
-                crate::e8p_lut::smem_bytes(2, e8p_hadamard),
+                crate::e8p_lut::smem_bytes(2, e8p_hadamard, false),
                 gpu.smem_per_block_optin
             ))
         } else {
@@ -768,6 +821,12 @@ impl Plan {
             },
         );
 
+        if let (Some(g), false) = (ov.decode_groups, kernel == KernelKind::E8pLut) {
+            return Err(CodegenError::Unsupported(format!(
+                "--decode-groups {g}: decoded groups are a parameter of the E8P LUT GeMV, this plan uses the {kernel:?} kernel"
+            )));
+        }
+
         // 2. Level actually applied.
         let auto = level == Level::Auto;
         let level = match (level, kernel) {
@@ -852,6 +911,7 @@ impl Plan {
                 code_tma: false,
                 cb_stage: false,
                 in_flight: 2,
+                e8p_decode: 0,
                 frequency_ordered: false,
                 smem_bytes: sorted_smem - SMEM_RESERVED_PER_BLOCK,
                 grid: (chunks, parts, 1),
@@ -1624,6 +1684,7 @@ impl Plan {
             code_tma: kernel == KernelKind::LutLarge && code_tma,
             cb_stage: lutl_cb_stage,
             in_flight,
+            e8p_decode: 0,
             frequency_ordered,
             smem_bytes,
             grid,
@@ -1729,7 +1790,7 @@ mod tests {
         assert_eq!((p.kernel, p.level), (KernelKind::E8pLut, Level::Lut));
         assert_eq!(
             (p.geometry.2, p.smem_bytes, p.block),
-            (8, 196_608 + 16_384, 512)
+            (8, 196_608 + 16_896 + 16_384, 512)
         );
         assert_eq!(p.grid, (128, 1, 1));
         assert!(p.uses_workspace());
@@ -1753,8 +1814,32 @@ mod tests {
         .unwrap();
         assert_eq!(
             (a100.kernel, a100.geometry.2, a100.smem_bytes),
-            (KernelKind::E8pLut, 4, 98_304 + 16_384)
+            (KernelKind::E8pLut, 4, 98_304 + 16_896 + 16_384)
         );
+        assert_eq!((p.e8p_decode, a100.e8p_decode), (3, 1));
+        // Decoded groups: at most a unit, only on this kernel.
+        let dg = |g: u32| Overrides {
+            decode_groups: Some(g),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            gemv("quip4", Level::Lut, 1, 8192, 22016, &dg(8))
+                .unwrap()
+                .e8p_decode,
+            8
+        );
+        assert!(matches!(
+            gemv("quip4", Level::Lut, 1, 8192, 22016, &dg(9)),
+            Err(CodegenError::Invalid(_))
+        ));
+        assert!(unsupported(gemv(
+            "aqlm3",
+            Level::Lut,
+            1,
+            8192,
+            22016,
+            &dg(1)
+        )));
         // Few rows (auto keeps the mma kernel: the tables would not be amortised), batch > 1 and learned codebooks.
         assert_eq!(
             kernel_of("quip4", Level::Auto, 1, 4096, 1024),

@@ -66,6 +66,13 @@ fn variants(level: Level, m: usize) -> Vec<Overrides> {
             warps: Some(16),
             ..Overrides::default()
         });
+        // E8P LUT GeMV: some or all of a unit's groups decoded instead of looked up (other kernels reject it).
+        for g in [3, 8] {
+            v.push(Overrides {
+                decode_groups: Some(g),
+                ..Overrides::default()
+            });
+        }
     } else if m == 1 && level == Level::Replica {
         // One row block per warp: several code pieces per codebook row band.
         v.push(Overrides {
@@ -159,21 +166,36 @@ fn e8p_lut_smaller_units_match_reference() {
                     warps: Some(warps),
                     ..Overrides::default()
                 };
-                let plan = Plan::new(&c, Op::Gemv, 1, cols, rows, Level::Lut, &spec, &ov).unwrap();
+                let mut plan =
+                    Plan::new(&c, Op::Gemv, 1, cols, rows, Level::Lut, &spec, &ov).unwrap();
                 let u = plan.geometry.2;
-                let want = vqllm_codegen::e8p_lut::unit_groups(
-                    spec.smem_per_block_optin,
-                    c.hadamard
-                        .then(|| vqllm_codegen::layout::hadamard_block(cols)),
-                );
+                let hadamard = c
+                    .hadamard
+                    .then(|| vqllm_codegen::layout::hadamard_block(cols));
+                let want = vqllm_codegen::e8p_lut::unit_groups(spec.smem_per_block_optin, hadamard);
+                // At 16 warps, one decoded group where the abs-table copies fit beside the tables.
+                let fits = vqllm_codegen::e8p_lut::smem_bytes(u, hadamard, true)
+                    <= spec.smem_per_block_optin;
+                if warps == 16 && fits {
+                    let ov = Overrides {
+                        decode_groups: Some(1),
+                        ..ov
+                    };
+                    plan = Plan::new(&c, Op::Gemv, 1, cols, rows, Level::Lut, &spec, &ov).unwrap();
+                    assert_eq!(plan.e8p_decode, 1);
+                }
                 assert_eq!(
                     (plan.kernel, Some(u)),
                     (vqllm_codegen::KernelKind::E8pLut, want),
                     "{preset} {optin}"
                 );
                 units.insert(u);
+                let plan_decode = plan.e8p_decode;
                 let e = check_plan(&gpu, &cache, plan, 7 + ran);
-                println!("ok  {preset} unit {u} warps {warps} {rows}x{cols}  rel.err {e:.2e}");
+                println!(
+                    "ok  {preset} unit {u} warps {warps} decoded {} {rows}x{cols}  rel.err {e:.2e}",
+                    plan_decode
+                );
                 ran += 1;
             }
         }
@@ -436,7 +458,7 @@ fn back_to_back_calls_match_reference() {
     let gpu = Gpu::new(0).expect("GPU");
     let cache = ModuleCache::memory_only();
     const CALLS: usize = 12;
-    // Batch 1 (LUT, LUT-large, replica, mma and sorted GeMVs at the auto level) and 16 (mma), split-K at these shapes
+    // Batch 1 (LUT, LUT-large, replica, E8P LUT and sorted GeMVs at the auto level) and 16 (mma), split-K at these shapes
     // (a weight kernel then the finalize); and one plan without split-K (the dequantizing GeMV at O4: weight kernel
     // after weight kernel).
     let split_k = (1024 + 8 * 7 + 5, 2048);
@@ -448,6 +470,8 @@ fn back_to_back_calls_match_reference() {
         ("aqlm-1x16", 1, split_k, Level::Auto, true),
         ("gptvq2", 16, split_k, Level::Auto, true),
         ("aqlm-2x8", 16, split_k, Level::Auto, true),
+        // The separate Hadamard transform before the weight kernel, both launched programmatically.
+        ("quip4", 16, split_k, Level::Auto, true),
         ("quip4", 1, (17003, 512), Level::O4, false),
     ] {
         let c = VqConfig::preset(p).unwrap();

@@ -72,6 +72,9 @@ pub struct OverrideArgs {
     /// Override (LUT GeMV): chunks of codes in flight per warp, 2 to 8.
     #[arg(long)]
     pub in_flight: Option<u32>,
+    /// Override (E8P LUT GeMV): groups of each unit decoded by bit operations instead of read from the tables.
+    #[arg(long)]
+    pub decode_groups: Option<u32>,
 }
 
 impl OverrideArgs {
@@ -102,6 +105,7 @@ impl OverrideArgs {
             code_tma: self.tma,
             pipe: self.pipe,
             in_flight: self.in_flight,
+            decode_groups: self.decode_groups,
             base_registers: None,
         })
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cudarc::driver::sys::CUfunction_attribute_enum as FuncAttr;
-use cudarc::driver::{CudaFunction, CudaModule, CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaFunction, CudaModule, CudaSlice, LaunchConfig};
 use cudarc::nvrtc::Ptx;
 use half::f16;
 use vqllm_codegen::{instantiate, layout::hadamard_block, pack_for_plan, KernelKind, Plan};
@@ -251,16 +251,16 @@ impl VqLinear {
         let xin: &CudaSlice<f16> = if let (Some((had, block)), Some(signs), Some(xr)) =
             (&self.hadamard, &self.signs, &mut self.x_rot)
         {
-            // One thread per butterfly of a stage, up to 1024 (kernels/hadamard.cuh).
-            let threads = (*block as u32 / 2).clamp(32, 1024);
+            // One thread per 16 values (the radix-16 passes of kernels/hadamard.cuh), 32 to 1024.
+            let threads = (*block as u32 / 16).clamp(32, 1024);
             let cfg = LaunchConfig {
                 grid_dim: ((p.k / block) as u32, p.m as u32, 1),
                 block_dim: (threads, 1, 1),
                 shared_mem_bytes: 0,
             };
-            let mut b = stream.launch_builder(had);
-            b.arg(x).arg(signs).arg(&mut *xr).arg(&cols);
-            unsafe { b.launch(cfg) }?;
+            let mut a = RawArgs::new(stream);
+            a.buf(x).buf(signs).buf_mut(&mut *xr).i32(cols);
+            unsafe { a.launch(had, cfg, self.programmatic == Programmatic::Chain) }?;
             xr
         } else {
             x
