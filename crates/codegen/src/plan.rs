@@ -304,7 +304,8 @@ const AUTO_SORTED: bool = true;
 const AUTO_E8P_LUT_MIN_ROWS: usize = 2048;
 /// E8P LUT GeMV: eighths of each unit's groups whose codes are decoded rather than looked up (where the abs-table
 /// copies fit). On an H100, quip4 at 4096x11008 / 8192x22016 with 0 / 1 / 2 / 3 / 4 / 5 of 8 groups decoded took
-/// 20.6 / 50.9, 21.1 / 49.5, 21.5 / 49.0, 20.9 / 48.8, 21.9 / 52.5, 22.4 / 55.6 us (perf-notes v0.24).
+/// 20.6 / 50.9, 21.1 / 49.5, 21.5 / 49.0, 20.9 / 48.8, 21.9 / 52.5, 22.4 / 55.6 us, and with the radix-16 transform
+/// 2 / 3 took 17.84 / 45.90 and 17.66 / 45.80 us (perf-notes v0.24).
 const AUTO_E8P_DECODE_EIGHTHS: u32 = 3;
 /// Mma kernel without a staged codebook: input columns per block along the reduction axis.
 const MMA_K_PER_BLOCK: u32 = 768;
@@ -432,14 +433,17 @@ fn e8p_lut_plan(
                 ""
             }
         ),
-        if copies_fit {
+        if !copies_fit {
+            "no room for the abs-table copies next to the tables: every step reads the tables"
+                .into()
+        } else if decode == 0 {
+            "every step reads the tables".into()
+        } else {
             format!(
                 "a row's first {decode} steps decode their codes by bit operations (integer pipes) and the other {} read \
                  the tables (shared-memory bank conflicts bound them): the two run side by side",
                 u - decode
             )
-        } else {
-            "no room for the abs-table copies next to the tables".into()
         },
     );
     note(
