@@ -26,20 +26,25 @@ __device__ __forceinline__ void vq_fwht_regs(float (&v)[1 << BITS]) {
     }
 }
 
-// Stages B0 .. LOG-1 of the Walsh-Hadamard butterflies over the padded buffer buf[0, LEN) in radix-16 passes, ending
-// with a barrier. A pass takes, per thread, the 2^BITS values whose index bits B0 .. B0+BITS-1 vary (the others fixed
-// by the thread's group g), runs those stages in registers and writes them back: ceil(LOG / 4) barriers instead of
-// LOG. The stages run in the same order on the same values as one stage per barrier, so the result is the same to
-// the bit. The last pass hands each value to store(index, value) instead of writing it back.
-template <int LOG, int LEN, int B0, class Store>
-__device__ __forceinline__ void vq_fwht_passes(float* buf, Store store) {
+// Stages B0 .. LOG-1 of the Walsh-Hadamard butterflies in radix-16 passes, each ending with a barrier. A pass takes,
+// per thread, the 2^BITS values whose index bits B0 .. B0+BITS-1 vary (the others fixed by the thread's group g),
+// runs those stages in registers and writes them back to the padded buffer `buf`: ceil(LOG / 4) barriers instead of
+// LOG. The first pass (B0 = 0) takes its values from load(i0, v) instead, the last hands each value to
+// store(index, value). The stages run in the same order on the same values as one stage per barrier, so the result
+// is the same to the bit.
+template <int LOG, int LEN, int B0, class Load, class Store>
+__device__ __forceinline__ void vq_fwht_passes(float* buf, Load& load, Store& store) {
     constexpr int BITS = LOG - B0 < 4 ? LOG - B0 : 4, E = 1 << BITS;
     constexpr bool LAST = B0 + BITS == LOG;
     for (int g = threadIdx.x; g < LEN / E; g += blockDim.x) {
         const int base = (g & ((1 << B0) - 1)) | ((g >> B0) << (B0 + BITS));
         float v[E];
+        if constexpr (B0 == 0) {
+            load(base, v);
+        } else {
 #pragma unroll
-        for (int j = 0; j < E; ++j) v[j] = buf[vq_hpad(base + (j << B0))];
+            for (int j = 0; j < E; ++j) v[j] = buf[vq_hpad(base + (j << B0))];
+        }
         vq_fwht_regs<BITS>(v);
 #pragma unroll
         for (int j = 0; j < E; ++j) {
@@ -48,7 +53,7 @@ __device__ __forceinline__ void vq_fwht_passes(float* buf, Store store) {
         }
     }
     __syncthreads();
-    if constexpr (!LAST) vq_fwht_passes<LOG, LEN, B0 + BITS>(buf, store);
+    if constexpr (!LAST) vq_fwht_passes<LOG, LEN, B0 + BITS>(buf, load, store);
 }
 
 // The Walsh-Hadamard transform of every aligned 2^LOG block of a LEN-value vector (LEN a multiple of 2^LOG), in fp32,
@@ -57,19 +62,7 @@ __device__ __forceinline__ void vq_fwht_passes(float* buf, Store store) {
 // output value once. `buf` is the padded scratch buffer (vq_hpad_len(LEN) floats), unused when LOG <= 4.
 template <int LOG, int LEN, class Load, class Store>
 __device__ __forceinline__ void vq_fwht(float* buf, Load load, Store store) {
-    constexpr int BITS = LOG < 4 ? LOG : 4, E = 1 << BITS;
-    for (int g = threadIdx.x; g < LEN / E; g += blockDim.x) {
-        float v[E];
-        load(g * E, v);
-        vq_fwht_regs<BITS>(v);
-#pragma unroll
-        for (int j = 0; j < E; ++j) {
-            if constexpr (BITS == LOG) store(g * E + j, v[j]);
-            else buf[vq_hpad(g * E + j)] = v[j];
-        }
-    }
-    __syncthreads();
-    if constexpr (BITS < LOG) vq_fwht_passes<LOG, LEN, BITS>(buf, store);
+    vq_fwht_passes<LOG, LEN, 0>(buf, load, store);
 }
 
 // v[0 .. E) = signs ⊙ x at columns c0 .. c0 + E - 1 (c0 a multiple of E), zero at and past `cols`; 16-byte loads where

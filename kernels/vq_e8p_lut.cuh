@@ -70,6 +70,31 @@ __device__ __forceinline__ uint32_t vq_shift(uint32_t x) {
     else return x >> -N;
 }
 
+// The column of a unit that step i of a row reads, for a lane of class c = lane mod U/2: (i + 2c) mod U (the packer's
+// order, crates/codegen/src/e8p_lut.rs `pack_codes`).
+template <class Cfg>
+__device__ __forceinline__ int vq_e8pl_step_col(int i, int lane) {
+    using G = E8pLut<Cfg>;
+    return (i + 2 * (lane % G::PAIRS)) % G::U;
+}
+
+// The 8 activations of the group starting at column col0 as the tables see them: the transformed ones from the
+// span's buffer (HADAMARD > 0, zero past `cols`: the buffer was loaded with zeros there), else x, zero past `cols`.
+template <class Cfg>
+__device__ __forceinline__ void vq_e8pl_group_x(const __half* __restrict__ x, const float* hbuf, int span0, int cols, int col0,
+                                                __half (&xg)[8]) {
+    if constexpr (Cfg::HADAMARD > 0) {
+        const float scale = rsqrtf((float)Cfg::HADAMARD);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) xg[i] = __float2half(hbuf[vq_hpad(col0 - span0 + i)] * scale);
+    } else if (col0 + 8 <= cols) {
+        *reinterpret_cast<uint4*>(xg) = *reinterpret_cast<const uint4*>(x + col0);
+    } else {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) xg[i] = col0 + i < cols ? x[col0 + i] : __float2half(0.f);
+    }
+}
+
 // Tables of unit `unit`. Thread -> column pair jp (groups 2jp, 2jp + 1 of the unit, their activations in registers
 // as half2 (group 2jp, group 2jp + 1)) and rows qa = (q, a) = tid / PAIRS + i·(THREADS / PAIRS): a warp writes
 // 32 / PAIRS consecutive rows of every (signs, p) at once, whole 128-byte lines.
@@ -80,26 +105,9 @@ __device__ __forceinline__ void vq_e8pl_build(const __half* __restrict__ x, cons
     using G = E8pLut<Cfg>;
     const int jp = threadIdx.x % G::PAIRS;
     const int col0 = (unit * G::U + 2 * jp) * 8;  // group 2jp's first column; group 2jp + 1 follows
-    __half xa[8], xb[8];
-    if constexpr (Cfg::HADAMARD > 0) {
-        // The transformed activations (zero past `cols`: the span's buffer was loaded with zeros there).
-        const float scale = rsqrtf((float)Cfg::HADAMARD);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-            xa[i] = __float2half(hbuf[vq_hpad(col0 - span0 + i)] * scale);
-            xb[i] = __float2half(hbuf[vq_hpad(col0 + 8 - span0 + i)] * scale);
-        }
-    } else if (col0 + 16 <= cols) {
-        const uint4 ua = *reinterpret_cast<const uint4*>(x + col0), ub = *reinterpret_cast<const uint4*>(x + col0 + 8);
-        *reinterpret_cast<uint4*>(xa) = ua;
-        *reinterpret_cast<uint4*>(xb) = ub;
-    } else {
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-            xa[i] = col0 + i < cols ? x[col0 + i] : __float2half(0.f);
-            xb[i] = col0 + 8 + i < cols ? x[col0 + 8 + i] : __float2half(0.f);
-        }
-    }
+    __align__(16) __half xa[8], xb[8];
+    vq_e8pl_group_x<Cfg>(x, hbuf, span0, cols, col0, xa);
+    vq_e8pl_group_x<Cfg>(x, hbuf, span0, cols, col0 + 8, xb);
     __half2 xv[8];
     float sa = 0.f, sb = 0.f;
 #pragma unroll
@@ -163,26 +171,18 @@ __device__ __forceinline__ void vq_e8pl_hadamard(const __half* __restrict__ x, c
         [&](int i, float v) { hbuf[vq_hpad(i)] = v; });
 }
 
-// The lane's activations of the columns its first D steps decode (step i: column (i + 2c) mod U), as the table build
-// rounds them, in pairs (x[2j], x[2j + 1]); zero past `cols`.
+// The lane's activations of the columns its first D steps decode, as the tables see them (vq_e8pl_group_x), in
+// pairs (x[2j], x[2j + 1]).
 template <class Cfg>
 __device__ __forceinline__ void vq_e8pl_decoded_x(const __half* __restrict__ x, const float* hbuf, int span0, int cols, int unit,
                                                   int lane, __half2 (&xd)[E8pLut<Cfg>::D > 0 ? E8pLut<Cfg>::D : 1][4]) {
     using G = E8pLut<Cfg>;
 #pragma unroll
     for (int i = 0; i < G::D; ++i) {
-        const int col0 = (unit * G::U + (i + 2 * (lane % G::PAIRS)) % G::U) * 8;
+        __align__(16) __half xg[8];
+        vq_e8pl_group_x<Cfg>(x, hbuf, span0, cols, (unit * G::U + vq_e8pl_step_col<Cfg>(i, lane)) * 8, xg);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            float v[2];
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                const int c = col0 + 2 * j + e;
-                if constexpr (Cfg::HADAMARD > 0) v[e] = hbuf[vq_hpad(c - span0)] * rsqrtf((float)Cfg::HADAMARD);
-                else v[e] = c < cols ? __half2float(x[c]) : 0.f;
-            }
-            xd[i][j] = __floats2half2_rn(v[0], v[1]);
-        }
+        for (int j = 0; j < 4; ++j) xd[i][j] = __halves2half2(xg[2 * j], xg[2 * j + 1]);
     }
 }
 
@@ -252,7 +252,7 @@ __device__ __forceinline__ void vq_e8p_lut_body(const uint32_t* __restrict__ cod
     uint32_t col_off[G::U];
 #pragma unroll
     for (int i = 0; i < G::U; ++i) {
-        col_off[i] = 2u * ((i + 2 * (lane % G::PAIRS)) % G::U);
+        col_off[i] = 2u * vq_e8pl_step_col<Cfg>(i, lane);
         vq_pin(col_off[i]);
     }
     float* hbuf = reinterpret_cast<float*>(smem_raw + G::TABLE_BYTES);
