@@ -26,9 +26,11 @@
 // straight-line kernel (2 address ops + LDS, LOP3 for s, POPC + LOP3 + IMAD parity, 2 shifts + 2 LOP3
 // + PRMT mask, 1 LOP3 apply, 2 shifts + 4 LOP3 + 4 HADD2 pairs), plus register copies of 4 constants
 // (sign table, three bases) that ptxas re-materializes inside loops; in a 4x-unrolled loop ~26 per code
-// all included (was ~50 for the straightforward fp32 decode + conversions). The sign-byte spread (5) and parity (3) are
-// what QuIP#'s own kernel avoids: it stores the sign bits pre-spread (bit 4j+q for 4 codes) and folds the
-// parity once per word.
+// all included (was ~50 for the straightforward fp32 decode + conversions). The tensor-core kernel (vq_mma.cuh) uses
+// two cheaper forms: the codes come with their sign bits pre-spread (bit 4j + q of a word for 4 codes, as QuIP#'s
+// own kernel stores them; crates/codegen/src/e8p_mma.rs), so step 1 is one multiply (vq_decode_e8p_spread), and
+// the 4 HADD2 of step 3 are left to the mma (vq_e8p_biased_pairs): quip4's batch-16 k loop went from ~1210 to ~960
+// SASS instructions a k tile (32 codes a lane; sm_90).
 #pragma once
 
 namespace vq_e8p_fast_detail {
@@ -72,25 +74,54 @@ constexpr uint32_t kSignTable = 0xeee00e00u;
 
 }  // namespace vq_e8p_fast_detail
 
-// Decodes one 16-bit E8P code (low 16 bits of `code`; bits 16 and up are ignored) whose packed abs word `w` the
-// caller has looked up, into out[i] = (x[2i], x[2i+1]), i = 0..3.
-__device__ __forceinline__ void vq_decode_e8p_h2_abs(uint32_t code, uint32_t w, __half2 (&out)[4]) {
+// Step 3 without its HADD2: from the signed nibble word v, q[i] = pair i + c_i in fp16 bits (both lanes), c_i =
+// B_i + 3.75 = 35.75, 35.75, 131.75, 11.75 (vq_e8p_pair_bias(i) = -c_i). Every q lane is exact in fp16 (B_i plus a
+// multiple of 1/2 below 8). A caller that can subtract c_i later at no cost per code takes these words: the
+// tensor-core kernel (vq_mma.cuh) feeds them to the mma and adds sum(x * -c) once per k step.
+__device__ __forceinline__ void vq_e8p_biased_pairs(uint32_t v, uint32_t (&q)[4]) {
+    using namespace vq_e8p_fast_detail;
+    const uint32_t hi = v >> 6;                                   // pairs 2, 3 at k = 2, 6
+    q[0] = lop3<kAndOr>(v << 4, 0x00f000f0u, kBase32);            // nibbles 0, 4 at k = 4
+    q[1] = lop3<kAndOr>(v, 0x00f000f0u, kBase32);                 // nibbles 1, 5 at k = 4
+    q[2] = lop3<kAndOr>(hi, 0x003c003cu, kBase128);               // nibbles 2, 6 at k = 2
+    q[3] = lop3<kAndOr>(hi, 0x03c003c0u, kBase8);                 // nibbles 3, 7 at k = 6
+}
+
+// Steps 1-3 without the final HADD2 (vq_e8p_biased_pairs). `code`: low 16 bits, bits 16 and up are ignored; `w`: the
+// code's packed abs word, looked up by the caller.
+__device__ __forceinline__ void vq_decode_e8p_biased(uint32_t code, uint32_t w, uint32_t (&q)[4]) {
     using namespace vq_e8p_fast_detail;
     const uint32_t s = code & 0xffu;                              // sign byte
     const uint32_t fix = (__popc(s) & 1u) * 0x1111111fu;          // p: flip nibble 0, set lsb = 1-p
     const uint32_t g = lop3<kOrAnd>(s, code << 4, 0x0f0fu);       // s_0..3 -> bits 0..3, s_4..7 -> 8..11
     const uint32_t idx = lop3<kOrAnd>(g, g << 2, 0x3333u);        // (s_2k, s_2k+1) -> bits 4k, 4k+1
     const uint32_t neg = prmt(kSignTable, 0u, idx);               // byte k: 0x0e*s_2k | 0xe0*s_2k+1
-    const uint32_t v = lop3<kXor3>(w, neg, fix);                  // signed nibbles n' = n_signed - p
-    const uint32_t hi = v >> 6;                                   // pairs 2, 3 at k = 2, 6
-    const uint32_t q0 = lop3<kAndOr>(v << 4, 0x00f000f0u, kBase32);  // nibbles 0, 4 at k = 4
-    const uint32_t q1 = lop3<kAndOr>(v, 0x00f000f0u, kBase32);       // nibbles 1, 5 at k = 4
-    const uint32_t q2 = lop3<kAndOr>(hi, 0x003c003cu, kBase128);     // nibbles 2, 6 at k = 2
-    const uint32_t q3 = lop3<kAndOr>(hi, 0x03c003c0u, kBase8);       // nibbles 3, 7 at k = 6
-    out[0] = hadd2_bits(q0, kBias32);                             // (x0, x1)
-    out[1] = hadd2_bits(q1, kBias32);                             // (x2, x3)
-    out[2] = hadd2_bits(q2, kBias128);                            // (x4, x5)
-    out[3] = hadd2_bits(q3, kBias8);                              // (x6, x7)
+    vq_e8p_biased_pairs(lop3<kXor3>(w, neg, fix), q);             // signed nibbles n' = n_signed - p
+}
+
+// vq_decode_e8p_biased for a code whose sign bits come spread: bit i of the sign byte at bit 4i of `t` (the other
+// bits zero; the tensor-core kernel's layout, crates/codegen/src/e8p_mma.rs). Steps 1's spreading is done at upload,
+// so the signs cost a multiply: t * 0xe puts 0xe in the nibble of every set bit.
+__device__ __forceinline__ void vq_decode_e8p_spread(uint32_t t, uint32_t w, uint32_t (&q)[4]) {
+    using namespace vq_e8p_fast_detail;
+    const uint32_t fix = (__popc(t) & 1u) * 0x1111111fu;          // p, as above
+    vq_e8p_biased_pairs(lop3<kXor3>(w, t * 0xeu, fix), q);
+}
+
+// -c_i of vq_decode_e8p_biased as fp16 bits in both lanes (i a compile-time constant after unrolling).
+__device__ __forceinline__ uint32_t vq_e8p_pair_bias(int i) {
+    using namespace vq_e8p_fast_detail;
+    return i < 2 ? kBias32 : i == 2 ? kBias128 : kBias8;
+}
+
+// Decodes one 16-bit E8P code (low 16 bits of `code`; bits 16 and up are ignored) whose packed abs word `w` the
+// caller has looked up, into out[i] = (x[2i], x[2i+1]), i = 0..3.
+__device__ __forceinline__ void vq_decode_e8p_h2_abs(uint32_t code, uint32_t w, __half2 (&out)[4]) {
+    using namespace vq_e8p_fast_detail;
+    uint32_t q[4];
+    vq_decode_e8p_biased(code, w, q);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) out[i] = hadd2_bits(q[i], vq_e8p_pair_bias(i));  // (x[2i], x[2i+1])
 }
 
 // Decodes one 16-bit E8P code (low 16 bits of `code`) into out[i] = (x[2i], x[2i+1]), i = 0..3.

@@ -49,7 +49,8 @@ __device__ __forceinline__ int vq_mma_xcol(int st, int t, int p) {
     else return (2 * st + p) * 8 + 2 * t;
 }
 
-// Decodes vector j of a lane's chunk into V/2 half2 (sum of the residual stages, times stage scales for E8P).
+// Decodes vector j of a lane's chunk into V/2 half2 (sum of the residual stages, times stage scales for E8P). The
+// dequant kernel (vq_dequant.cuh) decodes E8P here; the mma kernel takes vq_mma_e8p_slot for E8P.
 template <class Cfg>
 __device__ __forceinline__ void vq_decode_vec(const uint32_t (&chunk)[4 * Cfg::L], int j, const RegTier<Cfg>& reg, const __half* cb_set,
                                               const __half* sm_set, const uint32_t* abs_s, float ss0, float ss1,
@@ -93,8 +94,8 @@ __device__ __forceinline__ void vq_mma_afrag(const __half* xs, int j, int sg, in
 template <class Cfg>
 __device__ __forceinline__ void vq_mma_slot(float (&acc)[Cfg::MT][Cfg::WN][4], int w, const uint32_t (&chunk)[4 * Cfg::L], int j, int row,
                                             int col0, int cols, int t, const RegTier<Cfg>& reg, const __half* __restrict__ codebooks,
-                                            const __half* cbs, const uint32_t* abs_s, float ss0, float ss1,
-                                            const uint32_t (&a)[MmaSlots<Cfg>::NSG][Cfg::MT][4]) {
+                                            const __half* cbs, const uint32_t (&a)[MmaSlots<Cfg>::NSG][Cfg::MT][4]) {
+    static_assert(!Cfg::E8P, "E8P takes vq_mma_e8p_slot");
     constexpr int V = Cfg::V, MT = Cfg::MT, ENTRIES = 1 << Cfg::B;
     // Per-tile codebooks can change inside a k tile (codebook tiles narrower than 4·VPC·V columns).
     auto cb_of = [&](int jj) {
@@ -103,14 +104,71 @@ __device__ __forceinline__ void vq_mma_slot(float (&acc)[Cfg::MT][Cfg::WN][4], i
         return cb;
     };
     __half2 wv[V >= 4 ? V / 2 : 2];
-    vq_decode_vec<Cfg>(chunk, j, reg, cb_of(j), cbs, abs_s, ss0, ss1, wv);
-    if constexpr (V == 2) vq_decode_vec<Cfg>(chunk, j + 1, reg, cb_of(j + 1), cbs, abs_s, ss0, ss1, wv + 1);
+    vq_decode_vec<Cfg>(chunk, j, reg, cb_of(j), cbs, nullptr, 1.f, 1.f, wv);
+    if constexpr (V == 2) vq_decode_vec<Cfg>(chunk, j + 1, reg, cb_of(j + 1), cbs, nullptr, 1.f, 1.f, wv + 1);
 #pragma unroll
     for (int sg = 0; sg < MmaSlots<Cfg>::NSG; ++sg) {
         const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[2 * sg]);
         const uint32_t b1 = *reinterpret_cast<uint32_t*>(&wv[2 * sg + 1]);
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) vq_mma_16816(acc[mt][w], a[sg][mt][0], a[sg][mt][1], a[sg][mt][2], a[sg][mt][3], b0, b1);
+    }
+}
+
+// E8P on tensor cores. The decode stops before its bias step (vq_e8p_biased_pairs: pair i comes out as value + c_i,
+// exact in fp16), which saves 4 HADD2 a code, and the stages are not summed in half2 (4 HFMA2 a vector): stage s feeds
+// its own mma steps into its own accumulators, scaled by ss_s in fp32 at the end. The offsets are taken off once per
+// output: sum_k x_k·(q_k - c_k) = sum x·q + sum x·(-c), and the second sum is the same for every weight row and stage,
+// so one mma per step with the constant fragment of -c_i (vq_mma_e8p_bias) accumulates it for the whole warp. The
+// products x·q are ~35x larger than x·(q - c) (c up to 131.75 against |values| <= 3.75): in fp32 accumulators that
+// costs ~5 of 24 bits. The codes come in the layout of crates/codegen/src/e8p_mma.rs: abs bytes in words 0-1 of each
+// 16-byte group, the sign bits spread in words 2-3, so the decode spends a multiply on the signs
+// (vq_decode_e8p_spread) instead of spreading them.
+template <class Cfg>
+struct E8pAcc {
+    static constexpr int STAGE1 = Cfg::E8P && Cfg::R == 2;  // second stage's accumulators (none otherwise)
+    float stage1[STAGE1 ? Cfg::MT : 1][STAGE1 ? Cfg::WN : 1][4];
+    float bias[Cfg::MT][4];  // sum x·(-c) (every weight column of the fragment gets the same value)
+};
+
+// Accumulates sum x·(-c) of one slot's activation fragments.
+template <class Cfg>
+__device__ __forceinline__ void vq_mma_e8p_bias(float (&bias)[Cfg::MT][4], const uint32_t (&a)[MmaSlots<Cfg>::NSG][Cfg::MT][4]) {
+#pragma unroll
+    for (int sg = 0; sg < MmaSlots<Cfg>::NSG; ++sg)
+#pragma unroll
+        for (int mt = 0; mt < Cfg::MT; ++mt)
+            vq_mma_16816(bias[mt], a[sg][mt][0], a[sg][mt][1], a[sg][mt][2], a[sg][mt][3], vq_e8p_pair_bias(2 * sg),
+                         vq_e8p_pair_bias(2 * sg + 1));
+}
+
+// Decodes row block w's vector j (biased, every stage) and feeds each stage to its mma steps.
+template <class Cfg>
+__device__ __forceinline__ void vq_mma_e8p_slot(float (&acc)[Cfg::MT][Cfg::WN][4], E8pAcc<Cfg>& e, int w,
+                                                const uint32_t (&chunk)[4 * Cfg::L], int j, const uint32_t* abs_s,
+                                                const uint32_t (&a)[MmaSlots<Cfg>::NSG][Cfg::MT][4]) {
+    static_assert(Cfg::V == 8 && (Cfg::R == 1 || Cfg::R == 2), "E8P: 8-dim vectors, one or two stages");
+#pragma unroll
+    for (int s = 0; s < Cfg::R; ++s) {
+        // Code c of the chunk (c = 2j + s with two stages, j with one): group c / 8, abs byte c % 4 of its word
+        // (c % 8) / 4, sign bits at bit c % 4 of each nibble of its word 2 + (c % 8) / 4.
+        const int c = Cfg::R == 2 ? 2 * j + s : j, grp = 4 * (c / 8), half = (c % 8) / 4, sh = c % 4;
+        const uint32_t row = (chunk[grp + half] >> (8 * sh)) & 0xffu;
+        const uint32_t t = (chunk[grp + 2 + half] >> sh) & 0x11111111u;
+        uint32_t q[4];
+        vq_decode_e8p_spread(t, abs_s[row], q);
+        auto feed = [&](float (&out)[Cfg::MT][Cfg::WN][4]) {
+#pragma unroll
+            for (int sg = 0; sg < MmaSlots<Cfg>::NSG; ++sg)
+#pragma unroll
+                for (int mt = 0; mt < Cfg::MT; ++mt)
+                    vq_mma_16816(out[mt][w], a[sg][mt][0], a[sg][mt][1], a[sg][mt][2], a[sg][mt][3], q[2 * sg], q[2 * sg + 1]);
+        };
+        if (s == 0) {
+            feed(acc);
+        } else if constexpr (E8pAcc<Cfg>::STAGE1) {
+            feed(e.stage1);
+        }
     }
 }
 
@@ -167,6 +225,16 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
         for (int b = 0; b < WN; ++b)
 #pragma unroll
             for (int c = 0; c < 4; ++c) acc[a][b][c] = 0.f;
+    E8pAcc<Cfg> e8p;  // E8P: the second stage's sums and the bias sum (combined with acc at the end)
+#pragma unroll
+    for (int a = 0; a < MT; ++a)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+            e8p.bias[a][c] = 0.f;
+#pragma unroll
+            for (int b = 0; b < WN; ++b)
+                if constexpr (E8pAcc<Cfg>::STAGE1) e8p.stage1[a][b][c] = 0.f;
+        }
 
     // One tile ahead (PIPE, batch <= 16): the next tile's codes and activations are loaded into registers before
     // this tile's lookups and mma steps, so their L2/DRAM latency overlaps the compute instead of stalling every tile
@@ -309,9 +377,15 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt) vq_mma_afrag<Cfg>(xs, j, sg, mt, lane, a[sg][mt]);
         };
-        auto slot = [&](int w, int j, const uint32_t (&a)[Sl::NSG][MT][4]) {
-            const int row = min((rb0 + w) * 8 + g, rows - 1);  // codebook set of rows past the matrix: any valid one
-            vq_mma_slot<Cfg>(acc, w, chunk[w], j, row, col0, cols, t, reg, codebooks, cb_lane, abs_s, ss0, ss1, a);
+        // One row block's vector slot j; E8P: `first` (once per slot and warp) also accumulates the slot's bias sum.
+        auto slot = [&](int w, int j, const uint32_t (&a)[Sl::NSG][MT][4], bool first) {
+            if constexpr (Cfg::E8P) {
+                if (first) vq_mma_e8p_bias<Cfg>(e8p.bias, a);
+                vq_mma_e8p_slot<Cfg>(acc, e8p, w, chunk[w], j, abs_s, a);
+            } else {
+                const int row = min((rb0 + w) * 8 + g, rows - 1);  // codebook set of rows past the matrix: any valid one
+                vq_mma_slot<Cfg>(acc, w, chunk[w], j, row, col0, cols, t, reg, codebooks, cb_lane, a);
+            }
         };
         if constexpr (Cfg::XHOIST) {
             // Slots outer, row blocks inner: a slot's activation fragments are loaded from shared memory once and feed
@@ -322,7 +396,7 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
                 afrags(j, a);
 #pragma unroll
                 for (int w = 0; w < WN; ++w)
-                    if (PIPE || (rb0 + w) * 8 < rows) slot(w, j, a);  // the branch keeps MT > 1 tiles from spilling
+                    if (PIPE || (rb0 + w) * 8 < rows) slot(w, j, a, w == 0);  // the branch keeps MT > 1 tiles from spilling
             }
         } else {
             // Row blocks outer: each row block's VPC lookups are independent and in flight together, which hides the
@@ -336,7 +410,7 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
                 for (int j = 0; j < VPC; j += Sl::STEP) {
                     uint32_t a[Sl::NSG][MT][4];
                     afrags(j, a);
-                    slot(w, j, a);
+                    slot(w, j, a, w == 0);  // row block 0 is past the matrix only where all are
                 }
             }
         }
@@ -351,6 +425,11 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
             for (int c = 0; c < 4; ++c) {
                 const int m = m0 + mt * 16 + g + (c >= 2 ? 8 : 0);
                 const int nn = n + (c & 1);
+                if constexpr (Cfg::E8P) {
+                    const float b = e8p.bias[mt][c];
+                    acc[mt][w][c] = ss0 * (acc[mt][w][c] + b);
+                    if constexpr (E8pAcc<Cfg>::STAGE1) acc[mt][w][c] += ss1 * (e8p.stage1[mt][w][c] + b);
+                }
                 if (m < m_total && nn < rows) {
                     if constexpr (Cfg::SPLIT == 1) {
                         const float sc = Cfg::SCALE ? __half2float(scales[nn]) : 1.f;

@@ -83,8 +83,10 @@ pub fn pack_weight(q: &QuantizedWeight) -> PackedWeight {
 }
 
 /// Packs `q` the way `plan`'s kernel reads it: in frequency order when the plan's codebook cache holds the hottest
-/// entries, with the codes in the tile layout, the LUT-large GeMV's lane layout ([`lane_stage_codes`], without TMA)
-/// or the sorted GeMV's chunk tiles (`crate::sorted`, with their `aux` words).
+/// entries, with the codes in the tile layout, the LUT-large GeMV's lane layout ([`lane_stage_codes`], without TMA),
+/// the sorted GeMV's chunk tiles (`crate::sorted`, with their `aux` words), the E8P LUT GeMV's units
+/// (`crate::e8p_lut`) or, for E8P on the tensor-core kernel, the tile layout with the sign bits spread
+/// (`crate::e8p_mma`).
 pub fn pack_for_plan(q: &QuantizedWeight, plan: &Plan) -> crate::Result<PackedWeight> {
     // The codebook cache's shared/register tiers hold entries [0, n): put the hottest entries there.
     let ordered;
@@ -112,6 +114,11 @@ pub fn pack_for_plan(q: &QuantizedWeight, plan: &Plan) -> crate::Result<PackedWe
         KernelKind::LutLarge if !plan.code_tma => {
             let mut packed = pack_tables(q);
             packed.codes = lane_stage_codes(q, &packed);
+            packed
+        }
+        KernelKind::Mma if q.config.codebook == CodebookKind::E8p => {
+            let mut packed = pack_weight(q);
+            crate::e8p_mma::spread_signs(&mut packed.codes);
             packed
         }
         _ => pack_weight(q),
@@ -448,6 +455,25 @@ mod tests {
         let p = pack_for_plan(&q, &plan("aqlm-1x16", 40, 8 * 64, Level::Sorted, &none)).unwrap();
         let s = crate::sorted::pack_sorted(&q).unwrap();
         assert_eq!((p.codes, p.aux), (s.words, s.aux));
+        // E8P at batch 16 (tensor cores): the tile layout with the signs spread; the CUDA-core GeMV keeps the tile layout.
+        let q = random_weight(VqConfig::preset("quip4").unwrap(), 40, 8 * 64, 3);
+        let mma = Plan::new(
+            &"quip4".parse().unwrap(),
+            Op::Gemv,
+            16,
+            8 * 64,
+            40,
+            Level::Auto,
+            &crate::GpuSpec::for_arch("sm_90").unwrap(),
+            &none,
+        )
+        .unwrap();
+        assert_eq!(mma.kernel, KernelKind::Mma);
+        let mut want = pack_weight(&q).codes;
+        crate::e8p_mma::spread_signs(&mut want);
+        assert_eq!(pack_for_plan(&q, &mma).unwrap().codes, want);
+        let p = pack_for_plan(&q, &plan("quip4", 40, 8 * 64, Level::Gc, &none)).unwrap();
+        assert_eq!(p.codes, pack_weight(&q).codes);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod e8p_lut;
+pub mod e8p_mma;
 pub mod error;
 pub mod gpu_spec;
 pub mod instantiate;

@@ -58,12 +58,28 @@ fn hadd2(a: u32, b: u32) -> u32 {
     lane(a & 0xffff, b & 0xffff) | (lane(a >> 16, b >> 16) << 16)
 }
 
-/// Line-by-line mirror of `vq_decode_e8p_h2`; returns the four half2 words.
-fn decode_e8p_h2(code: u32, abs_table: &[u32; 256]) -> [u32; 4] {
-    // const uint32_t s = code & 0xffu;
-    let s = code & 0xff;
+/// Line-by-line mirror of `vq_e8p_biased_pairs`: the four biased half2 words of a signed nibble word.
+fn biased_pairs(v: u32) -> [u32; 4] {
+    // const uint32_t hi = v >> 6;
+    let hi = v >> 6;
+    [
+        // q[0] = lop3<kAndOr>(v << 4, 0x00f000f0u, kBase32);  // (a & b) | c
+        lop3(v << 4, 0x00f0_00f0, K_BASE32, K_AND_OR),
+        // q[1] = lop3<kAndOr>(v, 0x00f000f0u, kBase32);
+        lop3(v, 0x00f0_00f0, K_BASE32, K_AND_OR),
+        // q[2] = lop3<kAndOr>(hi, 0x003c003cu, kBase128);
+        lop3(hi, 0x003c_003c, K_BASE128, K_AND_OR),
+        // q[3] = lop3<kAndOr>(hi, 0x03c003c0u, kBase8);
+        lop3(hi, 0x03c0_03c0, K_BASE8, K_AND_OR),
+    ]
+}
+
+/// Line-by-line mirror of `vq_decode_e8p_biased` (abs word looked up as `vq_decode_e8p_h2` does).
+fn decode_e8p_biased(code: u32, abs_table: &[u32; 256]) -> [u32; 4] {
     // const uint32_t w = abs_table[(code >> 8) & 0xffu];
     let w = abs_table[((code >> 8) & 0xff) as usize];
+    // const uint32_t s = code & 0xffu;
+    let s = code & 0xff;
     // const uint32_t fix = (__popc(s) & 1u) * 0x1111111fu;
     let fix = (s.count_ones() & 1).wrapping_mul(0x1111_111f);
     // const uint32_t g = lop3<kOrAnd>(s, code << 4, 0x0f0fu);       // (a | b) & c
@@ -72,24 +88,27 @@ fn decode_e8p_h2(code: u32, abs_table: &[u32; 256]) -> [u32; 4] {
     let idx = lop3(g, g << 2, 0x3333, K_OR_AND);
     // const uint32_t neg = prmt(kSignTable, 0u, idx);
     let neg = byte_perm(K_SIGN_TABLE, 0, idx);
-    // const uint32_t v = lop3<kXor3>(w, neg, fix);                  // a ^ b ^ c
-    let v = lop3(w, neg, fix, K_XOR3);
-    // const uint32_t hi = v >> 6;
-    let hi = v >> 6;
-    // const uint32_t q0 = lop3<kAndOr>(v << 4, 0x00f000f0u, kBase32);  // (a & b) | c
-    let q0 = lop3(v << 4, 0x00f0_00f0, K_BASE32, K_AND_OR);
-    // const uint32_t q1 = lop3<kAndOr>(v, 0x00f000f0u, kBase32);
-    let q1 = lop3(v, 0x00f0_00f0, K_BASE32, K_AND_OR);
-    // const uint32_t q2 = lop3<kAndOr>(hi, 0x003c003cu, kBase128);
-    let q2 = lop3(hi, 0x003c_003c, K_BASE128, K_AND_OR);
-    // const uint32_t q3 = lop3<kAndOr>(hi, 0x03c003c0u, kBase8);
-    let q3 = lop3(hi, 0x03c0_03c0, K_BASE8, K_AND_OR);
-    // out[i] = hadd2_bits(q_i, kBias32 / kBias32 / kBias128 / kBias8);   // add.rn.f16x2
+    // vq_e8p_biased_pairs(lop3<kXor3>(w, neg, fix), q);               // a ^ b ^ c
+    biased_pairs(lop3(w, neg, fix, K_XOR3))
+}
+
+/// Line-by-line mirror of `vq_decode_e8p_spread`: `t` holds sign bit i at bit 4i.
+fn decode_e8p_spread(t: u32, w: u32) -> [u32; 4] {
+    // const uint32_t fix = (__popc(t) & 1u) * 0x1111111fu;
+    let fix = (t.count_ones() & 1).wrapping_mul(0x1111_111f);
+    // vq_e8p_biased_pairs(lop3<kXor3>(w, t * 0xeu, fix), q);
+    biased_pairs(lop3(w, t.wrapping_mul(0xe), fix, K_XOR3))
+}
+
+/// Mirror of `vq_decode_e8p_h2`: the biased pairs plus `vq_e8p_pair_bias(i)` by one HADD2 each.
+fn decode_e8p_h2(code: u32, abs_table: &[u32; 256]) -> [u32; 4] {
+    let q = decode_e8p_biased(code, abs_table);
+    // out[i] = hadd2_bits(q[i], vq_e8p_pair_bias(i));   // kBias32, kBias32, kBias128, kBias8
     [
-        hadd2(q0, K_BIAS32),
-        hadd2(q1, K_BIAS32),
-        hadd2(q2, K_BIAS128),
-        hadd2(q3, K_BIAS8),
+        hadd2(q[0], K_BIAS32),
+        hadd2(q[1], K_BIAS32),
+        hadd2(q[2], K_BIAS128),
+        hadd2(q[3], K_BIAS8),
     ]
 }
 
@@ -202,5 +221,37 @@ fn fast_decode_uses_the_code_bits_it_should() {
             decode_e8p_h2(code | 0xdead_0000, table),
             decode_e8p_h2(code, table)
         );
+    }
+}
+
+#[test]
+fn biased_and_spread_decodes_are_the_value_plus_the_pair_constant() {
+    // The tensor-core kernel feeds the biased pairs to the mma and subtracts c_i = -vq_e8p_pair_bias(i) once per
+    // output, so each lane must be exactly value + c_i, and the spread-sign decode must give the same words.
+    let table = grid_packed_abs();
+    let c = [35.75f64, 35.75, 131.75, 11.75];
+    for (i, bias) in [K_BIAS32, K_BIAS32, K_BIAS128, K_BIAS8]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(-f16::from_bits(bias as u16).to_f64(), c[i]);
+    }
+    for code in 0..=u16::MAX as u32 {
+        let q = decode_e8p_biased(code, table);
+        let t = (0..8).fold(0u32, |t, i| t | (((code >> i) & 1) << (4 * i)));
+        assert_eq!(
+            decode_e8p_spread(t, table[(code >> 8) as usize]),
+            q,
+            "code {code:#06x}"
+        );
+        let want = decode_e8p(code as u16);
+        for (k, &x) in want.iter().enumerate() {
+            let lane = f16::from_bits(((q[k / 2] >> (16 * (k % 2))) & 0xffff) as u16).to_f64();
+            assert_eq!(
+                lane - c[k / 2],
+                x as f64,
+                "code {code:#06x}, coordinate {k}"
+            );
+        }
     }
 }
