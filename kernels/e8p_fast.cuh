@@ -29,7 +29,7 @@
 // all included (was ~50 for the straightforward fp32 decode + conversions). The tensor-core kernel (vq_mma.cuh) uses
 // two cheaper forms: the codes come with their sign bits pre-spread (bit 4j + q of a word for 4 codes, as QuIP#'s
 // own kernel stores them; crates/codegen/src/e8p_mma.rs), so step 1 is one multiply (vq_decode_e8p_spread), and
-// the 4 HADD2 of step 3 are left to the mma (vq_e8p_biased_pairs): quip4's batch-16 k loop went from ~1210 to ~960
+// the 4 HADD2 of step 3 are left to the mma (vq_e8p_biased_pairs): quip4's batch-16 k loop went from ~1210 to ~900
 // SASS instructions a k tile (32 codes a lane; sm_90).
 #pragma once
 
