@@ -13,10 +13,12 @@
 //! coordinate slot `i` (`vq_decode_e8p_spread` in kernels/e8p_fast.cuh). The bytes are the same; only their order
 //! changes, so the weight's size does not.
 
+use rayon::prelude::*;
+
 /// Rewrites `codes` (tile layout, 16-bit E8P codes, a multiple of 4 words) into the tensor-core kernel's layout.
 pub fn spread_signs(codes: &mut [u32]) {
     debug_assert!(codes.len().is_multiple_of(4), "whole 16-byte groups");
-    for group in codes.chunks_exact_mut(4) {
+    codes.par_chunks_exact_mut(4).for_each(|group| {
         let mut out = [0u32; 4];
         for c in 0..8 {
             let code = (group[c / 2] >> (16 * (c % 2))) & 0xffff;
@@ -27,7 +29,7 @@ pub fn spread_signs(codes: &mut [u32]) {
             }
         }
         group.copy_from_slice(&out);
-    }
+    });
 }
 
 /// Code `c` (0..8) of a group in [`spread_signs`]' layout, as the 16-bit tile-layout code (the kernel's reading).
