@@ -2,8 +2,8 @@
 // GeMM through cuBLAS: at m >= 128 the product is compute-bound and one pass over the weight (n·k·2 bytes written)
 // costs less than decoding inside a tensor-core kernel tile by tile (the path AQLM itself takes for large batches).
 //
-// Work split: one warp per (row block of 8 rows, k tile); lane (g, t) decodes its VPC vectors of row g exactly as the
-// mma kernel does (same tile layout and vq_decode_vec), then writes V halves per vector. Codebooks are read through
+// Work split: one warp per (row block of 8 rows, k tile); lane (g, t) decodes its VPC vectors of row g from the tile
+// layout (vq_decode_vec; E8P codes by vq_decode_e8p_vec, as the CUDA-core GeMV does), then writes V halves per vector. Codebooks are read through
 // the L1 (GC tier). Grid: (ceil(row_blocks / WARPS), k tiles).
 #pragma once
 #include "vq_mma.cuh"
@@ -35,7 +35,11 @@ __device__ __forceinline__ void vq_dequant_body(const uint4* __restrict__ codes,
         const __half* cb_set = codebooks;
         if constexpr (Cfg::TILE_ROWS > 0) cb_set += (size_t)vq_set_of<Cfg>(row, col, cols) * Cfg::R * ENTRIES * V;
         __half2 wv[V / 2];
-        vq_decode_vec<Cfg>(chunk, j, reg, cb_set, nullptr, abs_s, ss0, ss1, wv);
+        if constexpr (Cfg::E8P) {
+            vq_decode_e8p_vec<Cfg::R>(chunk, j, abs_s, ss0, ss1, wv);
+        } else {
+            vq_decode_vec<Cfg>(chunk, j, reg, cb_set, nullptr, wv);
+        }
         if (row < rows && col < cols) {
 #pragma unroll
             for (int i = 0; i < V / 2; ++i) reinterpret_cast<__half2*>(w_out + (size_t)row * cols + col)[i] = __hmul2(wv[i], sc);

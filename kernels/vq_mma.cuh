@@ -49,27 +49,20 @@ __device__ __forceinline__ int vq_mma_xcol(int st, int t, int p) {
     else return (2 * st + p) * 8 + 2 * t;
 }
 
-// Decodes vector j of a lane's chunk into V/2 half2 (sum of the residual stages, times stage scales for E8P). The
-// dequant kernel (vq_dequant.cuh) decodes E8P here; the mma kernel takes vq_mma_e8p_slot for E8P.
+// Decodes vector j of a lane's chunk into V/2 half2: the sum of its residual stages' codebook entries (learned
+// codebooks; E8P codes decode by vq_decode_e8p_vec, or vq_mma_e8p_slot on the tensor-core path).
 template <class Cfg>
 __device__ __forceinline__ void vq_decode_vec(const uint32_t (&chunk)[4 * Cfg::L], int j, const RegTier<Cfg>& reg, const __half* cb_set,
-                                              const __half* sm_set, const uint32_t* abs_s, float ss0, float ss1,
-                                              __half2* out) {
+                                              const __half* sm_set, __half2* out) {
+    static_assert(!Cfg::E8P, "learned codebooks");
     constexpr int V = Cfg::V, R = Cfg::R, B = Cfg::B, RB = R * B;
-    if constexpr (Cfg::E8P) {
-        __half2 h[4];
-        vq_decode_e8p_vec<R>(chunk, j, abs_s, ss0, ss1, h);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) out[i] = h[i];
-    } else {
+    for (int s = 0; s < R; ++s) {
+        const uint32_t idx = vq_code_at<B>(chunk, j * RB + s * B);
+        Entry<V> e;
+        vq_lookup<Cfg>(reg, s, idx, cb_set, sm_set, e);
 #pragma unroll
-        for (int s = 0; s < R; ++s) {
-            const uint32_t idx = vq_code_at<B>(chunk, j * RB + s * B);
-            Entry<V> e;
-            vq_lookup<Cfg>(reg, s, idx, cb_set, sm_set, e);
-#pragma unroll
-            for (int i = 0; i < V / 2; ++i) out[i] = (s == 0) ? e.h[i] : __hadd2(out[i], e.h[i]);
-        }
+        for (int i = 0; i < V / 2; ++i) out[i] = (s == 0) ? e.h[i] : __hadd2(out[i], e.h[i]);
     }
 }
 
@@ -95,7 +88,6 @@ template <class Cfg>
 __device__ __forceinline__ void vq_mma_slot(float (&acc)[Cfg::MT][Cfg::WN][4], int w, const uint32_t (&chunk)[4 * Cfg::L], int j, int row,
                                             int col0, int cols, int t, const RegTier<Cfg>& reg, const __half* __restrict__ codebooks,
                                             const __half* cbs, const uint32_t (&a)[MmaSlots<Cfg>::NSG][Cfg::MT][4]) {
-    static_assert(!Cfg::E8P, "E8P takes vq_mma_e8p_slot");
     constexpr int V = Cfg::V, MT = Cfg::MT, ENTRIES = 1 << Cfg::B;
     // Per-tile codebooks can change inside a k tile (codebook tiles narrower than 4·VPC·V columns).
     auto cb_of = [&](int jj) {
@@ -104,8 +96,8 @@ __device__ __forceinline__ void vq_mma_slot(float (&acc)[Cfg::MT][Cfg::WN][4], i
         return cb;
     };
     __half2 wv[V >= 4 ? V / 2 : 2];
-    vq_decode_vec<Cfg>(chunk, j, reg, cb_of(j), cbs, nullptr, 1.f, 1.f, wv);
-    if constexpr (V == 2) vq_decode_vec<Cfg>(chunk, j + 1, reg, cb_of(j + 1), cbs, nullptr, 1.f, 1.f, wv + 1);
+    vq_decode_vec<Cfg>(chunk, j, reg, cb_of(j), cbs, wv);
+    if constexpr (V == 2) vq_decode_vec<Cfg>(chunk, j + 1, reg, cb_of(j + 1), cbs, wv + 1);
 #pragma unroll
     for (int sg = 0; sg < MmaSlots<Cfg>::NSG; ++sg) {
         const uint32_t b0 = *reinterpret_cast<uint32_t*>(&wv[2 * sg]);

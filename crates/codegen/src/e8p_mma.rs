@@ -32,18 +32,19 @@ pub fn spread_signs(codes: &mut [u32]) {
     });
 }
 
-/// Code `c` (0..8) of a group in [`spread_signs`]' layout, as the 16-bit tile-layout code (the kernel's reading).
-pub fn code_of_group(group: &[u32], c: usize) -> u32 {
-    let abs = (group[c / 4] >> (8 * (c % 4))) & 0xff;
-    let spread = (group[2 + c / 4] >> (c % 4)) & 0x1111_1111;
-    let signs = (0..8).fold(0u32, |s, i| s | (((spread >> (4 * i)) & 1) << i));
-    (abs << 8) | signs
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    /// Code `c` (0..8) of a group in [`spread_signs`]' layout, as the 16-bit tile-layout code (the kernel's reading,
+    /// `vq_mma_e8p_slot`).
+    fn code_of_group(group: &[u32], c: usize) -> u32 {
+        let abs = (group[c / 4] >> (8 * (c % 4))) & 0xff;
+        let spread = (group[2 + c / 4] >> (c % 4)) & 0x1111_1111;
+        let signs = (0..8).fold(0u32, |s, i| s | (((spread >> (4 * i)) & 1) << i));
+        (abs << 8) | signs
+    }
 
     #[test]
     fn every_code_reads_back_from_its_group() {
