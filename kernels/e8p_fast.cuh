@@ -28,9 +28,9 @@
 // (sign table, three bases) that ptxas re-materializes inside loops; in a 4x-unrolled loop ~26 per code
 // all included (was ~50 for the straightforward fp32 decode + conversions). The tensor-core kernel (vq_mma.cuh) uses
 // two cheaper forms: the codes come with their sign bits pre-spread (bit 4j + q of a word for 4 codes, as QuIP#'s
-// own kernel stores them; crates/codegen/src/e8p_mma.rs), so step 1 is one multiply (vq_decode_e8p_spread), and
-// the 4 HADD2 of step 3 are left to the mma (vq_e8p_biased_pairs): quip4's batch-16 k loop went from ~1210 to ~900
-// SASS instructions a k tile (32 codes a lane; sm_90).
+// own kernel stores them; crates/codegen/src/e8p_mma.rs), so step 1 is a mask and a multiply (vq_decode_e8p_spread),
+// and the 4 HADD2 of step 3 are left to the mma (vq_e8p_biased_pairs): quip4's batch-16 k loop went from ~1210 to
+// ~855 SASS instructions a k tile (32 codes a lane; sm_90, with the loop's other changes in vq_mma.cuh).
 #pragma once
 
 namespace vq_e8p_fast_detail {
@@ -99,13 +99,17 @@ __device__ __forceinline__ void vq_decode_e8p_biased(uint32_t code, uint32_t w, 
     vq_e8p_biased_pairs(lop3<kXor3>(w, neg, fix), q);             // signed nibbles n' = n_signed - p
 }
 
-// vq_decode_e8p_biased for a code whose sign bits come spread: bit i of the sign byte at bit 4i of `t` (the other
-// bits zero; the tensor-core kernel's layout, crates/codegen/src/e8p_mma.rs). Steps 1's spreading is done at upload,
-// so the signs cost a multiply: t * 0xe puts 0xe in the nibble of every set bit.
-__device__ __forceinline__ void vq_decode_e8p_spread(uint32_t t, uint32_t w, uint32_t (&q)[4]) {
+// vq_decode_e8p_biased for a code whose sign bits come spread (the tensor-core kernel's layout,
+// crates/codegen/src/e8p_mma.rs): bit i of its sign byte at bit 4i + sh of `signs`, the word of four codes' signs (sh
+// a constant after unrolling). Step 1's spreading is done at upload, so the signs cost a mask and a multiply: the bits
+// are masked and counted in place, and shifted only as far as the multiply needs (0xe in the nibble of a bit at 4i is
+// t * 0xe, of a bit at 4i + 1 is t * 7).
+__device__ __forceinline__ void vq_decode_e8p_spread(uint32_t signs, int sh, uint32_t w, uint32_t (&q)[4]) {
     using namespace vq_e8p_fast_detail;
+    const uint32_t t = signs & (0x11111111u << sh);                // this code's sign bits, at 4i + sh
     const uint32_t fix = (__popc(t) & 1u) * 0x1111111fu;          // p, as above
-    vq_e8p_biased_pairs(lop3<kXor3>(w, t * 0xeu, fix), q);
+    const uint32_t neg = sh == 0 ? t * 0xeu : sh == 1 ? t * 7u : (t >> (sh - 1)) * 7u;
+    vq_e8p_biased_pairs(lop3<kXor3>(w, neg, fix), q);
 }
 
 // -c_i of vq_decode_e8p_biased as fp16 bits in both lanes (i a compile-time constant after unrolling).

@@ -114,7 +114,7 @@ __device__ __forceinline__ void vq_mma_slot(float (&acc)[Cfg::MT][Cfg::WN][4], i
 // so one mma per step with the constant fragment of -c_i (vq_mma_e8p_bias) accumulates it for the whole warp. The
 // products x·q are ~35x larger than x·(q - c) (c up to 131.75 against |values| <= 3.75): in fp32 accumulators that
 // costs ~5 of 24 bits. The codes come in the layout of crates/codegen/src/e8p_mma.rs: abs bytes in words 0-1 of each
-// 16-byte group, the sign bits spread in words 2-3, so the decode spends a multiply on the signs
+// 16-byte group, the sign bits spread in words 2-3, so the decode spends a mask and a multiply on the signs
 // (vq_decode_e8p_spread) instead of spreading them.
 template <class Cfg>
 struct E8pAcc {
@@ -146,9 +146,8 @@ __device__ __forceinline__ void vq_mma_e8p_slot(float (&acc)[Cfg::MT][Cfg::WN][4
         // (c % 8) / 4, sign bits at bit c % 4 of each nibble of its word 2 + (c % 8) / 4.
         const int c = Cfg::R == 2 ? 2 * j + s : j, grp = 4 * (c / 8), half = (c % 8) / 4, sh = c % 4;
         const uint32_t row = (chunk[grp + half] >> (8 * sh)) & 0xffu;
-        const uint32_t t = (chunk[grp + 2 + half] >> sh) & 0x11111111u;
         uint32_t q[4];
-        vq_decode_e8p_spread(t, abs_s[row], q);
+        vq_decode_e8p_spread(chunk[grp + 2 + half], sh, abs_s[row], q);
         auto feed = [&](float (&out)[Cfg::MT][Cfg::WN][4]) {
 #pragma unroll
             for (int sg = 0; sg < MmaSlots<Cfg>::NSG; ++sg)
@@ -238,17 +237,18 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
     // Chunk of row block w at k tile `tile`: uint4 offset w·row_stride + tile·32·L from this lane's tile-0 chunk.
     const uint4* lane_codes = codes + (size_t)rb0 * kb * 32 * Cfg::L + lane * Cfg::L;
     const size_t row_stride = (size_t)kb * 32 * Cfg::L;
+    auto load_block = [&](int tile, int w, uint32_t (&c)[4 * Cfg::L]) {
+        if ((rb0 + w) * 8 < rows) {
+            vq_load_chunk<Cfg::L>(lane_codes + w * row_stride, (size_t)tile, 0, c);
+        } else {
+            // Row blocks past the matrix decode code 0 (no branch around the mma steps); the store skips them.
+#pragma unroll
+            for (int q = 0; q < 4 * Cfg::L; ++q) c[q] = 0u;
+        }
+    };
     auto load_codes = [&](int tile, uint32_t (&c)[WN][4 * Cfg::L]) {
 #pragma unroll
-        for (int w = 0; w < WN; ++w) {
-            if ((rb0 + w) * 8 < rows) {
-                vq_load_chunk<Cfg::L>(lane_codes + w * row_stride, (size_t)tile, 0, c[w]);
-            } else {
-                // Row blocks past the matrix decode code 0 (no branch around the mma steps); the store skips them.
-#pragma unroll
-                for (int q = 0; q < 4 * Cfg::L; ++q) c[w][q] = 0u;
-            }
-        }
+        for (int w = 0; w < WN; ++w) load_block(tile, w, c[w]);
     };
     // Fragment slot f = (st·MT + mt)·32 + l of a tile: A registers {a0, a1, a2, a3} = rows (g, g+8) x column pairs
     // (p = 0, 1) of lane (g, t) = (l / 4, l % 4), zero outside the matrix. Pairs are loaded as 32-bit words (two pairs
@@ -327,22 +327,31 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
         }
     };
     uint4 set_regs[SP];
-    uint32_t chunk[WN][4 * Cfg::L], next_chunk[WN][4 * Cfg::L];
+    // Pipelined with row blocks outer (RELOAD): each row block's codes of the next tile are loaded into its own chunk
+    // registers as soon as its last slot has read them, so they are in flight during the other row blocks' slots (at
+    // least WN - 1 of WN row blocks' work) and need neither a second set of registers nor a copy per tile. Slots
+    // outer read every row block's chunk until the tile's last slot: those load the next tile into next_chunk.
+    constexpr bool RELOAD = PIPE && !Cfg::XHOIST;
+    uint32_t chunk[WN][4 * Cfg::L], next_chunk[PIPE && !RELOAD ? WN : 1][4 * Cfg::L];
     uint4 xr[PIPE ? XR : 1];
+    if constexpr (RELOAD) {
+        if (tile0 < tile1) load_codes(tile0, chunk);
+    } else if constexpr (PIPE) {
+        if (tile0 < tile1) load_codes(tile0, next_chunk);
+    }
     if (PIPE && tile0 < tile1) {
-        load_codes(tile0, next_chunk);
         load_set(tile0, set_regs);
 #pragma unroll
         for (int q = 0; q < XR; ++q) xr[q] = x_frag(tile0, threadIdx.x + q * Cfg::WARPS * 32);
     }
 
     for (int tile = tile0; tile < tile1; ++tile) {
-        if constexpr (PIPE) {
+        if constexpr (PIPE && !RELOAD) {
 #pragma unroll
             for (int w = 0; w < WN; ++w)
 #pragma unroll
                 for (int q = 0; q < 4 * Cfg::L; ++q) chunk[w][q] = next_chunk[w][q];
-        } else {
+        } else if constexpr (!PIPE) {
             load_codes(tile, chunk);  // codes first: their latency overlaps the staging
             load_set(tile, set_regs);
         }
@@ -356,7 +365,7 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
         }
         __syncthreads();
         if (PIPE && tile + 1 < tile1) {
-            load_codes(tile + 1, next_chunk);
+            if constexpr (PIPE && !RELOAD) load_codes(tile + 1, next_chunk);
             load_set(tile + 1, set_regs);
 #pragma unroll
             for (int q = 0; q < XR; ++q) xr[q] = x_frag(tile + 1, threadIdx.x + q * Cfg::WARPS * 32);
@@ -404,6 +413,7 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
                     afrags(j, a);
                     slot(w, j, a, w == 0);  // row block 0 is past the matrix only where all are
                 }
+                if (RELOAD && tile + 1 < tile1) load_block(tile + 1, w, chunk[w]);
             }
         }
     }

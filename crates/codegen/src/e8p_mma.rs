@@ -9,9 +9,9 @@
 //! | 0, 1  | the abs rows: byte `c mod 4` of word `c / 4` is `a` of code `c` |
 //! | 2, 3  | the sign bytes, spread: bit `4i + c mod 4` of word `2 + c / 4` is bit `i` of `s` of code `c` |
 //!
-//! so that `(word >> (c mod 4)) & 0x11111111` is the code's sign mask with bit `i` at bit `4i`, the nibble of
-//! coordinate slot `i` (`vq_decode_e8p_spread` in kernels/e8p_fast.cuh). The bytes are the same; only their order
-//! changes, so the weight's size does not.
+//! so that `word & (0x11111111 << c mod 4)` is the code's sign mask, bit `i` in the nibble of coordinate slot `i`
+//! (`vq_decode_e8p_spread` in kernels/e8p_fast.cuh). The bytes are the same; only their order changes, so the
+//! weight's size does not.
 
 use rayon::prelude::*;
 

@@ -92,12 +92,21 @@ fn decode_e8p_biased(code: u32, abs_table: &[u32; 256]) -> [u32; 4] {
     biased_pairs(lop3(w, neg, fix, K_XOR3))
 }
 
-/// Line-by-line mirror of `vq_decode_e8p_spread`: `t` holds sign bit i at bit 4i.
-fn decode_e8p_spread(t: u32, w: u32) -> [u32; 4] {
+/// Line-by-line mirror of `vq_decode_e8p_spread`: `signs` holds sign bit i of the code at bit 4i + sh (and other
+/// codes' bits elsewhere).
+fn decode_e8p_spread(signs: u32, sh: u32, w: u32) -> [u32; 4] {
+    // const uint32_t t = signs & (0x11111111u << sh);
+    let t = signs & (0x1111_1111 << sh);
     // const uint32_t fix = (__popc(t) & 1u) * 0x1111111fu;
     let fix = (t.count_ones() & 1).wrapping_mul(0x1111_111f);
-    // vq_e8p_biased_pairs(lop3<kXor3>(w, t * 0xeu, fix), q);
-    biased_pairs(lop3(w, t.wrapping_mul(0xe), fix, K_XOR3))
+    // const uint32_t neg = sh == 0 ? t * 0xeu : sh == 1 ? t * 7u : (t >> (sh - 1)) * 7u;
+    let neg = match sh {
+        0 => t.wrapping_mul(0xe),
+        1 => t.wrapping_mul(7),
+        _ => (t >> (sh - 1)).wrapping_mul(7),
+    };
+    // vq_e8p_biased_pairs(lop3<kXor3>(w, neg, fix), q);
+    biased_pairs(lop3(w, neg, fix, K_XOR3))
 }
 
 /// Mirror of `vq_decode_e8p_h2`: the biased pairs plus `vq_e8p_pair_bias(i)` by one HADD2 each.
@@ -238,12 +247,18 @@ fn biased_and_spread_decodes_are_the_value_plus_the_pair_constant() {
     }
     for code in 0..=u16::MAX as u32 {
         let q = decode_e8p_biased(code, table);
-        let t = (0..8).fold(0u32, |t, i| t | (((code >> i) & 1) << (4 * i)));
-        assert_eq!(
-            decode_e8p_spread(t, table[(code >> 8) as usize]),
-            q,
-            "code {code:#06x}"
-        );
+        // The code's signs at each of the four positions of the word, the other three codes' bits set from a
+        // pattern that changes with the code (the decode must ignore them).
+        let spread = (0..8).fold(0u32, |t, i| t | (((code >> i) & 1) << (4 * i)));
+        let others = code.wrapping_mul(0x9e37_79b9).rotate_left(code % 32);
+        for sh in 0..4 {
+            let signs = (others & !(0x1111_1111 << sh)) | (spread << sh);
+            assert_eq!(
+                decode_e8p_spread(signs, sh, table[(code >> 8) as usize]),
+                q,
+                "code {code:#06x}, sign bits at 4i + {sh}"
+            );
+        }
         let want = decode_e8p(code as u16);
         for (k, &x) in want.iter().enumerate() {
             let lane = f16::from_bits(((q[k / 2] >> (16 * (k % 2))) & 0xffff) as u16).to_f64();
