@@ -22,10 +22,13 @@ __host__ __device__ constexpr int vq_log2(int x) { return x <= 1 ? 0 : 1 + vq_lo
 
 // Programmatic dependent launch (crates/cuda/src/pdl.rs, sm_90+). A kernel launched programmatically may be
 // scheduled before the kernel ahead of it in the stream has finished, so every weight kernel and the split-K finalize
-// call `vq_pdl_wait` first thing: it holds the grid until the kernel before it has finished and its writes are
-// visible. Launches and block scheduling overlap, the work never does. A weight kernel followed by the finalize also
-// calls `vq_pdl_trigger` first, which lets the finalize be scheduled once all of this grid's blocks are resident
-// (without it, the trigger is implicit when the grid exits). Both are no-ops for a plain launch.
+// call `vq_pdl_wait` before they read anything that kernel may write: it holds the grid until the kernel before it has
+// finished and its writes are visible. Most call it first thing; the mma kernel first loads what depends on the
+// weights only (its first codes, the E8P table, staged codebooks), so that work overlaps the kernel before it. A
+// weight kernel followed by the finalize calls `vq_pdl_trigger` first, which lets the finalize be scheduled once all
+// of this grid's blocks are resident (without it, the trigger is implicit when the grid exits). The finalize does not
+// trigger: the next weight kernel's blocks would take the SMs the finalize's blocks still need (quip4 at batch 16,
+// 69.4 -> 73.5 us on 8192x22016, perf-notes v0.26). Both are no-ops for a plain launch.
 __device__ __forceinline__ void vq_pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");

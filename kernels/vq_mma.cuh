@@ -339,8 +339,12 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
     } else if constexpr (PIPE) {
         if (tile0 < tile1) load_codes(tile0, next_chunk);
     }
+    if (PIPE && tile0 < tile1) load_set(tile0, set_regs);
+    // Everything above reads the weights only (codes, codebooks, the E8P table), so under a programmatic launch it
+    // overlaps the kernel before this one (quip4's activation transform, the previous call's finalize). The
+    // activations that kernel writes, and the outputs and workspace, are touched only below.
+    vq_pdl_wait();
     if (PIPE && tile0 < tile1) {
-        load_set(tile0, set_regs);
 #pragma unroll
         for (int q = 0; q < XR; ++q) xr[q] = x_frag(tile0, threadIdx.x + q * Cfg::WARPS * 32);
     }

@@ -228,9 +228,16 @@ pub fn instantiate(plan: &Plan, hadamard_block: Option<usize>) -> KernelSource {
     } else {
         ""
     };
+    // The mma kernel waits inside, after the loads that read only the weights (kernels/vq_mma.cuh), so those overlap
+    // the kernel before it.
+    let wait = if plan.kernel == KernelKind::Mma {
+        ""
+    } else {
+        "vq_pdl_wait();\n  "
+    };
     let _ = write!(
         src,
-        "extern \"C\" __global__ void __launch_bounds__({}{}) {entry}({args}) {{\n  (void)m_total; (void)ss2; (void)ss3; (void)aux;\n  {trigger}vq_pdl_wait();\n  {call}\n}}\n",
+        "extern \"C\" __global__ void __launch_bounds__({}{}) {entry}({args}) {{\n  (void)m_total; (void)ss2; (void)ss3; (void)aux;\n  {trigger}{wait}{call}\n}}\n",
         plan.block,
         // LUT: 3 resident blocks of 256 (<= 85 registers) or 2 of 512 (<= 64) per SM (ptxas's default choice spills).
         // Others: no minimum (a minimum of 1 made ptxas raise the dequant kernel to 106 registers, 30% slower).

@@ -7,9 +7,10 @@
 //! ahead of it has finished: as soon as every block of that kernel has executed `griddepcontrol.launch_dependents`
 //! (`vq_pdl_trigger` in `kernels/vq_common.cuh`), or once they have all exited if they do not. It must then execute
 //! `griddepcontrol.wait` (`vq_pdl_wait`) before touching memory the earlier kernel writes: that waits for the earlier
-//! grid to finish and its writes to be visible. The weight kernels and the finalize wait first thing, so what
-//! overlaps is the launch and block scheduling, never the work. Only a weight kernel followed by the finalize
-//! triggers early (see `vqllm_codegen::instantiate`).
+//! grid to finish and its writes to be visible. Most weight kernels and the finalize wait first thing, so what
+//! overlaps is the launch and block scheduling; the mma kernel first loads what depends on the weights only (codes,
+//! codebooks), so that work overlaps too. Only a weight kernel followed by the finalize triggers early (see
+//! `vqllm_codegen::instantiate`).
 //!
 //! cudarc's launch builder takes no launch attributes, so [`RawArgs`] collects the arguments itself and launches
 //! through `cuLaunchKernelEx`.
