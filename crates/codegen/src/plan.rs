@@ -1751,6 +1751,42 @@ mod tests {
     use super::*;
 
     /// The kernel of a default GeMV plan on sm_90 (panics when the planner rejects it).
+    /// Under programmatic launches a weight kernel may start before the kernel that writes its activations has
+    /// finished, so it must call `vq_pdl_wait` before it reads them: the mma kernel in its body, after the loads that
+    /// read only the weights, the others first thing in the entry.
+    #[test]
+    fn every_weight_kernel_waits_before_reading_the_activations() {
+        use KernelKind::*;
+        for (preset, m, kernel) in [
+            ("aqlm-2x8", 1, Lut),
+            ("gptvq2", 1, Replica),
+            ("aqlm3", 1, LutLarge),
+            ("quip4", 1, E8pLut),
+            ("aqlm-1x16", 1, Sorted),
+            ("quip4", 16, Mma),
+            ("aqlm-2x8", 16, Mma),
+            ("aqlm3", 48, Mma),
+        ] {
+            let p = gemv(preset, Level::Auto, m, 4096, 11008, &Overrides::default()).unwrap();
+            assert_eq!(p.kernel, kernel, "{preset} m={m}");
+            let unit = crate::instantiate(&p, None);
+            let src = &unit.source;
+            let entry_at = src.find(&format!("{}(", unit.entry)).unwrap();
+            let entry = &src[entry_at..entry_at + src[entry_at..].find("\n}\n").unwrap()];
+            if kernel == Mma {
+                assert!(!entry.contains("vq_pdl_wait"), "{preset} m={m}: {entry}");
+                let body = &src[src.find("void vq_mma_body(").unwrap()..];
+                let wait = body.find("vq_pdl_wait();").expect("the mma body waits");
+                assert!(
+                    wait < body.find("x_frag(tile0").unwrap()
+                        && wait < body.find("for (int tile").unwrap()
+                );
+            } else {
+                assert!(entry.contains("vq_pdl_wait();"), "{preset} m={m}: {entry}");
+            }
+        }
+    }
+
     fn kernel_of(preset: &str, level: Level, m: usize, k: usize, n: usize) -> KernelKind {
         gemv(preset, level, m, k, n, &Overrides::default())
             .unwrap()
