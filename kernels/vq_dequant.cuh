@@ -3,8 +3,8 @@
 // costs less than decoding inside a tensor-core kernel tile by tile (the path AQLM itself takes for large batches).
 //
 // Work split: one warp per (row block of 8 rows, k tile); lane (g, t) decodes its VPC vectors of row g from the tile
-// layout (vq_decode_vec; E8P codes by vq_decode_e8p_vec, as the CUDA-core GeMV does), then writes V halves per vector. Codebooks are read through
-// the L1 (GC tier). Grid: (ceil(row_blocks / WARPS), k tiles).
+// layout (vq_decode_vec; E8P codes by vq_decode_e8p_vec, as the CUDA-core GeMV does), then writes V halves per
+// vector. Codebooks are read through the L1 (GC tier). Grid: (ceil(row_blocks / WARPS), k tiles).
 #pragma once
 #include "vq_mma.cuh"
 

@@ -216,16 +216,7 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
         for (int b = 0; b < WN; ++b)
 #pragma unroll
             for (int c = 0; c < 4; ++c) acc[a][b][c] = 0.f;
-    E8pAcc<Cfg> e8p;  // E8P: the second stage's sums and the bias sum (combined with acc at the end)
-#pragma unroll
-    for (int a = 0; a < MT; ++a)
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            e8p.bias[a][c] = 0.f;
-#pragma unroll
-            for (int b = 0; b < WN; ++b)
-                if constexpr (E8pAcc<Cfg>::STAGE1) e8p.stage1[a][b][c] = 0.f;
-        }
+    E8pAcc<Cfg> e8p{};  // E8P: the second stage's sums and the bias sum, zeroed (combined with acc at the end)
 
     // One tile ahead (PIPE, batch <= 16): the next tile's codes and activations are loaded into registers before
     // this tile's lookups and mma steps, so their L2/DRAM latency overlaps the compute instead of stalling every tile

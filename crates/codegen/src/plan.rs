@@ -1750,7 +1750,6 @@ impl fmt::Display for Plan {
 mod tests {
     use super::*;
 
-    /// The kernel of a default GeMV plan on sm_90 (panics when the planner rejects it).
     /// Under programmatic launches a weight kernel may start before the kernel that writes its activations has
     /// finished, so it must call `vq_pdl_wait` before it reads them: the mma kernel in its body, after the loads that
     /// read only the weights, the others first thing in the entry.
@@ -1787,6 +1786,7 @@ mod tests {
         }
     }
 
+    /// The kernel of a default GeMV plan on sm_90 (panics when the planner rejects it).
     fn kernel_of(preset: &str, level: Level, m: usize, k: usize, n: usize) -> KernelKind {
         gemv(preset, level, m, k, n, &Overrides::default())
             .unwrap()
