@@ -14,7 +14,7 @@ gguf=$(bash scripts/fetch-smollm.sh)
 mkdir -p results
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   echo "== GPU found: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-  $vqllm bench gemv --preset all --level all --shape paper --json results/gemv-m1.json
+  $vqllm bench gemv --preset all --level all --shape paper --floor --json results/gemv-m1.json
   $vqllm bench gemv --preset all --level auto --m 16 --shape paper --json results/gemv-m16.json
   $vqllm bench gemm --preset all --level auto --m 2048 --shape 4096x11008 --json results/gemm.json
   if $vqllm bench attention --help >/dev/null 2>&1; then

@@ -64,7 +64,27 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "kv_layout.cuh",
         include_str!("../../../kernels/kv_layout.cuh"),
     ),
+    (
+        "read_floor.cuh",
+        include_str!("../../../kernels/read_floor.cuh"),
+    ),
 ];
+
+/// Threads per block of the streaming-floor kernel (`kernels/read_floor.cuh`).
+pub const READ_FLOOR_THREADS: u32 = 512;
+
+/// The translation unit of the streaming-floor kernel, `vq_read_floor(src, words, sink)`, and its entry name: four
+/// 16-byte loads in flight a thread, [`READ_FLOOR_THREADS`] threads a block.
+pub fn read_floor_unit() -> (String, &'static str) {
+    const ENTRY: &str = "vq_read_floor";
+    let mut source = expand(&["read_floor.cuh"]);
+    let _ = writeln!(
+        source,
+        "extern \"C\" __global__ void __launch_bounds__({READ_FLOOR_THREADS}) {ENTRY}(const uint4* __restrict__ src, \
+         int words, unsigned* __restrict__ sink) {{ vq_read_floor_body<4>(src, words, sink); }}"
+    );
+    (source, ENTRY)
+}
 
 /// Source text of template `name` with its local `#include "..."` lines expanded once.
 pub fn expand(names: &[&str]) -> String {

@@ -1,5 +1,10 @@
 //! Benchmark method of DESIGN.md section 7: weights rotated past 4x the L2 cache, CUDA events around many launches,
 //! warm-up first, median of repeats, fresh random (never zero) inputs, and the bytes that must move.
+//!
+//! A repeat's calls are either launched one by one between the two events, or (with [`BenchOptions::graph`])
+//! captured into a CUDA graph first, whose one launch is then timed. The second is how a decode loop on CUDA graphs
+//! runs, and it measures the GPU alone: with launches, a call whose kernels take less time than the host needs to
+//! queue them (a few microseconds for two `cuLaunchKernelEx`) is timed at the host's pace.
 
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaSlice;
@@ -29,6 +34,9 @@ pub struct BenchOptions {
     pub calls: usize,
     /// Timed repeats; the median is reported.
     pub repeats: usize,
+    /// Capture each repeat's calls into a CUDA graph and time one launch of it (after an untimed one), instead of
+    /// timing the calls' own launches.
+    pub graph: bool,
 }
 
 impl Default for BenchOptions {
@@ -37,6 +45,7 @@ impl Default for BenchOptions {
             warmup: 20,
             calls: 50,
             repeats: 15,
+            graph: false,
         }
     }
 }
@@ -62,7 +71,7 @@ pub fn time_calls(
     gpu.synchronize()?;
     let mut per_call = Vec::with_capacity(opts.repeats);
     for _ in 0..opts.repeats {
-        per_call.push(r.repeat(gpu, opts.calls, &mut i, &mut call)?);
+        per_call.push(r.repeat(gpu, opts, &mut i, &mut call)?);
     }
     Ok(Timing::of(per_call))
 }
@@ -86,8 +95,8 @@ pub fn time_interleaved(
     gpu.synchronize()?;
     let (mut ta, mut tb) = (Vec::new(), Vec::new());
     for _ in 0..opts.repeats {
-        ta.push(r.repeat(gpu, opts.calls, &mut ia, &mut a)?);
-        tb.push(r.repeat(gpu, opts.calls, &mut ib, &mut b)?);
+        ta.push(r.repeat(gpu, opts, &mut ia, &mut a)?);
+        tb.push(r.repeat(gpu, opts, &mut ib, &mut b)?);
     }
     Ok((Timing::of(ta), Timing::of(tb)))
 }
@@ -107,22 +116,35 @@ impl Repeats {
         })
     }
 
-    /// Microseconds per call of `calls` consecutive calls, counting `i` on.
+    /// Microseconds per call of `opts.calls` consecutive calls, counting `i` on.
     fn repeat(
         &mut self,
         gpu: &Gpu,
-        calls: usize,
+        opts: &BenchOptions,
         i: &mut usize,
         call: &mut impl FnMut(usize) -> Result<()>,
     ) -> Result<f64> {
-        self.start.record(gpu.stream())?;
-        for _ in 0..calls {
-            call(*i)?;
-            *i += 1;
+        let mut queue = || -> Result<()> {
+            for _ in 0..opts.calls {
+                call(*i)?;
+                *i += 1;
+            }
+            Ok(())
+        };
+        let stream = gpu.stream();
+        if opts.graph {
+            let graph = gpu.capture_graph(queue)?;
+            graph.upload()?;
+            graph.launch()?;
+            self.start.record(stream)?;
+            graph.launch()?;
+        } else {
+            self.start.record(stream)?;
+            queue()?;
         }
-        self.stop.record(gpu.stream())?;
+        self.stop.record(stream)?;
         self.stop.synchronize()?;
-        Ok(self.start.elapsed_ms(&self.stop)? as f64 * 1e3 / calls as f64)
+        Ok(self.start.elapsed_ms(&self.stop)? as f64 * 1e3 / opts.calls as f64)
     }
 }
 
@@ -161,6 +183,7 @@ pub fn copy_bandwidth(gpu: &Gpu) -> Result<f64> {
             warmup: 3,
             calls: 5,
             repeats: 7,
+            graph: false,
         },
         |_| {
             gpu.stream().memcpy_dtod(&src, &mut dst)?;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use cudarc::driver::sys::CUdevice_attribute_enum as Attr;
 use cudarc::driver::{
-    CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, ValidAsZeroBits,
+    CudaContext, CudaGraph, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
+    ValidAsZeroBits,
 };
 use half::f16;
 use vqllm_codegen::gpu_spec::GpuSpec;
@@ -159,6 +160,22 @@ impl Gpu {
     /// stay untracked.
     pub unsafe fn enable_event_tracking(&self) {
         self.ctx.enable_event_tracking();
+    }
+
+    /// The work `queue` puts on this `Gpu`'s stream, captured into an instantiated CUDA graph instead of run; replay
+    /// it with `launch()`. The capture is ended even when `queue` fails, so the stream stays usable. Buffers the work
+    /// uses must have been created with event tracking off ([`Gpu::disable_event_tracking`]): their events cannot be
+    /// captured. Programmatic launches become programmatic edges of the graph.
+    pub fn capture_graph(&self, queue: impl FnOnce() -> Result<()>) -> Result<CudaGraph> {
+        use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+        self.stream
+            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)?;
+        let queued = queue();
+        let graph = self.stream.end_capture(CUgraphInstantiate_flags(0));
+        queued?;
+        graph?.ok_or_else(|| {
+            CudaError::Launch("the captured CUDA graph is empty (no work was queued)".into())
+        })
     }
 
     /// Whether buffers created now get read/write events.

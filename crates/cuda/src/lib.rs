@@ -79,7 +79,7 @@ pub use timing::{median, EventTimer};
 pub use vqllm_codegen::gpu_spec::GpuSpec;
 
 /// cudarc's buffer type, returned by [`Gpu::alloc_zeros`] / [`Gpu::htod`].
-pub use cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
+pub use cudarc::driver::{CudaGraph, CudaSlice, CudaView, CudaViewMut};
 /// Re-exported so callers can name `half::f16` buffers without a direct dependency.
 pub use half::f16;
 

@@ -345,3 +345,86 @@ fn buffers_roundtrip_every_element_type() {
     let empty: Vec<f32> = Vec::new();
     assert!(gpu.dtoh(&gpu.htod(&empty).unwrap()).unwrap().is_empty());
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn read_floor_reads_every_word_once() {
+    use vqllm_cuda::ops::read_floor::ReadFloor;
+    let gpu = gpu();
+    let cache = ModuleCache::memory_only();
+    let mut rng = ChaCha8Rng::seed_from_u64(77);
+    // Sizes below one word, below one block, past one wave of the grid, and a layer's worth.
+    for bytes in [
+        1,
+        16,
+        17,
+        4097,
+        rng.random_range(100_000..2_000_000),
+        11_272_192,
+    ] {
+        let mut probe = ReadFloor::new(&gpu, &cache, bytes, 2).unwrap();
+        assert_eq!(probe.bytes(), bytes.div_ceil(16) * 16);
+        let want: Vec<u32> = (0..2).map(|c| probe.host_xor(&gpu, c).unwrap()).collect();
+        assert_ne!(want[0], want[1], "{bytes} bytes: the copies should differ");
+        // Back to back without a sync (programmatic launches on sm_90+), then each copy alone.
+        probe.run(&gpu, 0).unwrap();
+        probe.run(&gpu, 1).unwrap();
+        assert_eq!(
+            probe.last_xor(&gpu).unwrap(),
+            want[1],
+            "{bytes} bytes, copy 1"
+        );
+        probe.run(&gpu, 2).unwrap();
+        assert_eq!(
+            probe.last_xor(&gpu).unwrap(),
+            want[0],
+            "{bytes} bytes, copy 0"
+        );
+    }
+    assert!(matches!(
+        ReadFloor::new(&gpu, &cache, 0, 1),
+        Err(CudaError::InvalidArgument(_))
+    ));
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn graph_capture_replays_the_work_and_ends_on_error() {
+    let gpu = gpu();
+    // SAFETY: every buffer of this test is used on this Gpu's stream only.
+    unsafe { gpu.disable_event_tracking() };
+    let module = load(&gpu);
+    let kernel = module.kernel("axpy_f16").unwrap();
+    let n = 100_003;
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let (hx, hy) = (random_f16(&mut rng, n), random_f16(&mut rng, n));
+    let (dx, dy) = (gpu.htod(&hx).unwrap(), gpu.htod(&hy).unwrap());
+    let mut out = gpu.htod(&vec![f16::from_bits(0x7e00); n]).unwrap();
+    let graph = gpu
+        .capture_graph(|| {
+            axpy(&gpu, &kernel, &dx, &dy, &mut out, 2.0, n)?;
+            axpy(&gpu, &kernel, &dx, &dy, &mut out, -0.5, n)
+        })
+        .unwrap();
+    gpu.synchronize().unwrap();
+    // Captured, not run: the output is still poisoned.
+    assert!(gpu.dtoh(&out).unwrap().iter().all(|v| v.is_nan()));
+    graph.launch().unwrap();
+    gpu.synchronize().unwrap();
+    let got = gpu.dtoh(&out).unwrap();
+    for i in 0..n {
+        let want = -0.5 * hx[i].to_f32() + hy[i].to_f32();
+        assert!(
+            (got[i].to_f32() - want).abs() <= 2e-3 * (1.0 + want.abs()),
+            "element {i}"
+        );
+    }
+    // A failing queue is returned as its own error, and the stream is not left capturing.
+    match gpu.capture_graph(|| Err(CudaError::InvalidArgument("stop".into()))) {
+        Err(CudaError::InvalidArgument(_)) => {}
+        Err(e) => panic!("expected the queue's own error, got {e}"),
+        Ok(_) => panic!("a failing queue was captured"),
+    }
+    let v = gpu.htod(&[4u32, 5]).unwrap();
+    assert_eq!(gpu.dtoh(&v).unwrap(), vec![4, 5]);
+}

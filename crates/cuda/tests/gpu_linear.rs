@@ -534,3 +534,77 @@ fn back_to_back_calls_match_reference() {
         }
     }
 }
+
+/// Calls captured into a CUDA graph (`Gpu::capture_graph`, what `vqllm bench --graph` times) compute what the calls
+/// do: every kernel of a call (Hadamard transform, weight kernel, split-K finalize) and the programmatic edges
+/// between calls are in the graph, and a replay repeats them.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn calls_captured_in_a_cuda_graph_match_reference() {
+    let gpu = Gpu::new(0).expect("GPU");
+    // SAFETY: every buffer of this test is used on this Gpu's stream only.
+    unsafe { gpu.disable_event_tracking() };
+    let cache = ModuleCache::memory_only();
+    const CALLS: usize = 5;
+    let (rows, cols) = (1024 + 8 * 7 + 5, 2048);
+    for (p, m) in [
+        ("aqlm-2x8", 1),
+        ("quip4", 1),
+        ("aqlm-1x16", 1),
+        ("quip4", 16),
+        ("gptvq2", 16),
+    ] {
+        let c = VqConfig::preset(p).unwrap();
+        let plan = Plan::new(
+            &c,
+            Op::Gemv,
+            m,
+            cols,
+            rows,
+            Level::Auto,
+            gpu.spec(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let q = random_weight(&c, rows, cols, 41).unwrap();
+        let mut lin = VqLinear::new(&gpu, &cache, &q, plan.clone(), 1).unwrap();
+        let on = lin.set_programmatic_launch(&gpu, Programmatic::Chain);
+        let xs: Vec<Vec<f16>> = (0..CALLS)
+            .map(|i| random_f16(m * cols, 900 + i as u64))
+            .collect();
+        let xd: Vec<_> = xs.iter().map(|x| gpu.htod(x).unwrap()).collect();
+        let poison = vec![f16::from_bits(0x7e00); m * rows];
+        let mut ys: Vec<_> = (0..CALLS).map(|_| gpu.htod(&poison).unwrap()).collect();
+        let graph = gpu
+            .capture_graph(|| {
+                for (x, y) in xd.iter().zip(ys.iter_mut()) {
+                    lin.forward(&gpu, x, y, 0)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        for replay in 0..2 {
+            for y in ys.iter_mut() {
+                gpu.htod_into(&poison, y).unwrap();
+            }
+            graph.launch().unwrap();
+            gpu.synchronize().unwrap();
+            for (i, (x, y)) in xs.iter().zip(&ys).enumerate() {
+                let xf: Vec<f32> = x.iter().map(|v| v.to_f32()).collect();
+                let want = vqllm_vq::reference::gemm(&xf, m, &q).unwrap();
+                let got: Vec<f32> = gpu.dtoh(y).unwrap().iter().map(|v| v.to_f32()).collect();
+                let e = rel_err(&got, &want);
+                assert!(
+                    got.iter().all(|v| v.is_finite()) && e < 1e-2,
+                    "{p} m={m} replay {replay} call {i} {:?} split {} (programmatic {on}): relative error {e:.3e}",
+                    plan.kernel,
+                    plan.split
+                );
+            }
+        }
+        println!(
+            "ok  {p:<10} m={m:<2} {:?} split {} programmatic launch {on}: {CALLS} calls in a graph, 2 replays",
+            plan.kernel, plan.split
+        );
+    }
+}

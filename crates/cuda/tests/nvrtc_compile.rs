@@ -187,3 +187,26 @@ fn module_cache_uses_memory_then_disk() {
     assert_ne!(d.cubin, a.cubin);
     assert_eq!(fresh.stats().compiles, 1);
 }
+
+#[test]
+fn read_floor_kernel_compiles_without_local_memory() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    let (source, entry) = vqllm_codegen::instantiate::read_floor_unit();
+    for arch in ["sm_80", "sm_90"] {
+        let m = compile_cubin(entry, &source, &CompileOptions::new(arch))
+            .unwrap_or_else(|e| panic!("{arch}: {e}"));
+        let k = m
+            .kernel(entry)
+            .unwrap_or_else(|| panic!("{arch}: no resources parsed from:\n{}", m.log));
+        // 512 threads a block need at most 128 registers; one word per warp of shared memory.
+        assert!(k.registers <= 128, "{arch}: {k:?}");
+        assert_eq!(k.static_smem, 128, "{arch}: {k:?}");
+        assert_eq!(
+            (k.spill_stores, k.spill_loads, k.stack_frame),
+            (0, 0, 0),
+            "{arch}: {k:?}"
+        );
+    }
+}

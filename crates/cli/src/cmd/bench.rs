@@ -7,6 +7,7 @@ use vqllm_codegen::{CodegenError, Level, Op, Plan};
 use vqllm_cuda::bench::{copies_for, copy_bandwidth, random_device_f16, time_calls, BenchOptions};
 use vqllm_cuda::cublas::GemmShape;
 use vqllm_cuda::ops::linear::VqLinear;
+use vqllm_cuda::ops::read_floor::ReadFloor;
 use vqllm_cuda::{Gpu, ModuleCache};
 use vqllm_vq::{synthetic::random_weight, VqConfig};
 
@@ -44,6 +45,16 @@ pub struct BenchArgs {
     /// Calls per timed repeat.
     #[arg(long, default_value_t = 50, value_parser = at_least_one)]
     pub calls: usize,
+    /// Capture each repeat's calls (FP16 cuBLAS and ours alike) into a CUDA graph and time its replay: the GPU's
+    /// time alone, as a decode loop on CUDA graphs sees it. Without it, each call's own launches are timed, and a
+    /// call shorter than the host's launch cost (a few microseconds a kernel) is timed at the host's pace.
+    #[arg(long)]
+    pub graph: bool,
+    /// GeMV / GeMM: after each preset, time a kernel that only reads as many bytes as the preset's layer must move
+    /// (one launch, every SM, 16-byte loads): the least time any one-launch kernel takes for them on this device,
+    /// printed as the row `floor`.
+    #[arg(long)]
+    pub floor: bool,
     /// GeMV / GeMM: planner overrides, applied to every level.
     #[command(flatten)]
     pub overrides: super::plan::OverrideArgs,
@@ -110,6 +121,31 @@ pub(super) fn open_device() -> Result<(Gpu, ModuleCache, f64)> {
     Ok((gpu, cache, bw))
 }
 
+/// Prints one row of the table; `auto` marks the level the heuristics picked with `*`.
+fn print_row(row: &Row, auto: bool) {
+    println!(
+        "{:<10} {:<5} {:<8} {:>9.2} {:>8.0} {:>7.0}% {:>7} {:>7.2} {:>5} {:>5} {:>6} {:>5}",
+        row.preset,
+        if auto {
+            format!("*{}", row.level)
+        } else {
+            row.level.clone()
+        },
+        row.kernel,
+        row.median_us,
+        row.gbps,
+        100.0 * row.share_of_fp16_gbps,
+        row.speedup_vs_gc
+            .map(|s| format!("{s:.2}"))
+            .unwrap_or_else(|| "-".into()),
+        row.speedup_vs_fp16,
+        row.registers,
+        row.split,
+        row.n_shared,
+        row.n_reg
+    );
+}
+
 /// `all` (the levels of `all_levels`, usually the ablation ladder, plus auto) or a comma-separated list of levels.
 pub(super) fn parse_levels(spec: &str, all_levels: &[Level]) -> Result<Vec<Level>> {
     if spec == "all" {
@@ -163,6 +199,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         warmup: 10,
         calls: a.calls,
         repeats: a.repeats,
+        graph: a.graph,
     };
     let blas = gpu.blas()?;
     let mut rows = Vec::new();
@@ -209,6 +246,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let c: VqConfig = p.parse().with_context(|| format!("bad preset `{p}`"))?;
             let q = random_weight(&c, n, k, 7)?;
             let mut gc_us = None;
+            let mut layer_bytes = None;
             for &level in &levels {
                 let plan = match Plan::new(&c, op, m, k, n, level, &spec, &ov) {
                     Ok(p) => p,
@@ -219,6 +257,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     Err(e) => bail!(e),
                 };
                 let bytes = plan.min_bytes();
+                layer_bytes = Some(bytes);
                 let copies = copies_for(&gpu, bytes);
                 let mut lin = VqLinear::new(&gpu, &cache, &q, plan.clone(), copies)?;
                 lin.set_programmatic_launch(&gpu, a.pdl);
@@ -249,21 +288,34 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     n_shared: plan.n_shared,
                     bytes,
                 };
-                println!(
-                    "{:<10} {:<5} {:<8} {:>9.2} {:>8.0} {:>7.0}% {:>7} {:>7.2} {:>5} {:>5} {:>6} {:>5}",
-                    row.preset,
-                    if level == Level::Auto { format!("*{}", row.level) } else { row.level.clone() },
-                    row.kernel,
-                    row.median_us,
-                    row.gbps,
-                    100.0 * row.share_of_fp16_gbps,
-                    row.speedup_vs_gc.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into()),
-                    row.speedup_vs_fp16,
-                    row.registers,
-                    row.split,
-                    row.n_shared,
-                    row.n_reg
-                );
+                print_row(&row, level == Level::Auto);
+                rows.push(row);
+            }
+            if let (true, Some(bytes)) = (a.floor, layer_bytes) {
+                let mut probe = ReadFloor::new(&gpu, &cache, bytes, copies_for(&gpu, bytes))?;
+                let t = time_calls(&gpu, &opts, |i| probe.run(&gpu, i))?;
+                let gbps = probe.bytes() as f64 / (t.median_us * 1e-6) / 1e9;
+                let row = Row {
+                    preset: p.clone(),
+                    config: c.to_string(),
+                    level: "floor".into(),
+                    kernel: "ReadOnly".into(),
+                    m,
+                    k,
+                    n,
+                    median_us: t.median_us,
+                    gbps,
+                    share_of_fp16_gbps: gbps / fp16_gbps,
+                    speedup_vs_gc: gc_us.map(|g| g / t.median_us),
+                    speedup_vs_fp16: fp16.median_us / t.median_us,
+                    registers: 0,
+                    local_bytes: 0,
+                    split: 1,
+                    n_reg: 0,
+                    n_shared: 0,
+                    bytes: probe.bytes(),
+                };
+                print_row(&row, false);
                 rows.push(row);
             }
         }
@@ -289,6 +341,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
         });
     }
     println!("\n* = the level the heuristics pick (auto). GB/s counts codes + codebooks + scales + activations + outputs.");
+    if a.floor {
+        println!("floor = one launch that only reads the preset's bytes (--floor): the least time for them here.");
+    }
+    println!(
+        "Timing: {}.",
+        if a.graph {
+            "each repeat's calls captured into a CUDA graph, its replay timed (--graph)"
+        } else {
+            "each call's own launches timed (--graph times a CUDA graph's replay instead)"
+        }
+    );
     if let Some(path) = a.json {
         std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -90,6 +90,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         warmup: 10,
         calls: a.calls,
         repeats: a.repeats,
+        graph: a.graph,
     };
     let levels = super::bench::parse_levels(&a.level, &Level::LADDER)?;
     let presets: Vec<String> = if a.preset == "all" {
@@ -242,6 +243,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             warmup: 10,
             calls: 20,
             repeats: 9,
+            graph: a.graph,
         };
         let ta = time_calls(&gpu, &small, |_| att1.append(&gpu, &mut kv1, &kr, &vr, 1))?;
         println!(
