@@ -47,7 +47,8 @@ pub struct BenchArgs {
     pub calls: usize,
     /// Capture each repeat's calls (FP16 cuBLAS and ours alike) into a CUDA graph and time its replay: the GPU's
     /// time alone, as a decode loop on CUDA graphs sees it. Without it, each call's own launches are timed, and a
-    /// call shorter than the host's launch cost (a few microseconds a kernel) is timed at the host's pace.
+    /// call shorter than the host's launch cost (a few microseconds a kernel) is timed at the host's pace. Attention:
+    /// the attention calls; the KV-cache append is always timed by its own launches.
     #[arg(long)]
     pub graph: bool,
     /// GeMV / GeMM: after each preset, time a kernel that only reads as many bytes as the preset's layer must move
