@@ -15,6 +15,16 @@ use vqllm_cuda::pdl::Programmatic;
 use vqllm_cuda::{Gpu, ModuleCache};
 use vqllm_vq::{synthetic::random_weight, VqConfig};
 
+/// The CPU reference output `x · Wᵀ` of each fp16 input in `xs` (`m` rows each).
+fn references(xs: &[Vec<f16>], m: usize, q: &vqllm_vq::QuantizedWeight) -> Vec<Vec<f32>> {
+    xs.iter()
+        .map(|xh| {
+            let xf: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
+            vqllm_vq::reference::gemm(&xf, m, q).unwrap()
+        })
+        .collect()
+}
+
 fn rel_err(got: &[f32], want: &[f32]) -> f64 {
     let (mut num, mut den) = (0f64, 0f64);
     for (g, w) in got.iter().zip(want) {
@@ -498,13 +508,7 @@ fn back_to_back_calls_match_reference() {
             .map(|i| random_f16(m * cols, 500 + i as u64))
             .collect();
         let xd: Vec<_> = xs.iter().map(|x| gpu.htod(x).unwrap()).collect();
-        let wants: Vec<Vec<f32>> = xs
-            .iter()
-            .map(|xh| {
-                let xf: Vec<f32> = xh.iter().map(|v| v.to_f32()).collect();
-                vqllm_vq::reference::gemm(&xf, m, &q).unwrap()
-            })
-            .collect();
+        let wants = references(&xs, m, &q);
         let poison = vec![f16::from_bits(0x7e00); m * rows];
         for mode in [
             Programmatic::Chain,
@@ -573,6 +577,7 @@ fn calls_captured_in_a_cuda_graph_match_reference() {
             .map(|i| random_f16(m * cols, 900 + i as u64))
             .collect();
         let xd: Vec<_> = xs.iter().map(|x| gpu.htod(x).unwrap()).collect();
+        let wants = references(&xs, m, &q);
         let poison = vec![f16::from_bits(0x7e00); m * rows];
         let mut ys: Vec<_> = (0..CALLS).map(|_| gpu.htod(&poison).unwrap()).collect();
         let graph = gpu
@@ -589,11 +594,9 @@ fn calls_captured_in_a_cuda_graph_match_reference() {
             }
             graph.launch().unwrap();
             gpu.synchronize().unwrap();
-            for (i, (x, y)) in xs.iter().zip(&ys).enumerate() {
-                let xf: Vec<f32> = x.iter().map(|v| v.to_f32()).collect();
-                let want = vqllm_vq::reference::gemm(&xf, m, &q).unwrap();
+            for (i, (want, y)) in wants.iter().zip(&ys).enumerate() {
                 let got: Vec<f32> = gpu.dtoh(y).unwrap().iter().map(|v| v.to_f32()).collect();
-                let e = rel_err(&got, &want);
+                let e = rel_err(&got, want);
                 assert!(
                     got.iter().all(|v| v.is_finite()) && e < 1e-2,
                     "{p} m={m} replay {replay} call {i} {:?} split {} (programmatic {on}): relative error {e:.3e}",

@@ -102,6 +102,44 @@ struct Row {
     bytes: usize,
 }
 
+/// A shape and FP16 cuBLAS's time on it: what every row of that shape's table is compared with.
+struct Baseline {
+    m: usize,
+    k: usize,
+    n: usize,
+    fp16_us: f64,
+    fp16_gbps: f64,
+}
+
+impl Baseline {
+    /// The row of a kernel labelled `[preset, config, level, kernel]` that moves `bytes` in `us` a call (`gc_us`: the
+    /// GC level's time, where measured). Its resources start at none and split 1.
+    fn row(&self, label: [String; 4], us: f64, bytes: usize, gc_us: Option<f64>) -> Row {
+        let [preset, config, level, kernel] = label;
+        let gbps = bytes as f64 / (us * 1e-6) / 1e9;
+        Row {
+            preset,
+            config,
+            level,
+            kernel,
+            m: self.m,
+            k: self.k,
+            n: self.n,
+            median_us: us,
+            gbps,
+            share_of_fp16_gbps: gbps / self.fp16_gbps,
+            speedup_vs_gc: gc_us.map(|g| g / us),
+            speedup_vs_fp16: self.fp16_us / us,
+            registers: 0,
+            local_bytes: 0,
+            split: 1,
+            n_reg: 0,
+            n_shared: 0,
+            bytes,
+        }
+    }
+}
+
 /// The GPU, the kernel cache and the measured device copy bandwidth (bytes/s), with a line describing them.
 pub(super) fn open_device() -> Result<(Gpu, ModuleCache, f64)> {
     let gpu = Gpu::new(0).context("vqllm bench needs a CUDA GPU (no device or driver found)")?;
@@ -220,6 +258,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
         drop(ws);
         let fp16_bytes = w_bytes + m * k * 2 + m * n * 2;
         let fp16_gbps = fp16_bytes as f64 / (fp16.median_us * 1e-6) / 1e9;
+        let base = Baseline {
+            m,
+            k,
+            n,
+            fp16_us: fp16.median_us,
+            fp16_gbps,
+        };
         let fp16_tflops = 2.0 * (m * n * k) as f64 / (fp16.median_us * 1e-6) / 1e12;
         println!(
             "\n{op:?} m={m} K={k} N={n}: FP16 cuBLAS {:.1} us, {:.0} GB/s ({:.0}% of copy bandwidth), {:.1} TFLOP/s",
@@ -268,26 +313,19 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 if level == Level::Gc {
                     gc_us = Some(t.median_us);
                 }
-                let gbps = bytes as f64 / (t.median_us * 1e-6) / 1e9;
+                let label = [
+                    p.clone(),
+                    c.to_string(),
+                    plan.level.to_string(),
+                    format!("{:?}", plan.kernel),
+                ];
                 let row = Row {
-                    preset: p.clone(),
-                    config: c.to_string(),
-                    level: plan.level.to_string(),
-                    kernel: format!("{:?}", plan.kernel),
-                    m,
-                    k,
-                    n,
-                    median_us: t.median_us,
-                    gbps,
-                    share_of_fp16_gbps: gbps / fp16_gbps,
-                    speedup_vs_gc: gc_us.map(|g| g / t.median_us),
-                    speedup_vs_fp16: fp16.median_us / t.median_us,
                     registers: lin.registers,
                     local_bytes: lin.local_bytes,
                     split: plan.split,
                     n_reg: plan.n_reg,
                     n_shared: plan.n_shared,
-                    bytes,
+                    ..base.row(label, t.median_us, bytes, gc_us)
                 };
                 print_row(&row, level == Level::Auto);
                 rows.push(row);
@@ -295,51 +333,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
             if let (true, Some(bytes)) = (a.floor, layer_bytes) {
                 let mut probe = ReadFloor::new(&gpu, &cache, bytes, copies_for(&gpu, bytes))?;
                 let t = time_calls(&gpu, &opts, |i| probe.run(&gpu, i))?;
-                let gbps = probe.bytes() as f64 / (t.median_us * 1e-6) / 1e9;
-                let row = Row {
-                    preset: p.clone(),
-                    config: c.to_string(),
-                    level: "floor".into(),
-                    kernel: "ReadOnly".into(),
-                    m,
-                    k,
-                    n,
-                    median_us: t.median_us,
-                    gbps,
-                    share_of_fp16_gbps: gbps / fp16_gbps,
-                    speedup_vs_gc: gc_us.map(|g| g / t.median_us),
-                    speedup_vs_fp16: fp16.median_us / t.median_us,
-                    registers: 0,
-                    local_bytes: 0,
-                    split: 1,
-                    n_reg: 0,
-                    n_shared: 0,
-                    bytes: probe.bytes(),
-                };
+                let label = [p.clone(), c.to_string(), "floor".into(), "ReadOnly".into()];
+                let row = base.row(label, t.median_us, probe.bytes(), gc_us);
                 print_row(&row, false);
                 rows.push(row);
             }
         }
-        rows.push(Row {
-            preset: "fp16-cublas".into(),
-            config: "fp16".into(),
-            level: "-".into(),
-            kernel: "cublas".into(),
-            m,
-            k,
-            n,
-            median_us: fp16.median_us,
-            gbps: fp16_gbps,
-            share_of_fp16_gbps: 1.0,
-            speedup_vs_gc: None,
-            speedup_vs_fp16: 1.0,
-            registers: 0,
-            local_bytes: 0,
-            split: 1,
-            n_reg: 0,
-            n_shared: 0,
-            bytes: fp16_bytes,
-        });
+        let label = ["fp16-cublas", "fp16", "-", "cublas"].map(String::from);
+        rows.push(base.row(label, fp16.median_us, fp16_bytes, None));
     }
     println!("\n* = the level the heuristics pick (auto). GB/s counts codes + codebooks + scales + activations + outputs.");
     if a.floor {
