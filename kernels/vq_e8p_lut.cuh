@@ -27,9 +27,12 @@
 // (unit, row); the finalize kernel applies the row scales.
 //
 // Randomized Hadamard transform (quip4): with Cfg::HADAMARD = block size > 0, x is the raw activation and each block
-// transforms the Hadamard block(s) that hold its unit's columns itself (sign flip and fp32 butterflies in shared memory
-// after the tables, rounded to fp16 as kernels/hadamard.cuh does), instead of a separate launch before this one: 1.0 /
-// 1.4 us a call faster on an H100 (quip4, 4096x11008 / 8192x22016; perf-notes v0.23).
+// computes the transformed activations of its unit's 8U columns itself (sign flip and fp32 sums in shared memory after
+// the tables, rounded to fp16 as kernels/hadamard.cuh does), instead of a separate launch before this one: 1.0 / 1.4 us
+// a call faster on an H100 (quip4, 4096x11008 / 8192x22016; perf-notes v0.23). A unit needs only its own columns of
+// the transform, so when the Hadamard block is wider than the unit, the block's transform is split by the Kronecker
+// form of the Sylvester matrix (vq_e8pl_hadamard_kron): one signed sum over the block's slices and an 8U-point
+// transform, instead of the whole block's butterflies (0.3-0.4 us a call faster on an H100; perf-notes v0.28).
 //
 // Decoded columns (Cfg::DECODE = D > 0): the table reads are bound by shared-memory bank conflicts (random rows, ~3.3
 // wavefronts a warp-wide read) while the integer pipes idle, so a row's first D steps decode their codes by bit
@@ -54,13 +57,19 @@ struct E8pLut {
     static constexpr int THREADS = 32 * Cfg::WARPS;
     static constexpr int D = Cfg::DECODE;    // decoded steps per row and unit
     static constexpr int ABS_COPIES = 16;
-    // Hadamard span: the aligned columns a unit's transform covers (whole Hadamard blocks, at least the unit).
-    static constexpr int SPAN = Cfg::HADAMARD > 8 * U ? Cfg::HADAMARD : 8 * U;
+    // Hadamard span: the unit's columns, whose transformed activations the fp32 buffer holds. KRON: the Hadamard block
+    // is wider than the unit (vq_e8pl_hadamard_kron), and a [WARPS][SPAN] fp32 buffer of per-warp sums sits before it
+    // (room for 32 warps: crates/codegen/src/e8p_lut.rs `smem_bytes`).
+    static constexpr int SPAN = 8 * U;
+    static constexpr bool KRON = Cfg::HADAMARD > SPAN;
+    static constexpr int PART_BYTES = KRON ? 4 * 32 * SPAN : 0;
+    static constexpr int HBUF_BYTES = Cfg::HADAMARD > 0 ? PART_BYTES + 4 * vq_hpad_len(SPAN) : 0;
     static_assert(Cfg::M == 1 && Cfg::E8P && Cfg::V == 8 && Cfg::B == 16, "E8P LUT preconditions");
     static_assert(U == 2 || U == 4 || U == 8, "2, 4 or 8 groups per unit");
     static_assert(R >= 1 && R <= 4, "1 to 4 stages");
     static_assert(THREADS % PAIRS == 0, "whole table rows per pass of the build");
     static_assert(D >= 0 && D <= U, "at most a unit's groups decoded");
+    static_assert(Cfg::WARPS <= 32, "per-warp Hadamard sums for at most 32 warps");
 };
 
 // x << n for n >= 0, x >> -n otherwise (n a compile-time constant).
@@ -161,7 +170,7 @@ __device__ __forceinline__ void vq_e8pl_build(const __half* __restrict__ x, cons
 }
 
 // The Hadamard blocks of span [span0, span0 + SPAN) into hbuf (padded fp32, unscaled): signs, then the butterflies of
-// each Hadamard block of the span (kernels/hadamard.cuh). Ends with a barrier.
+// each Hadamard block of the span (kernels/hadamard.cuh). Ends with a barrier. For Hadamard blocks no wider than a unit.
 template <class Cfg>
 __device__ __forceinline__ void vq_e8pl_hadamard(const __half* __restrict__ x, const __half* __restrict__ signs, float* hbuf,
                                                  int span0, int cols) {
@@ -169,6 +178,74 @@ __device__ __forceinline__ void vq_e8pl_hadamard(const __half* __restrict__ x, c
     vq_fwht<vq_log2(Cfg::HADAMARD), G::SPAN>(
         hbuf, [&](int i0, auto& v) { vq_signed_load(x, signs, span0 + i0, cols, v); },
         [&](int i, float v) { hbuf[vq_hpad(i)] = v; });
+}
+
+// The span's SPAN = S columns of the transform of the Hadamard block that holds them, into hbuf (padded fp32, unscaled),
+// for a block wider than the span (KRON). With H[o, i] = (-1)^popc(o & i) (Sylvester order), NB = HADAMARD / S,
+// o = j·S + r and i = i1·S + r', H_HADAMARD = H_NB ⊗ H_S, so the span's outputs (slice j of the block) are
+//     out[r] = sum_r' H_S[r, r'] · w[r'],    w[r'] = sum_i1 (-1)^popc(j & i1) · z[i1·S + r'],    z = signs ⊙ x:
+// every input is read and added once (one 16-byte load of x and of the signs per 8 columns), then an S-point transform,
+// instead of the whole block's log2(HADAMARD) butterfly stages. Thread t sums octet o = t mod S/8 of the slices
+// i1 ≡ t / (S/8) (mod THREADS / (S/8)); the lanes of a warp that share o add theirs with shuffles, the warps through
+// `part`; warp 0 adds the warps' sums and runs the S-point transform with shuffles. No barrier at the end: the caller's
+// barrier orders hbuf before its readers.
+template <class Cfg>
+__device__ __forceinline__ void vq_e8pl_hadamard_kron(const __half* __restrict__ x, const __half* __restrict__ signs, float* part,
+                                                      float* hbuf, int span0, int cols) {
+    using G = E8pLut<Cfg>;
+    constexpr int S = G::SPAN, OCT = S / 8, NB = Cfg::HADAMARD / S, PER = S > 32 ? S / 32 : 1;
+    static_assert(G::KRON && G::THREADS % OCT == 0 && 32 % OCT == 0 && PER <= 2, "Kronecker transform shape");
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int blk0 = span0 / Cfg::HADAMARD * Cfg::HADAMARD, j = (span0 - blk0) / S, o = threadIdx.x % OCT;
+    float acc[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) acc[k] = 0.f;
+    for (int i1 = threadIdx.x / OCT; i1 < NB; i1 += G::THREADS / OCT) {
+        float v[8];
+        vq_signed_load<8>(x, signs, blk0 + i1 * S + 8 * o, cols, v);
+        const float sgn = (__popc(j & i1) & 1) ? -1.f : 1.f;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) acc[k] = fmaf(sgn, v[k], acc[k]);
+    }
+#pragma unroll
+    for (int d = OCT; d < 32; d *= 2) {
+#pragma unroll
+        for (int k = 0; k < 8; ++k) acc[k] += __shfl_xor_sync(0xffffffffu, acc[k], d);
+    }
+    if (lane < OCT) {
+        float4* dst = reinterpret_cast<float4*>(part + warp * S + 8 * lane);
+        dst[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+        dst[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
+    }
+    __syncthreads();
+    if (warp != 0) return;
+    // Lane l holds w[l + 32p]; lanes past S (S = 16) compute values nobody stores.
+    float w[PER];
+#pragma unroll
+    for (int p = 0; p < PER; ++p) {
+        const int r = (lane + 32 * p) % S;
+        float sum = 0.f;
+        for (int wp = 0; wp < Cfg::WARPS; ++wp) sum += part[wp * S + r];
+        w[p] = sum;
+    }
+    // Butterflies of index bits 0-4 across the lanes (those below S), then bit 5 (S = 64) in registers.
+#pragma unroll
+    for (int d = 1; d < (S < 32 ? S : 32); d *= 2) {
+#pragma unroll
+        for (int p = 0; p < PER; ++p) {
+            const float other = __shfl_xor_sync(0xffffffffu, w[p], d);
+            w[p] = (lane & d) ? other - w[p] : w[p] + other;
+        }
+    }
+    if constexpr (PER == 2) {
+        const float a = w[0], b = w[1];
+        w[0] = a + b;
+        w[1] = a - b;
+    }
+#pragma unroll
+    for (int p = 0; p < PER; ++p) {
+        if (lane + 32 * p < S) hbuf[vq_hpad(lane + 32 * p)] = w[p];
+    }
 }
 
 // The lane's activations of the columns its first D steps decode, as the tables see them (vq_e8pl_group_x), in
@@ -255,11 +332,12 @@ __device__ __forceinline__ void vq_e8p_lut_body(const uint32_t* __restrict__ cod
         col_off[i] = 2u * vq_e8pl_step_col<Cfg>(i, lane);
         vq_pin(col_off[i]);
     }
-    float* hbuf = reinterpret_cast<float*>(smem_raw + G::TABLE_BYTES);
+    float* part = reinterpret_cast<float*>(smem_raw + G::TABLE_BYTES);  // KRON: the per-warp sums
+    float* hbuf = reinterpret_cast<float*>(smem_raw + G::TABLE_BYTES + G::PART_BYTES);
     int span_done = -1;  // the span now transformed in hbuf
     // The abs-table copies (D > 0), after the tables and the transform buffer, by cp.async: their round trip overlaps
     // the first unit's transform and build, whose last barrier orders them (the wait before it).
-    const uint32_t abs_base = smem_s + G::TABLE_BYTES + (Cfg::HADAMARD > 0 ? 4 * vq_hpad_len(G::SPAN) : 0);
+    const uint32_t abs_base = smem_s + G::TABLE_BYTES + G::HBUF_BYTES;
     if constexpr (G::D > 0) {
         for (int i = threadIdx.x; i < 256 * G::ABS_COPIES; i += G::THREADS)
             asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(abs_base + 4u * i), "l"(abs_table + i / G::ABS_COPIES)
@@ -273,10 +351,11 @@ __device__ __forceinline__ void vq_e8p_lut_body(const uint32_t* __restrict__ cod
         // The warp's first row group is in flight during the transform and the table build.
         uint32_t first[W];
         load(rw_lo + warp, first);
-        const int span0 = unit * G::U * 8 / G::SPAN * G::SPAN;
+        const int span0 = unit * G::SPAN;
         if constexpr (Cfg::HADAMARD > 0) {
-            if (span0 != span_done) {  // block-uniform; the previous unit's build is done with hbuf (barrier after it)
-                vq_e8pl_hadamard<Cfg>(x, signs, hbuf, span0, cols);
+            if (span0 != span_done) {  // block-uniform; the previous unit's build is done with hbuf and part (barrier after it)
+                if constexpr (G::KRON) vq_e8pl_hadamard_kron<Cfg>(x, signs, part, hbuf, span0, cols);
+                else vq_e8pl_hadamard<Cfg>(x, signs, hbuf, span0, cols);
                 span_done = span0;
             }
         }

@@ -8,7 +8,8 @@
 // COPIES = 128 / (2V) times, [stage][entry][copy][V], so one entry fills one 128-byte row of the 32 banks and copy c
 // always sits in the same banks whatever the entry; lane l reads copy l % COPIES, so the lanes of one wavefront hit
 // distinct banks for any codes: 2V / 4 wavefronts per warp load, the minimum for its bytes. (For one stage of 8-bit
-// codes the rows are 256 bytes apart, so that one PRMT forms a lookup's address: ReplicaGeo::PRMT_ROWS.)
+// codes the rows are 256 bytes apart, so that one PRMT forms a lookup's address: ReplicaGeo::PRMT_ROWS; their two
+// 128-byte halves hold two sets, see below.)
 //
 // Lane mapping and row reduction are the LUT GeMV's (vq_row_block_store; four row blocks at once in
 // vq_row_blocks4_store where a warp holds four per piece): lane (g, t) takes row g of a row block and
@@ -18,9 +19,13 @@
 //
 // Work: units of BAND_RB row blocks (a codebook row band for per-tile codebooks, else one piece) of one k tile, k
 // tile major, cut into gridDim.x equal ranges. A block loads its activations once per k tile it touches and streams
-// the row blocks in pieces of PIECE_RB (ROWS_PER_WARP per warp): a piece's codes are copied into one of two shared buffers with
-// cp.async (no registers held while in flight; the next piece's copies run during this piece's lookups), and the
-// next band's codebook set is loaded into registers during the piece before it, so staging waits on nothing.
+// the row blocks in pieces of PIECE_RB (ROWS_PER_WARP per warp), and the next band's codebook set is loaded into
+// registers during the piece before it, so staging waits on nothing. Codes:
+// - 256-byte rows (PRMT_ROWS): each lane loads its row blocks' code words into registers, the next piece's word of a
+//   row block as soon as this piece's is used, and the set copies alternate between the rows' two halves, so a new
+//   set is stored while other warps still read the last one: one barrier a piece (perf-notes v0.28).
+// - Otherwise a piece's codes are copied into one of two shared buffers with cp.async (no registers held while in
+//   flight; the next piece's copies run during this piece's lookups), two barriers a piece.
 //
 // Extra Cfg members: WARPS, ROWS_PER_WARP, SPLIT. Requires L == 1, M == 1, E8P == false, V in {2, 4, 8}, and for per-tile codebooks
 // TILE_ROWS a multiple of 8·PIECE_RB and TILE_COLS of the k tile (crates/codegen/src/plan.rs `replica_ok`).
@@ -34,21 +39,15 @@ struct ReplicaGeo {
     static constexpr int ENTRIES = 1 << Cfg::B;
     static constexpr int SET_ENTRIES = Cfg::R * ENTRIES;
     // One stage of 8-bit codes (gptvq2): each entry's copies start a 256-byte row, so one PRMT of the code word and
-    // a lane offset word gives the address of the lane's copy (code·256 + copy offset), and the rows' upper halves
-    // hold the code buffers where they fit. Otherwise 128-byte rows (more stages would double a set that fills
-    // half the shared memory already), the code buffers after them (plan.rs `replica_smem`).
+    // a lane offset word gives the address of the lane's copy (code·256 + copy offset), and the rows' two 128-byte
+    // halves hold two sets (double buffering; the codes stay in registers). Otherwise 128-byte rows (more stages would
+    // double a set that fills half the shared memory already), the code buffers after them (plan.rs `replica_smem`).
     static constexpr bool PRMT_ROWS = Cfg::B == 8 && Cfg::R == 1;
     static constexpr int ROW_BYTES = PRMT_ROWS ? 256 : 128;
     static constexpr int SET_BYTES = SET_ENTRIES * ROW_BYTES;
-    // Code buffers: two pieces of PIECE_RB row blocks (512 bytes each).
+    // Code buffers (not PRMT_ROWS): two pieces of PIECE_RB row blocks (512 bytes each), after the rows.
     static constexpr int PIECE_RB = Cfg::ROWS_PER_WARP * Cfg::WARPS;
     static constexpr int PIECE_BYTES = PIECE_RB * 512;
-    static constexpr bool BUFS_IN_ROWS = PRMT_ROWS && 2 * PIECE_BYTES <= SET_ENTRIES * 128;
-    // Shared-window offset of byte o of the code buffers: 128-byte segments in the rows' upper halves, or after the
-    // rows. A 16-byte access never straddles a segment.
-    __device__ static __forceinline__ uint32_t buf_offset(uint32_t o) {
-        return BUFS_IN_ROWS ? ((o >> 7) << 8) + 128u + (o & 127u) : (uint32_t)SET_BYTES + o;
-    }
     static constexpr int BAND_RB = Cfg::TILE_ROWS > 0 ? Cfg::TILE_ROWS / 8 : PIECE_RB;
     static_assert(BAND_RB % PIECE_RB == 0, "a piece lies inside one codebook row band");
     static constexpr int THREADS = Cfg::WARPS * 32;
@@ -125,13 +124,14 @@ __device__ __forceinline__ void vq_row_blocks4_store(const float (&sums)[4], int
 }
 
 // One k tile, row blocks [rb_lo, rb_hi) (rb_lo at a band start), in pieces of PIECE_RB row blocks. `staged` is the
-// codebook set now in shared memory (-1: none). Every piece ends with a barrier, so the buffers and the copies are
-// free when the next piece (or range) starts.
+// codebook set now in shared memory (-1: none), `half` the byte offset (0 or 128) of the row halves that hold it
+// (PRMT_ROWS). With code buffers, every piece ends with a barrier, so the buffers and the copies are free when the
+// next piece (or range) starts; with two set halves, the barrier before a piece's lookups frees the other half.
 template <class Cfg>
 __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes, const __half* __restrict__ codebooks,
                                                  const __half* __restrict__ scales, const __half* __restrict__ x,
                                                  __half* __restrict__ y, float* __restrict__ ws, int rows, int cols,
-                                                 int kb, int tile, int rb_lo, int rb_hi, int& staged) {
+                                                 int kb, int tile, int rb_lo, int rb_hi, int& staged, uint32_t& half) {
     using G = ReplicaGeo<Cfg>;
     constexpr int V = Cfg::V, R = Cfg::R, B = Cfg::B, VPC = Cfg::VPC;
     constexpr int RB = R * B, P = G::PIECE_RB;
@@ -151,19 +151,36 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
     const size_t rb_stride = (size_t)kb * 32;  // uint4 words between consecutive row blocks of one k tile
     const uint4* src_next = codes + ((size_t)(rb_lo + warp) * kb + tile) * 32 + lane;
     int rb_next = rb_lo + warp;  // this thread's first row block of the next piece to issue
+    constexpr int NRB = P / Cfg::WARPS;  // row blocks of this warp in a piece: warp + i·WARPS
     auto issue = [&](int p) {
         const uint32_t dst = (p & 1) * G::PIECE_BYTES + 16u * threadIdx.x;
 #pragma unroll
-        for (int i = 0; i < P / Cfg::WARPS; ++i) {
+        for (int i = 0; i < NRB; ++i) {
             if (rb_next + i * Cfg::WARPS < rb_hi)
-                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_s + G::buf_offset(dst + i * G::THREADS * 16)),
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_s + G::SET_BYTES + dst + i * G::THREADS * 16),
                              "l"(src_next + i * Cfg::WARPS * rb_stride));
         }
         asm volatile("cp.async.commit_group;");
         src_next += P * rb_stride;
         rb_next += P;
     };
-    issue(0);
+    // PRMT_ROWS: the code word of row block i of the piece in registers, loaded by load_word(i) (the next piece's
+    // once this piece's has been used: src_next then points at the next piece).
+    uint32_t held[G::PRMT_ROWS ? NRB : 1][4];
+    auto load_word = [&](int i) {
+        if (rb_next + i * Cfg::WARPS < rb_hi) {
+            const uint4 v = __ldcs(src_next + i * Cfg::WARPS * rb_stride);
+            held[i][0] = v.x, held[i][1] = v.y, held[i][2] = v.z, held[i][3] = v.w;
+        }
+    };
+    if constexpr (G::PRMT_ROWS) {
+#pragma unroll
+        for (int i = 0; i < NRB; ++i) load_word(i);
+        src_next += P * rb_stride;
+        rb_next += P;
+    } else {
+        issue(0);
+    }
 
     Entry<V> xv[VPC];
     vq_replica_load_x<Cfg>(x, cols, tile, lane % 4, xv);
@@ -173,8 +190,9 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
 
     // Byte offset of this lane's copy in an entry's row; entry e of stage s is ROW_BYTES·(s·2^B + e) further. With
     // 256-byte rows it is byte 0 of `copy_word` (bytes 1-3 zero), and the code byte becomes byte 1 by one PRMT.
-    const uint32_t copy_word = (lane % G::COPIES) * G::ENTRY_BYTES;
-    const unsigned char* copy_base = smem_raw + copy_word;
+    const uint32_t copy_lane = (lane % G::COPIES) * G::ENTRY_BYTES;
+    const unsigned char* copy_base = smem_raw + copy_lane;
+    uint32_t copy_word = copy_lane + half;  // PRMT_ROWS: + the half that holds the staged set
     // Entries loaded ahead per batch of vectors (<= 8 registers): a batch's loads are in flight together.
     constexpr int BATCH = (16 / (R * V)) < 1 ? 1 : (16 / (R * V)) > VPC ? VPC : 16 / (R * V);
     static_assert(VPC % BATCH == 0, "whole batches");
@@ -210,6 +228,35 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
         return (__low2float(acc[0]) + __high2float(acc[0])) + (__low2float(acc[1]) + __high2float(acc[1]));
     };
 
+    if constexpr (G::PRMT_ROWS) {
+        for (int p = 0; p < pieces; ++p) {
+            if (pending != staged) {  // block-uniform; the other half was last read before the previous barrier
+                half ^= 128u;
+                next.store(reinterpret_cast<uint4*>(smem_raw + half));
+                staged = pending;
+                copy_word = copy_lane + half;
+            }
+            __syncthreads();  // the staged copies visible to every warp
+            if (p + 1 < pieces) {
+                pending = set_of_piece(p + 1);
+                if (pending != staged) next.load(codebooks + (size_t)pending * G::SET_ENTRIES * V);  // in flight meanwhile
+            }
+            float sums[NRB];
+#pragma unroll
+            for (int i = 0; i < NRB; ++i) {
+                const int rb = rb_lo + p * P + warp + i * Cfg::WARPS;
+                sums[i] = 0.f;
+                if (rb >= rb_hi) continue;  // warp-uniform; so is the next piece's row block i
+                sums[i] = dot(held[i]);
+                if (p + 1 < pieces) load_word(i);
+                if constexpr (NRB != 4) vq_row_block_store<Cfg>(sums[i], rb, scales, y, ws, rows);
+            }
+            if constexpr (NRB == 4) vq_row_blocks4_store<Cfg>(sums, rb_lo + p * P + warp, Cfg::WARPS, rb_hi, scales, y, ws, rows);
+            src_next += P * rb_stride;
+            rb_next += P;
+        }
+        return;
+    }
     for (int p = 0; p < pieces; ++p) {
         if (pending != staged) {  // block-uniform; the previous piece's barrier freed the copies
             next.store(reinterpret_cast<uint4*>(smem_raw));
@@ -227,7 +274,6 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
             if (pending != staged) next.load(codebooks + (size_t)pending * G::SET_ENTRIES * V);  // in flight meanwhile
         }
         const uint32_t src = (p & 1) * G::PIECE_BYTES;
-        constexpr int NRB = P / Cfg::WARPS;  // row blocks of this warp in the piece: warp + i·WARPS
         // Four row blocks reduced together, for one stage (more stages hold more entry registers: the four sums
         // made vq<4,8,4> spill).
         constexpr bool REDUCE4 = NRB == 4 && R == 1;
@@ -240,7 +286,7 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
             uint32_t w[4];
             asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];"
                          : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3])
-                         : "r"(smem_s + G::buf_offset(src + 16u * (rbl * 32 + lane))));
+                         : "r"(smem_s + G::SET_BYTES + src + 16u * (rbl * 32 + lane)));
             sums[i] = dot(w);
             if constexpr (!REDUCE4) vq_row_block_store<Cfg>(sums[i], rb, scales, y, ws, rows);
         }
@@ -259,8 +305,9 @@ __device__ __forceinline__ void vq_replica_gemv_body(const uint4* __restrict__ c
     using G = ReplicaGeo<Cfg>;
     const int row_blocks = (rows + 7) / 8;
     int staged = -1;
+    uint32_t half = 128;  // PRMT_ROWS: the first set goes to the lower halves
     vq_for_block_range(kb, (row_blocks + G::BAND_RB - 1) / G::BAND_RB, [&](int tile, int b_lo, int b_hi) {
         vq_replica_range<Cfg>(codes, codebooks, scales, x, y, ws, rows, cols, kb, tile, b_lo * G::BAND_RB,
-                              min(row_blocks, b_hi * G::BAND_RB), staged);
+                              min(row_blocks, b_hi * G::BAND_RB), staged, half);
     });
 }

@@ -30,13 +30,16 @@ pub fn table_bytes(u: u32) -> u32 {
 pub const ABS_COPIES: u32 = 16;
 
 /// Shared memory of the kernel: the tables, then, for a fused Hadamard transform of `hadamard` columns a block, the
-/// padded fp32 buffer of the span it transforms (whole Hadamard blocks covering the unit's `8·u` columns), then, when some
-/// steps decode (`decode`), the abs-table copies.
+/// fp32 buffers of the transform (`E8pLut::HBUF_BYTES` in kernels/vq_e8p_lut.cuh), then, when some steps decode
+/// (`decode`), the abs-table copies. The transform buffer holds the unit's `8·u` transformed columns, padded with one
+/// float per 32 (`vq_hpad`); when the Hadamard block is wider than the unit, the kernel computes those columns by the
+/// Kronecker split and first needs a buffer of per-warp sums (`8·u` floats for each of up to 32 warps).
 pub fn smem_bytes(u: u32, hadamard: Option<usize>, decode: bool) -> u32 {
+    let span = 8 * u;
     table_bytes(u)
         + hadamard.map_or(0, |h| {
-            let span = (h as u32).max(8 * u);
-            4 * (span + span / 32) // one float of padding per 32 (`vq_hpad` in kernels/hadamard.cuh)
+            let part = if h as u32 > span { 4 * 32 * span } else { 0 };
+            part + 4 * (span + span / 32)
         })
         + if decode { 256 * 4 * ABS_COPIES } else { 0 }
 }
@@ -254,12 +257,17 @@ mod tests {
     fn unit_size_follows_shared_memory() {
         assert_eq!(table_bytes(8), 196_608);
         assert_eq!(unit_groups(227 * 1024, None), Some(8)); // sm_90
-        assert_eq!(unit_groups(227 * 1024, Some(4096)), Some(8)); // + 16 KiB of Hadamard buffer
+        assert_eq!(unit_groups(227 * 1024, Some(4096)), Some(8)); // + 8.3 KiB of Hadamard buffers
         assert_eq!(unit_groups(163 * 1024, Some(4096)), Some(4)); // sm_80
         assert_eq!(unit_groups(99 * 1024, None), Some(4)); // sm_86 / sm_89
         assert_eq!(unit_groups(99 * 1024, Some(4096)), Some(2));
         assert_eq!(unit_groups(32 * 1024, None), None);
         assert_eq!(smem_bytes(8, Some(16), false), 196_608 + 4 * 66);
+        // A block wider than the unit: the per-warp sums of the Kronecker split, then the unit's 64 columns.
+        assert_eq!(
+            smem_bytes(8, Some(4096), false),
+            196_608 + 4 * 32 * 64 + 4 * 66
+        );
         // The abs-table copies of decoded steps fit next to the largest transform buffer on sm_90.
         assert!(smem_bytes(8, Some(4096), true) <= 227 * 1024);
     }

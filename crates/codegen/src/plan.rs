@@ -29,11 +29,13 @@ pub enum Op {
 }
 
 /// `__launch_bounds__` minimum blocks per SM of the row-block GeMVs. LUT: 3 blocks of 8 warps (<= 85 registers), 2
-/// of 16 or 1 of 32 (<= 64 registers); its 64-128 KiB table allows no more. Replica: 32 warps per SM (<= 64
-/// registers, of which 32 hold the lane's activations; shared memory may allow fewer blocks, see the planner).
+/// of 16 or 1 of 32 (<= 64 registers); its 64-128 KiB table allows no more. Replica: up to 32 warps and 3 blocks per
+/// SM (8 warps: <= 80 registers, of which 32 hold the lane's activations and 4 a row block's next code word; a
+/// staged set of 256-entry rows, 64 KiB, allows no more than 3; shared memory may allow fewer, see the planner). At
+/// 4 blocks (64 registers) the kernel spilled and took 32.5 us instead of 26.0 on gptvq2 8192x22016 (perf-notes v0.28).
 pub fn row_block_min_blocks(kernel: KernelKind, warps: u32) -> u32 {
     match (kernel, warps) {
-        (KernelKind::Replica, w) => (32 / w.max(1)).max(1),
+        (KernelKind::Replica, w) => (32 / w.max(1)).clamp(1, 3),
         (_, 32..) => 1,
         (_, 16..) => 2,
         _ => 3,
@@ -619,16 +621,15 @@ impl Plan {
         // Replica GeMV (kernels/vq_replica_gemv.cuh): the codebook set staged in shared memory with 128 / (2v) copies
         // of every entry (one 128-byte row per entry), the LUT GeMV's lane mapping (so the same row-band condition)
         // and the lane's activations in registers (v/2 half2 per vector, at most 32 registers).
-        // Shared memory (kernels/vq_replica_gemv.cuh `ReplicaGeo`): the copies, one row per entry (256 bytes for one
-        // stage of 8-bit codes, whose upper halves hold the two code buffers of `rpw` row blocks per warp where they
-        // fit; else 128 bytes), then the code buffers if they are not in the rows.
+        // Shared memory (kernels/vq_replica_gemv.cuh `ReplicaGeo`): the copies, one row per entry: 256 bytes for one
+        // stage of 8-bit codes, whose two halves hold two sets (the codes stay in registers); else 128 bytes, then two
+        // code buffers of `rpw` row blocks per warp.
         let replica_smem = |w: u32, rpw: u32| {
             let set_entries = config.r as u32 * entries;
-            let bufs = 2 * rpw * w * 512;
             if config.b == 8 && config.r == 1 {
-                set_entries * 256 + if bufs <= set_entries * 128 { 0 } else { bufs }
+                set_entries * 256
             } else {
-                set_entries * 128 + bufs
+                set_entries * 128 + 2 * rpw * w * 512
             }
         };
         // A piece (`rpw` row blocks per warp) must lie inside one codebook row band, and a k tile in one column span.
@@ -953,12 +954,18 @@ impl Plan {
                 );
             }
             KernelKind::Replica => {
-                // 8 warps (<= 64 registers, 32 of which hold the activations). Codes go through shared memory in pieces
-                // of 4 row blocks per warp where a band allows (cp.async, the next piece in flight): fewer per-piece
-                // setups (H200 gptvq2 8192x22016, 1 / 2 / 4 row blocks: 33.4 / 30.6 / 28.4 us; 8 warps x 4 with 3
-                // blocks per SM beat 4 warps x 4 with 4: 31.8 us).
-                rows_per_warp = [4u32, 2, 1]
-                    .into_iter()
+                // 8 warps (<= 80 registers, 32 of which hold the activations).
+                // - One stage of 8-bit codes: the codes stay in registers and the set copies alternate between two
+                //   halves of the rows, one barrier a piece, so small pieces cost little and balance best (H100 gptvq2
+                //   4096x11008 / 8192x22016, 1 / 2 / 4 row blocks: 9.59 / 25.49, 9.83 / 25.96, 10.19 / 26.0 us).
+                // - Otherwise codes go through shared memory in pieces of 4 row blocks per warp where a band allows
+                //   (cp.async, the next piece in flight): fewer per-piece setups (H200 gptvq2 before v0.28, 1 / 2 / 4
+                //   row blocks: 33.4 / 30.6 / 28.4 us; 8 warps x 4 with 3 blocks per SM beat 4 warps x 4 with 4).
+                let in_registers = config.b == 8 && config.r == 1;
+                let order: &[u32] = if in_registers { &[1] } else { &[4, 2, 1] };
+                rows_per_warp = order
+                    .iter()
+                    .copied()
                     .find(|r| {
                         replica_bands_ok(warps, *r)
                             && replica_smem(warps, *r) <= gpu.smem_per_block_optin
@@ -968,12 +975,18 @@ impl Plan {
                     "warps",
                     format!("{warps} x {rows_per_warp} row blocks"),
                     format!(
-                        "pieces of {} rows{}, copied into shared memory with cp.async one piece ahead",
+                        "pieces of {} rows{}, {}",
                         8 * warps * rows_per_warp,
                         if tile_scope {
                             " (inside one codebook row band)"
                         } else {
                             ""
+                        },
+                        if in_registers {
+                            "each lane's code words loaded into registers one piece ahead; two staged sets in the \
+                             halves of 256-byte rows, so one barrier a piece"
+                        } else {
+                            "copied into shared memory with cp.async one piece ahead"
                         }
                     ),
                 );
@@ -1831,7 +1844,7 @@ mod tests {
         assert_eq!((p.kernel, p.level), (KernelKind::E8pLut, Level::Lut));
         assert_eq!(
             (p.geometry.2, p.smem_bytes, p.block),
-            (8, 196_608 + 16_896 + 16_384, 512)
+            (8, 196_608 + 8_192 + 264 + 16_384, 512)
         );
         assert_eq!(p.grid, (128, 1, 1));
         assert!(p.uses_workspace());
@@ -1855,7 +1868,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (a100.kernel, a100.geometry.2, a100.smem_bytes),
-            (KernelKind::E8pLut, 4, 98_304 + 16_896 + 16_384)
+            (KernelKind::E8pLut, 4, 98_304 + 4_096 + 132 + 16_384)
         );
         assert_eq!((p.e8p_decode, a100.e8p_decode), (3, 1));
         // Decoded groups: at most a unit, only on this kernel.
@@ -2159,11 +2172,11 @@ mod tests {
     #[test]
     fn per_tile_codebooks_at_batch_1_take_the_replica_kernel() {
         let ov = Overrides::default();
-        // gptvq2: 16 copies of 8-byte entries in 256-byte rows (64 KiB), whose upper halves hold the two code pieces
-        // of 8 warps x 4 row blocks (2 x 16 KiB).
+        // gptvq2: 16 copies of 8-byte entries in 256-byte rows (64 KiB), whose two halves hold two sets; the codes
+        // stay in registers, in pieces of 8 warps x 1 row block.
         let p = gemv("gptvq2", Level::Auto, 1, 8192, 22016, &ov).unwrap();
         assert_eq!((p.kernel, p.level), (KernelKind::Replica, Level::Replica));
-        assert_eq!((p.warps, p.rows_per_warp), (8, 4));
+        assert_eq!((p.warps, p.rows_per_warp), (8, 1));
         assert_eq!(p.smem_bytes, 256 * 256);
         // Two stages (aqlm-2x8 at REP): 128-byte rows (2 x 32 KiB), the code pieces after them.
         let p2 = gemv("aqlm-2x8", Level::Replica, 1, 8192, 22016, &ov).unwrap();
@@ -2175,7 +2188,13 @@ mod tests {
         // 3 resident blocks per SM (shared memory) over 32 k tiles x 86 bands.
         assert_eq!(p.grid, (3 * 132, 1, 1));
         let src = crate::instantiate(&p, None).source;
-        assert!(src.contains("vq_replica_gemv_body") && src.contains("ROWS_PER_WARP = 4"));
+        assert!(src.contains("vq_replica_gemv_body") && src.contains("ROWS_PER_WARP = 1"));
+        // Three blocks of 8 warps per SM in the launch bounds (<= 80 registers).
+        assert!(
+            src.contains("__launch_bounds__(256, 3)"),
+            "{}",
+            src.lines().last().unwrap_or("")
+        );
         // Codebooks shared by the whole tensor keep the LUT at auto; the REP level still runs there.
         for (level, want) in [
             (Level::Auto, KernelKind::Lut),
@@ -2209,8 +2228,8 @@ mod tests {
                 },
             )
         };
-        // 256-byte rows of copies for one stage of 8-bit codes; the two 4 KiB code buffers fit in their upper halves.
-        assert_eq!(rpw(1, None).unwrap().smem_bytes, 256 * 256);
+        // 256-byte rows of copies for one stage of 8-bit codes, whatever the piece (the codes are in registers).
+        assert_eq!(rpw(4, None).unwrap().smem_bytes, 256 * 256);
         assert!(unsupported(rpw(8, None)));
         assert!(unsupported(rpw(4, Some(16))));
         assert!(matches!(rpw(3, None), Err(CodegenError::Invalid(_))));

@@ -404,7 +404,9 @@ fn sanitizer_subset() {
                         op,
                         m,
                         8 * 11 + 3,
-                        c.v * 8 * 21,
+                        // With a Hadamard transform: 512-column blocks, wider than an E8P LUT unit (the Kronecker
+                        // split of the fused transform, kernels/vq_e8p_lut.cuh).
+                        c.v * 8 * if c.hadamard { 24 } else { 21 },
                         99,
                         ov,
                     )
