@@ -152,6 +152,10 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
     const uint4* src_next = codes + ((size_t)(rb_lo + warp) * kb + tile) * 32 + lane;
     int rb_next = rb_lo + warp;  // this thread's first row block of the next piece to issue
     constexpr int NRB = P / Cfg::WARPS;  // row blocks of this warp in a piece: warp + i·WARPS
+    auto advance = [&] {  // to the next piece to issue
+        src_next += P * rb_stride;
+        rb_next += P;
+    };
     auto issue = [&](int p) {
         const uint32_t dst = (p & 1) * G::PIECE_BYTES + 16u * threadIdx.x;
 #pragma unroll
@@ -161,8 +165,7 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
                              "l"(src_next + i * Cfg::WARPS * rb_stride));
         }
         asm volatile("cp.async.commit_group;");
-        src_next += P * rb_stride;
-        rb_next += P;
+        advance();
     };
     // PRMT_ROWS: the code word of row block i of the piece in registers, loaded by load_word(i) (the next piece's
     // once this piece's has been used: src_next then points at the next piece).
@@ -176,8 +179,7 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
     if constexpr (G::PRMT_ROWS) {
 #pragma unroll
         for (int i = 0; i < NRB; ++i) load_word(i);
-        src_next += P * rb_stride;
-        rb_next += P;
+        advance();
     } else {
         issue(0);
     }
@@ -228,47 +230,24 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
         return (__low2float(acc[0]) + __high2float(acc[0])) + (__low2float(acc[1]) + __high2float(acc[1]));
     };
 
-    if constexpr (G::PRMT_ROWS) {
-        for (int p = 0; p < pieces; ++p) {
-            if (pending != staged) {  // block-uniform; the other half was last read before the previous barrier
+    for (int p = 0; p < pieces; ++p) {
+        if (pending != staged) {  // block-uniform; the copies are free (see below)
+            if constexpr (G::PRMT_ROWS) {  // the other half: last read before the previous piece's barrier
                 half ^= 128u;
-                next.store(reinterpret_cast<uint4*>(smem_raw + half));
-                staged = pending;
                 copy_word = copy_lane + half;
             }
-            __syncthreads();  // the staged copies visible to every warp
-            if (p + 1 < pieces) {
-                pending = set_of_piece(p + 1);
-                if (pending != staged) next.load(codebooks + (size_t)pending * G::SET_ENTRIES * V);  // in flight meanwhile
-            }
-            float sums[NRB];
-#pragma unroll
-            for (int i = 0; i < NRB; ++i) {
-                const int rb = rb_lo + p * P + warp + i * Cfg::WARPS;
-                sums[i] = 0.f;
-                if (rb >= rb_hi) continue;  // warp-uniform; so is the next piece's row block i
-                sums[i] = dot(held[i]);
-                if (p + 1 < pieces) load_word(i);
-                if constexpr (NRB != 4) vq_row_block_store<Cfg>(sums[i], rb, scales, y, ws, rows);
-            }
-            if constexpr (NRB == 4) vq_row_blocks4_store<Cfg>(sums, rb_lo + p * P + warp, Cfg::WARPS, rb_hi, scales, y, ws, rows);
-            src_next += P * rb_stride;
-            rb_next += P;
-        }
-        return;
-    }
-    for (int p = 0; p < pieces; ++p) {
-        if (pending != staged) {  // block-uniform; the previous piece's barrier freed the copies
-            next.store(reinterpret_cast<uint4*>(smem_raw));
+            next.store(reinterpret_cast<uint4*>(smem_raw + (G::PRMT_ROWS ? half : 0u)));
             staged = pending;
         }
-        if (p + 1 < pieces) {
-            issue(p + 1);
-            asm volatile("cp.async.wait_group 1;" ::: "memory");
-        } else {
-            asm volatile("cp.async.wait_group 0;" ::: "memory");
+        if constexpr (!G::PRMT_ROWS) {
+            if (p + 1 < pieces) {
+                issue(p + 1);
+                asm volatile("cp.async.wait_group 1;" ::: "memory");
+            } else {
+                asm volatile("cp.async.wait_group 0;" ::: "memory");
+            }
         }
-        __syncthreads();  // piece p and the staged copies visible to every warp
+        __syncthreads();  // piece p's codes (code buffers) and the staged copies visible to every warp
         if (p + 1 < pieces) {
             pending = set_of_piece(p + 1);
             if (pending != staged) next.load(codebooks + (size_t)pending * G::SET_ENTRIES * V);  // in flight meanwhile
@@ -282,16 +261,24 @@ __device__ __forceinline__ void vq_replica_range(const uint4* __restrict__ codes
         for (int i = 0; i < NRB; ++i) {
             const int rbl = warp + i * Cfg::WARPS, rb = rb_lo + p * P + rbl;
             sums[i] = 0.f;
-            if (rb >= rb_hi) continue;  // warp-uniform
-            uint32_t w[4];
-            asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];"
-                         : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3])
-                         : "r"(smem_s + G::SET_BYTES + src + 16u * (rbl * 32 + lane)));
-            sums[i] = dot(w);
+            if (rb >= rb_hi) continue;  // warp-uniform; so is the next piece's row block i
+            if constexpr (G::PRMT_ROWS) {
+                sums[i] = dot(held[i]);
+                if (p + 1 < pieces) load_word(i);
+            } else {
+                uint32_t w[4];
+                asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];"
+                             : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3])
+                             : "r"(smem_s + G::SET_BYTES + src + 16u * (rbl * 32 + lane)));
+                sums[i] = dot(w);
+            }
             if constexpr (!REDUCE4) vq_row_block_store<Cfg>(sums[i], rb, scales, y, ws, rows);
         }
         if constexpr (REDUCE4) vq_row_blocks4_store<Cfg>(sums, rb_lo + p * P + warp, Cfg::WARPS, rb_hi, scales, y, ws, rows);
-        __syncthreads();  // buffer p % 2 and the copies are free
+        // Code buffers: buffer p % 2 and the copies are free after this barrier. Two set halves: the barrier at the
+        // next piece's start frees the half this piece read, so none is needed here.
+        if constexpr (G::PRMT_ROWS) advance();
+        else __syncthreads();
     }
 }
 

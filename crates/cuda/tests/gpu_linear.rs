@@ -25,6 +25,25 @@ fn references(xs: &[Vec<f16>], m: usize, q: &vqllm_vq::QuantizedWeight) -> Vec<V
         .collect()
 }
 
+/// Asserts that every output `ys[i]` is finite and within 1e-2 relative error of `wants[i]`; `what(i, e)` describes a
+/// failing call.
+fn assert_calls_match<S: cudarc::driver::DevicePtr<f16>>(
+    gpu: &Gpu,
+    wants: &[Vec<f32>],
+    ys: &[S],
+    what: impl Fn(usize, f64) -> String,
+) {
+    for (i, (want, y)) in wants.iter().zip(ys).enumerate() {
+        let got: Vec<f32> = gpu.dtoh(y).unwrap().iter().map(|v| v.to_f32()).collect();
+        let e = rel_err(&got, want);
+        assert!(
+            got.iter().all(|v| v.is_finite()) && e < 1e-2,
+            "{}",
+            what(i, e)
+        );
+    }
+}
+
 fn rel_err(got: &[f32], want: &[f32]) -> f64 {
     let (mut num, mut den) = (0f64, 0f64);
     for (g, w) in got.iter().zip(want) {
@@ -523,16 +542,12 @@ fn back_to_back_calls_match_reference() {
             for (x, y) in xd.iter().zip(ys.iter_mut()) {
                 lin.forward(&gpu, x, y, 0).unwrap();
             }
-            for (i, (want, y)) in wants.iter().zip(&ys).enumerate() {
-                let got: Vec<f32> = gpu.dtoh(y).unwrap().iter().map(|v| v.to_f32()).collect();
-                let e = rel_err(&got, want);
-                assert!(
-                    got.iter().all(|v| v.is_finite()) && e < 1e-2,
+            assert_calls_match(&gpu, &wants, &ys, |i, e| {
+                format!(
                     "{p} m={m} call {i} programmatic launch {on} {:?} split {}: relative error {e:.3e}",
-                    plan.kernel,
-                    plan.split
-                );
-            }
+                    plan.kernel, plan.split
+                )
+            });
             println!(
                 "ok  {p:<10} m={m:<2} {:?} split {} programmatic launch {on}: {CALLS} back-to-back calls",
                 plan.kernel, plan.split
@@ -596,16 +611,12 @@ fn calls_captured_in_a_cuda_graph_match_reference() {
             }
             graph.launch().unwrap();
             gpu.synchronize().unwrap();
-            for (i, (want, y)) in wants.iter().zip(&ys).enumerate() {
-                let got: Vec<f32> = gpu.dtoh(y).unwrap().iter().map(|v| v.to_f32()).collect();
-                let e = rel_err(&got, want);
-                assert!(
-                    got.iter().all(|v| v.is_finite()) && e < 1e-2,
+            assert_calls_match(&gpu, &wants, &ys, |i, e| {
+                format!(
                     "{p} m={m} replay {replay} call {i} {:?} split {} (programmatic {on}): relative error {e:.3e}",
-                    plan.kernel,
-                    plan.split
-                );
-            }
+                    plan.kernel, plan.split
+                )
+            });
         }
         println!(
             "ok  {p:<10} m={m:<2} {:?} split {} programmatic launch {on}: {CALLS} calls in a graph, 2 replays",
