@@ -40,6 +40,17 @@ __device__ __forceinline__ void vq_pdl_wait() {
 #endif
 }
 
+// Adds two floats to a split-K partial sum, ws[0..1] (8-byte aligned): on sm_90+ one vector reduction
+// (`red.global.add.v2.f32`) instead of two scalar atomics (see vq_mma_reduce_fragment in vq_mma.cuh).
+__device__ __forceinline__ void vq_red_add2(float* ws, float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"(ws), "f"(a), "f"(b) : "memory");
+#else
+    atomicAdd(ws, a);
+    atomicAdd(ws + 1, b);
+#endif
+}
+
 // Loads a lane's chunk (L uint4 words) of tile `tile` into registers, bypassing L1 (streamed once).
 // Makes x opaque to the optimiser: under a tight register cap ptxas otherwise rematerialises per-lane constants
 // (table offsets) inside hot loops, ~50-100 extra instructions per step in the SASS of the LUT kernels.

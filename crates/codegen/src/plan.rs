@@ -549,6 +549,16 @@ impl Plan {
                 why,
             })
         };
+        // The mma tile's decision, restated where the warps change after it is taken.
+        let retile_mma = |mt: u32, wn: u32, warps: u32| {
+            if let Some(t) = d.borrow_mut().iter_mut().find(|t| t.what == "mma tile") {
+                t.value = format!(
+                    "{} x {} (MT={mt}, WN={wn}, {warps} warps)",
+                    16 * mt,
+                    8 * wn * warps
+                );
+            }
+        };
         let entries = config.entries() as u32;
         let entry_bytes = (config.v * 2) as u32;
         let tiles = k.div_ceil(config.v).div_ceil(geo.tile_vectors()) as u32;
@@ -1093,6 +1103,9 @@ impl Plan {
                     "warps per block x row blocks per warp, replacing the choice above".into(),
                 );
             }
+            if kernel == KernelKind::Mma {
+                retile_mma(mt, wn, warps);
+            }
         }
 
         // Input columns per k tile, and the staged activations of the mma kernel (kernels/vq_mma.cuh `MmaShape`): BM x
@@ -1226,20 +1239,45 @@ impl Plan {
         // Batch <= 16 (one m16 slice): the pipelined mma kernel holds ~120 registers a thread at 4 warps, so blocks of 8
         // warps put more lookups in flight where lookups are the limit (H200 m=16, 4096x11008 / 8192x22016, 4 -> 8
         // warps at the split of one wave: aqlm-2x8 25.6 / 62.2 -> 21.9 / 49.6 us, aqlm3 51.1 / 171.4 -> 38.1 / 124.3;
-        // gptvq2, quip4 and aqlm-1x16 gain nothing or lose, perf-notes v0.15).
+        // quip4 and aqlm-1x16 gain nothing or lose, perf-notes v0.15). gptvq2 lost at 8 warps too while it gathered its
+        // entries through L1 (v0.15); with its sets staged per k tile (v0.16) it gains (v0.29).
         let one_slice_mma = kernel == KernelKind::Mma && mt == 1;
+        // Per-tile codebooks staged per k tile (below) need the block's rows inside one codebook row band.
+        let tile_stage_fits = |warps: u32| {
+            one_slice_mma
+                && learned
+                && matches!(config.v, 2 | 4 | 8)
+                && match config.scope {
+                    Scope::Tile { rows, cols } => {
+                        (cols as u32).is_multiple_of(tk)
+                            && (rows as u32).is_multiple_of(8 * wn * warps)
+                    }
+                    _ => false,
+                }
+                && config.r as u32 * entries * 128 <= 48 * 1024
+        };
+        let staged_tile_wide = tile_stage_fits(8) && auto && ov.cb_copies != Some(1);
         let mma_wide = one_slice_mma
             && ov.warps.is_none()
-            && (whole_16b_codebook || (l1_codebooks && entries <= MMA_WAVE_MAX_ENTRIES));
+            && (whole_16b_codebook
+                || staged_tile_wide
+                || (l1_codebooks && entries <= MMA_WAVE_MAX_ENTRIES));
         if mma_wide {
             warps = 8;
             threads = 32 * warps;
+            retile_mma(mt, wn, warps);
             note(
                 "warps",
                 format!("8 (tile 16 x {})", 64 * wn),
-                "batch <= 16 with a staged 16-byte codebook or 4096-entry codebooks through L1: 8 warps keep more \
-                 lookups in flight than 4 (~120 registers a thread leave few resident warps)"
-                    .into(),
+                if staged_tile_wide {
+                    "batch <= 16 with per-tile codebooks staged per k tile: each staged set serves twice the rows it \
+                     does at 4 warps (gptvq2: a whole 256-row codebook band), half the staging a weight (H100 m=16, \
+                     gptvq2 4096x11008 / 8192x22016: 14.25 / 38.75 us at 4 warps, 12.77 / 34.60 at 8, perf-notes v0.29)"
+                } else {
+                    "batch <= 16 with a staged 16-byte codebook or 4096-entry codebooks through L1: 8 warps keep more \
+                     lookups in flight than 4 (~120 registers a thread leave few resident warps)"
+                }
+                .into(),
             );
         }
         if let Some(h) = ov.x_hoist {
@@ -1270,17 +1308,7 @@ impl Plan {
         // bounds the kernel (ncu: L1 88-90%, perf-notes v0.15). Needs the block inside one codebook row band and k
         // tiles inside codebook tiles.
         let tile_copies = 64 / config.v as u32;
-        let tile_stage_ok = kernel == KernelKind::Mma
-            && mt == 1
-            && learned
-            && matches!(config.v, 2 | 4 | 8)
-            && match config.scope {
-                Scope::Tile { rows, cols } => {
-                    (cols as u32).is_multiple_of(tk) && (rows as u32).is_multiple_of(8 * wn * warps)
-                }
-                _ => false,
-            }
-            && config.r as u32 * entries * 128 <= 48 * 1024;
+        let tile_stage_ok = tile_stage_fits(warps);
         let tile_stage = tile_stage_ok
             && auto
             && match ov.cb_copies {
@@ -1975,14 +2003,33 @@ mod tests {
     #[test]
     fn batch_16_mma_fills_whole_waves_and_widens_blocks_where_lookups_limit() {
         let ov = Overrides::default();
-        // gptvq2 (k tile's set staged): 172 row groups x 3 = 516 blocks of 4 warps, 4 per SM on 132 SMs (528 slots).
+        // gptvq2 (k tile's set staged): blocks of 8 warps x 4 row blocks cover a 256-row codebook band; 86 row groups
+        // x 3 = 258 blocks, 2 per SM on 132 SMs (264 slots).
         let p = gemv("gptvq2", Level::Auto, 16, 8192, 22016, &ov).unwrap();
         assert_eq!(
-            (p.kernel, p.n_shared, p.warps, p.split),
-            (KernelKind::Mma, 256, 4, 3)
+            (p.kernel, p.n_shared, p.warps, p.block, p.split),
+            (KernelKind::Mma, 256, 8, 256, 3)
         );
+        assert_eq!(p.cb_copies, 16);
         let small = gemv("gptvq2", Level::Auto, 16, 4096, 11008, &ov).unwrap();
-        assert_eq!(small.split, 6);
+        assert_eq!((small.warps, small.split), (8, 6));
+        // Reading the sets through L1 (--cb-copies 1) stages nothing, so the blocks stay at 4 warps; a codebook band of
+        // 128 rows does not hold 8 warps x 4 row blocks.
+        let l1 = gemv(
+            "gptvq2",
+            Level::Auto,
+            16,
+            8192,
+            22016,
+            &Overrides {
+                cb_copies: Some(1),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((l1.warps, l1.cb_copies), (4, 1));
+        let narrow = gemv("vq<4,8,1>:tile=128x256", Level::Auto, 16, 8192, 22016, &ov).unwrap();
+        assert_eq!((narrow.warps, narrow.cb_copies), (4, 16));
         // aqlm-2x8 (staged codebook) and aqlm3 (4096 entries through L1): blocks of 8 warps.
         let staged = gemv("aqlm-2x8", Level::Auto, 16, 8192, 22016, &ov).unwrap();
         assert_eq!((staged.warps, staged.block, staged.split), (8, 256, 3));

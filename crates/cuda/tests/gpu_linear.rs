@@ -413,7 +413,15 @@ fn sanitizer_subset() {
             Level::Sorted,
             Level::Auto,
         ] {
-            for (op, m) in [(Op::Gemv, 1), (Op::Gemv, 2), (Op::Gemv, 16), (Op::Gemm, 33)] {
+            // Batch 16: also 96 rows, where the mma kernel's split-K epilogue adds pairs of floats per reduction
+            // (even rows; 91 takes its single-float path).
+            for (op, m, rows) in [
+                (Op::Gemv, 1, 91),
+                (Op::Gemv, 2, 91),
+                (Op::Gemv, 16, 91),
+                (Op::Gemv, 16, 96),
+                (Op::Gemm, 33, 91),
+            ] {
                 for ov in &variants(level, m) {
                     ran += check(
                         &gpu,
@@ -422,7 +430,7 @@ fn sanitizer_subset() {
                         level,
                         op,
                         m,
-                        8 * 11 + 3,
+                        rows,
                         // With a Hadamard transform: 512-column blocks, wider than an E8P LUT unit (the Kronecker
                         // split of the fused transform, kernels/vq_e8p_lut.cuh).
                         c.v * 8 * if c.hadamard { 24 } else { 21 },
