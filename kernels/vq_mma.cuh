@@ -464,4 +464,3 @@ __device__ __forceinline__ void vq_mma_body(const uint4* __restrict__ codes, con
         }
     }
 }
-

@@ -2013,21 +2013,7 @@ mod tests {
         assert_eq!(p.cb_copies, 16);
         let small = gemv("gptvq2", Level::Auto, 16, 4096, 11008, &ov).unwrap();
         assert_eq!((small.warps, small.split), (8, 6));
-        // Reading the sets through L1 (--cb-copies 1) stages nothing, so the blocks stay at 4 warps; a codebook band of
-        // 128 rows does not hold 8 warps x 4 row blocks.
-        let l1 = gemv(
-            "gptvq2",
-            Level::Auto,
-            16,
-            8192,
-            22016,
-            &Overrides {
-                cb_copies: Some(1),
-                ..Overrides::default()
-            },
-        )
-        .unwrap();
-        assert_eq!((l1.warps, l1.cb_copies), (4, 1));
+        // A codebook band of 128 rows does not hold 8 warps x 4 row blocks (--cb-copies 1: see the next test).
         let narrow = gemv("vq<4,8,1>:tile=128x256", Level::Auto, 16, 8192, 22016, &ov).unwrap();
         assert_eq!((narrow.warps, narrow.cb_copies), (4, 16));
         // aqlm-2x8 (staged codebook) and aqlm3 (4096 entries through L1): blocks of 8 warps.
@@ -2122,7 +2108,8 @@ mod tests {
             )
         };
         let l1 = copies(1).unwrap();
-        assert_eq!((l1.n_shared, l1.cb_copies), (0, 1));
+        // Nothing staged, so the blocks stay at 4 warps.
+        assert_eq!((l1.n_shared, l1.cb_copies, l1.warps), (0, 1, 4));
         assert!(unsupported(copies(8)));
         // Codebook tiles narrower than a k tile (128 < 256 columns) keep the L1 path; so does batch 20.
         let narrow = gemv("vq<4,8,1>:tile=64x128", Level::Auto, 16, 4096, 4096, &ov).unwrap();
