@@ -334,7 +334,6 @@ __device__ __forceinline__ void vq_e8p_lut_body(const uint32_t* __restrict__ cod
     }
     float* part = reinterpret_cast<float*>(smem_raw + G::TABLE_BYTES);  // KRON: the per-warp sums
     float* hbuf = reinterpret_cast<float*>(smem_raw + G::TABLE_BYTES + G::PART_BYTES);
-    int span_done = -1;  // the span now transformed in hbuf
     // The abs-table copies (D > 0), after the tables and the transform buffer, by cp.async: their round trip overlaps
     // the first unit's transform and build, whose last barrier orders them (the wait before it).
     const uint32_t abs_base = smem_s + G::TABLE_BYTES + G::HBUF_BYTES;
@@ -352,13 +351,10 @@ __device__ __forceinline__ void vq_e8p_lut_body(const uint32_t* __restrict__ cod
         uint32_t first[W];
         load(rw_lo + warp, first);
         const int span0 = unit * G::SPAN;
-        if constexpr (Cfg::HADAMARD > 0) {
-            if (span0 != span_done) {  // block-uniform; the previous unit's build is done with hbuf and part (barrier after it)
-                if constexpr (G::KRON) vq_e8pl_hadamard_kron<Cfg>(x, signs, part, hbuf, span0, cols);
-                else vq_e8pl_hadamard<Cfg>(x, signs, hbuf, span0, cols);
-                span_done = span0;
-            }
-        }
+        // The unit's own columns of the transform (a block meets each unit once): the previous unit's build is done
+        // with hbuf and part (the barrier after it).
+        if constexpr (G::KRON) vq_e8pl_hadamard_kron<Cfg>(x, signs, part, hbuf, span0, cols);
+        else if constexpr (Cfg::HADAMARD > 0) vq_e8pl_hadamard<Cfg>(x, signs, hbuf, span0, cols);
         __syncthreads();  // the previous unit's lookups are done with the tables
         vq_e8pl_build<Cfg>(x, hbuf, span0, abs_table, smem_raw, cols, unit);
         // Before the barrier: the next unit's transform may overwrite hbuf once every thread has passed it.

@@ -634,9 +634,11 @@ impl Plan {
         // Shared memory (kernels/vq_replica_gemv.cuh `ReplicaGeo`): the copies, one row per entry: 256 bytes for one
         // stage of 8-bit codes, whose two halves hold two sets (the codes stay in registers); else 128 bytes, then two
         // code buffers of `rpw` row blocks per warp.
+        // One stage of 8-bit codes: 256-byte rows, codes in registers (`ReplicaGeo::PRMT_ROWS`).
+        let replica_prmt_rows = config.b == 8 && config.r == 1;
         let replica_smem = |w: u32, rpw: u32| {
             let set_entries = config.r as u32 * entries;
-            if config.b == 8 && config.r == 1 {
+            if replica_prmt_rows {
                 set_entries * 256
             } else {
                 set_entries * 128 + 2 * rpw * w * 512
@@ -971,8 +973,7 @@ impl Plan {
                 // - Otherwise codes go through shared memory in pieces of 4 row blocks per warp where a band allows
                 //   (cp.async, the next piece in flight): fewer per-piece setups (H200 gptvq2 before v0.28, 1 / 2 / 4
                 //   row blocks: 33.4 / 30.6 / 28.4 us; 8 warps x 4 with 3 blocks per SM beat 4 warps x 4 with 4).
-                let in_registers = config.b == 8 && config.r == 1;
-                let order: &[u32] = if in_registers { &[1] } else { &[4, 2, 1] };
+                let order: &[u32] = if replica_prmt_rows { &[1] } else { &[4, 2, 1] };
                 rows_per_warp = order
                     .iter()
                     .copied()
@@ -992,7 +993,7 @@ impl Plan {
                         } else {
                             ""
                         },
-                        if in_registers {
+                        if replica_prmt_rows {
                             "each lane's code words loaded into registers one piece ahead; two staged sets in the \
                              halves of 256-byte rows, so one barrier a piece"
                         } else {

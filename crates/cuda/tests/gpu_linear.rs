@@ -44,6 +44,54 @@ fn assert_calls_match<S: cudarc::driver::DevicePtr<f16>>(
     }
 }
 
+/// A layer of preset `p` planned at `level` for batch `m` (rows x cols, random weight `weight_seed`) and loaded on the
+/// GPU, with `calls` random inputs on the device (seeds from `x_seed` on), their CPU references, and the NaN poison
+/// its outputs start from: the setup of the multi-call tests.
+struct Calls {
+    plan: Plan,
+    lin: VqLinear,
+    xd: Vec<vqllm_cuda::CudaSlice<f16>>,
+    wants: Vec<Vec<f32>>,
+    poison: Vec<f16>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn calls(
+    gpu: &Gpu,
+    cache: &ModuleCache,
+    p: &str,
+    m: usize,
+    (rows, cols): (usize, usize),
+    level: Level,
+    weight_seed: u64,
+    (calls, x_seed): (usize, u64),
+) -> Calls {
+    let c = VqConfig::preset(p).unwrap();
+    let plan = Plan::new(
+        &c,
+        Op::Gemv,
+        m,
+        cols,
+        rows,
+        level,
+        gpu.spec(),
+        &Overrides::default(),
+    )
+    .unwrap();
+    let q = random_weight(&c, rows, cols, weight_seed).unwrap();
+    let lin = VqLinear::new(gpu, cache, &q, plan.clone(), 1).unwrap();
+    let xs: Vec<Vec<f16>> = (0..calls)
+        .map(|i| random_f16(m * cols, x_seed + i as u64))
+        .collect();
+    Calls {
+        plan,
+        lin,
+        xd: xs.iter().map(|x| gpu.htod(x).unwrap()).collect(),
+        wants: references(&xs, m, &q),
+        poison: vec![f16::from_bits(0x7e00); m * rows],
+    }
+}
+
 fn rel_err(got: &[f32], want: &[f32]) -> f64 {
     let (mut num, mut den) = (0f64, 0f64);
     for (g, w) in got.iter().zip(want) {
@@ -513,32 +561,19 @@ fn back_to_back_calls_match_reference() {
         ("quip4", 16, split_k, Level::Auto, true),
         ("quip4", 1, (17003, 512), Level::O4, false),
     ] {
-        let c = VqConfig::preset(p).unwrap();
-        let plan = Plan::new(
-            &c,
-            Op::Gemv,
-            m,
-            cols,
-            rows,
-            level,
-            gpu.spec(),
-            &Overrides::default(),
-        )
-        .unwrap();
+        // The same inputs and references for every mode.
+        let Calls {
+            plan,
+            mut lin,
+            xd,
+            wants,
+            poison,
+        } = calls(&gpu, &cache, p, m, (rows, cols), level, 31, (CALLS, 500));
         assert_eq!(
             plan.uses_workspace(),
             splits,
             "{p} m={m} {rows}x{cols}: {plan}"
         );
-        let q = random_weight(&c, rows, cols, 31).unwrap();
-        let mut lin = VqLinear::new(&gpu, &cache, &q, plan.clone(), 1).unwrap();
-        // The same inputs and references for every mode.
-        let xs: Vec<Vec<f16>> = (0..CALLS)
-            .map(|i| random_f16(m * cols, 500 + i as u64))
-            .collect();
-        let xd: Vec<_> = xs.iter().map(|x| gpu.htod(x).unwrap()).collect();
-        let wants = references(&xs, m, &q);
-        let poison = vec![f16::from_bits(0x7e00); m * rows];
         for mode in [
             Programmatic::Chain,
             Programmatic::Finalize,
@@ -583,27 +618,23 @@ fn calls_captured_in_a_cuda_graph_match_reference() {
         ("quip4", 16),
         ("gptvq2", 16),
     ] {
-        let c = VqConfig::preset(p).unwrap();
-        let plan = Plan::new(
-            &c,
-            Op::Gemv,
+        let Calls {
+            plan,
+            mut lin,
+            xd,
+            wants,
+            poison,
+        } = calls(
+            &gpu,
+            &cache,
+            p,
             m,
-            cols,
-            rows,
+            (rows, cols),
             Level::Auto,
-            gpu.spec(),
-            &Overrides::default(),
-        )
-        .unwrap();
-        let q = random_weight(&c, rows, cols, 41).unwrap();
-        let mut lin = VqLinear::new(&gpu, &cache, &q, plan.clone(), 1).unwrap();
+            41,
+            (CALLS, 900),
+        );
         let on = lin.set_programmatic_launch(&gpu, Programmatic::Chain);
-        let xs: Vec<Vec<f16>> = (0..CALLS)
-            .map(|i| random_f16(m * cols, 900 + i as u64))
-            .collect();
-        let xd: Vec<_> = xs.iter().map(|x| gpu.htod(x).unwrap()).collect();
-        let wants = references(&xs, m, &q);
-        let poison = vec![f16::from_bits(0x7e00); m * rows];
         let mut ys: Vec<_> = (0..CALLS).map(|_| gpu.htod(&poison).unwrap()).collect();
         let graph = gpu
             .capture_graph(|| {
